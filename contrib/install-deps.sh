@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs the Debian packages lbd needs to build and test, if any is missing.
+set -e
+pkgs="gcc make pkg-config libconfuse-dev libbsd-dev libcmocka-dev python3 python3-pytest
+      socat iproute2 procps curl"
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: missing packages:$missing (run as root to install them)" >&2
+	exit 1
+fi
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing

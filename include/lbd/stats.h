@@ -1,0 +1,188 @@
+/*
+ * The stats segment: the one contract between lbd, lbstat and lbadmin.
+ *
+ * A file in runtime-dir, mapped MAP_SHARED by the master and its workers and
+ * read-only by lbstat.  Fixed-width types only; every record has a single
+ * writer, named beside it.  Change the layout, bump LBD_STATS_VERSION.
+ *
+ * Reload keeps the file and its mapping: services and backends live in slots
+ * keyed by name, so a backend that survives a reload keeps its slot, its
+ * counters and its admin state, and workers of the old and the new
+ * generation index the same counter rows.
+ *
+ * Counters are per worker slot (row w is written only by the worker in slot
+ * w), so nothing on the relay path takes a lock or bounces a cache line
+ * between workers; readers sum the rows.  When the master reaps a dead
+ * worker it folds that worker's totals into the retired row and zeroes its
+ * active counts, so a crash never leaves "active" inflated.
+ */
+#ifndef LBD_STATS_H
+#define LBD_STATS_H
+
+#include <stdint.h>
+
+#define LBD_STATS_MAGIC		UINT64_C(0x3153544154534c42)	/* "LBSTATS1" */
+#define LBD_STATS_VERSION	1
+#define LBD_STATS_FILE		"lbd.stats"
+
+#define LBD_NAME_LEN		48	/* service and backend names, with NUL */
+#define LBD_ADDR_LEN		64	/* "[v6addr%scope]:port", with NUL */
+#define LBD_CHECK_TEXT_LEN	64	/* last health-check result, with NUL */
+#define LBD_VERSION_LEN		16
+
+#define LBD_MAX_SERVICES	32
+#define LBD_MAX_LISTEN		8	/* listen addresses per service */
+#define LBD_MAX_SERVICE_BACKENDS 64	/* fits a uint64_t "tried" mask */
+#define LBD_MAX_BACKENDS	256	/* backend slots, all services */
+#define LBD_MAX_WORKERS		64	/* configured workers */
+#define LBD_WORKER_SLOTS	128	/* old and new generation during reload */
+#define LBD_RETIRED_ROW		LBD_WORKER_SLOTS /* counter row of dead workers */
+#define LBD_COUNTER_ROWS	(LBD_WORKER_SLOTS + 1)
+
+#define LBD_CACHELINE		64
+
+enum lbd_balance {
+	LBD_BALANCE_ROUNDROBIN = 0,
+	LBD_BALANCE_LEASTCONN = 1,
+	LBD_BALANCE_SOURCE = 2,
+};
+
+enum lbd_health {
+	LBD_HEALTH_UP = 0,
+	LBD_HEALTH_DOWN = 1,
+};
+
+enum lbd_admin {
+	LBD_ADMIN_NONE = 0,
+	LBD_ADMIN_DRAIN = 1,
+	LBD_ADMIN_DISABLED = 2,
+};
+
+enum lbd_check_status {
+	LBD_CHECK_NONE = 0,	/* not checked yet, or disabled */
+	LBD_CHECK_OK = 1,
+	LBD_CHECK_FAILED = 2,
+};
+
+enum lbd_slot_state {
+	LBD_SLOT_FREE = 0,
+	LBD_SLOT_LIVE = 1,	/* in the current configuration */
+	LBD_SLOT_RETIRED = 2,	/* removed by a reload; old workers may still use it */
+};
+
+enum lbd_worker_state {
+	LBD_WORKER_FREE = 0,
+	LBD_WORKER_RUNNING = 1,
+	LBD_WORKER_STOPPING = 2,	/* old generation or shutdown: finishing its connections */
+};
+
+/* Written by the master only. */
+struct lbd_stats_header {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t header_size;
+	uint32_t service_size;
+	uint32_t backend_size;
+	uint32_t worker_size;
+	uint32_t counter_size;
+	uint32_t service_counter_size;
+	uint32_t max_services;
+	uint32_t max_backends;
+	uint32_t worker_slots;
+	uint64_t total_size;
+	uint64_t services_off;
+	uint64_t backends_off;
+	uint64_t workers_off;
+	uint64_t counters_off;		/* [LBD_COUNTER_ROWS][max_backends] */
+	uint64_t service_counters_off;	/* [LBD_COUNTER_ROWS][max_services] */
+
+	/* Seqlock over everything the master writes below and in the service,
+	 * backend and worker records: odd while a write is in progress. */
+	uint32_t seq;
+	uint32_t generation;		/* bumped by every successful reload */
+	int32_t master_pid;
+	uint32_t workers_configured;
+	uint64_t start_time;		/* unix seconds */
+	uint64_t worker_restarts;	/* workers replaced after dying */
+	uint64_t reloads;
+	char lbd_version[LBD_VERSION_LEN];
+	uint8_t reserved[104];
+};
+
+/* Written by the master; rr_counter by every worker (atomic add). */
+struct lbd_stats_service {
+	uint64_t rr_counter;		/* alone on its cache line */
+	uint8_t pad0[LBD_CACHELINE - 8];
+	char name[LBD_NAME_LEN];
+	char listen[LBD_MAX_LISTEN][LBD_ADDR_LEN];
+	uint32_t state;			/* enum lbd_slot_state */
+	uint32_t balance;		/* enum lbd_balance */
+	uint32_t nlisten;
+	uint32_t nbackends;
+	uint16_t backends[LBD_MAX_SERVICE_BACKENDS];	/* backend slots, config order */
+	/* Bumped after any change of a member's health, admin state or weight,
+	 * so workers know to rebuild their schedules. */
+	uint32_t sched_version;
+	uint32_t pad1;
+	uint8_t pad2[248];
+} __attribute__((aligned(LBD_CACHELINE)));
+
+/* Written by the master (health checker and control socket). */
+struct lbd_stats_backend {
+	char name[LBD_NAME_LEN];
+	char address[LBD_ADDR_LEN];
+	char check_text[LBD_CHECK_TEXT_LEN];	/* "ok", "connect: Connection refused" */
+	uint32_t state;			/* enum lbd_slot_state */
+	uint32_t service;		/* service slot */
+	uint32_t health;		/* enum lbd_health */
+	uint32_t admin;			/* enum lbd_admin */
+	uint32_t weight;		/* effective weight, 0..256 */
+	uint32_t check_status;		/* enum lbd_check_status */
+	uint32_t check_latency_us;
+	uint32_t pad0;
+	uint64_t last_change;		/* unix seconds of the last health/admin change */
+	uint64_t checks;		/* health probes run */
+	uint8_t pad1[16];
+} __attribute__((aligned(LBD_CACHELINE)));
+
+/* pid, id, generation, state, restarts: master.  accepted, active: the worker. */
+struct lbd_stats_worker {
+	int32_t pid;
+	uint32_t id;			/* 1..workers: the N of "lbd: worker N" */
+	uint32_t generation;
+	uint32_t state;			/* enum lbd_worker_state */
+	uint64_t restarts;		/* times this id was replaced after dying */
+	uint64_t started;		/* unix seconds */
+	uint64_t accepted;
+	uint64_t active;
+	uint8_t pad[16];
+} __attribute__((aligned(LBD_CACHELINE)));
+
+/* One per (worker slot, backend slot): written only by that worker, or by
+ * the master once the worker is dead. */
+struct lbd_stats_counter {
+	uint64_t active;
+	uint64_t connections;		/* client connections relayed to the backend */
+	uint64_t connect_failures;
+	uint64_t bytes_in;		/* client -> backend */
+	uint64_t bytes_out;		/* backend -> client */
+	uint64_t pad[3];
+};
+
+/* One per (worker slot, service slot): same writers as above. */
+struct lbd_stats_service_counter {
+	uint64_t active;
+	uint64_t accepted;
+	uint64_t rejected;		/* closed without a backend: none eligible, all failed */
+	uint64_t pad[5];
+};
+
+_Static_assert(sizeof(struct lbd_stats_header) == 256, "header size");
+_Static_assert(sizeof(struct lbd_stats_service) == 1024, "service record size");
+_Static_assert(sizeof(struct lbd_stats_backend) == 256, "backend record size");
+_Static_assert(sizeof(struct lbd_stats_worker) == 64, "worker record size");
+_Static_assert(sizeof(struct lbd_stats_counter) == 64, "counter record size");
+_Static_assert(sizeof(struct lbd_stats_service_counter) == 64, "service counter size");
+_Static_assert(LBD_MAX_SERVICE_BACKENDS <= 64, "tried mask is a uint64_t");
+
+#endif

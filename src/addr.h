@@ -1,0 +1,35 @@
+/*
+ * Pure parsing of the values a config file and the control protocol carry:
+ * durations and "host:port" addresses.  No logging, no globals.
+ */
+#ifndef LBD_ADDR_H
+#define LBD_ADDR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/*
+ * "250ms", "3s", "5m", "1h" -> milliseconds.  Returns 0, or -1 with a reason
+ * in *why (a static string).  The result must fit in a uint32_t.
+ */
+int addr_parse_duration(const char *text, uint32_t *ms, const char **why);
+
+/*
+ * Splits "host:port" or "[v6]:port" into host and port.  "*" and "" hosts
+ * mean any address.  Returns 0, or -1 with *why set.
+ */
+int addr_split(const char *text, char *host, size_t hostlen, uint16_t *port,
+    const char **why);
+
+/*
+ * Resolves text (see addr_split) once, the first result wins, numeric hosts
+ * never touch the resolver.  passive selects the wildcard for empty hosts.
+ */
+int addr_resolve(const char *text, int passive, struct sockaddr_storage *ss,
+    socklen_t *len, const char **why);
+
+/* "1.2.3.4:80" or "[::1]:80" for ss.  Returns buf. */
+char *addr_format(const struct sockaddr *sa, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,96 @@
+/*
+ * Configuration: the libconfuse file parsed and validated into plain structs.
+ * Every error is reported as "file:line: message"; nothing here forks,
+ * binds or touches the stats segment.
+ */
+#ifndef LBD_CONFIG_H
+#define LBD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "lbd/stats.h"
+
+#define LBD_DEFAULT_CONF	"/etc/lbd/lbd.conf"
+
+enum lbd_proxy_protocol {
+	LBD_PROXY_OFF = 0,
+	LBD_PROXY_V1 = 1,
+	LBD_PROXY_V2 = 2,
+};
+
+struct lbd_sockaddr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char text[LBD_ADDR_LEN];	/* as written in the file, normalised */
+};
+
+struct lbd_health_conf {
+	uint32_t interval_ms;
+	uint32_t timeout_ms;
+	uint32_t rise;
+	uint32_t fall;
+	char *send;			/* owned; may be "" */
+	size_t send_len;
+	char *expect;			/* owned; "" = any reply, or none if send is "" */
+};
+
+struct lbd_backend_conf {
+	char name[LBD_NAME_LEN];
+	struct lbd_sockaddr addr;
+	uint32_t weight;		/* 0..256 */
+	int line;
+	uint32_t slot;			/* stats segment slot, set by the master */
+};
+
+struct lbd_service_conf {
+	char name[LBD_NAME_LEN];
+	struct lbd_sockaddr listen[LBD_MAX_LISTEN];
+	size_t nlisten;
+	enum lbd_balance balance;
+	uint32_t connect_timeout_ms;
+	uint32_t idle_timeout_ms;
+	uint32_t retries;
+	enum lbd_proxy_protocol proxy_protocol;
+	struct lbd_health_conf health;
+	struct lbd_backend_conf *backends;	/* owned, nbackends long */
+	size_t nbackends;
+	int line;
+	uint32_t slot;			/* stats segment slot, set by the master */
+};
+
+struct lbd_config {
+	char *path;			/* owned */
+	uint32_t workers;		/* resolved: never 0 after config_load */
+	char *user;			/* owned */
+	char *group;			/* owned */
+	char *admin_group;		/* owned */
+	char *runtime_dir;		/* owned */
+	uint32_t maxconn;
+	uint32_t shutdown_grace_ms;
+	bool log_connections;
+	struct lbd_service_conf *services;	/* owned, nservices long */
+	size_t nservices;
+};
+
+/*
+ * Loads and validates path.  On success returns a config the caller frees
+ * with config_free.  On failure returns NULL after writing one
+ * "file:line: message" line per error to errors (which may be NULL).
+ */
+struct lbd_config *config_load(const char *path, FILE *errors);
+void config_free(struct lbd_config *conf);
+
+const char *config_balance_name(enum lbd_balance balance);
+const char *config_proxy_protocol_name(enum lbd_proxy_protocol pp);
+
+/* Where the stats segment and control socket of conf live. */
+int config_stats_path(const struct lbd_config *conf, char *buf, size_t len);
+int config_control_path(const struct lbd_config *conf, char *buf, size_t len);
+int config_pid_path(const struct lbd_config *conf, char *buf, size_t len);
+int config_state_path(const struct lbd_config *conf, char *buf, size_t len);
+
+#endif
