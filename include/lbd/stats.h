@@ -139,7 +139,7 @@ struct lbd_stats_backend {
 	uint32_t weight;		/* effective weight, 0..256 */
 	uint32_t check_status;		/* enum lbd_check_status */
 	uint32_t check_latency_us;
-	uint32_t pad0;
+	uint32_t admin_weight_set;	/* weight came from lbadmin: a reload keeps it */
 	uint64_t last_change;		/* unix seconds of the last health/admin change */
 	uint64_t checks;		/* health probes run */
 	uint8_t pad1[16];

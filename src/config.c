@@ -1,0 +1,752 @@
+/*
+ * Configuration loading and validation.
+ *
+ * libconfuse does the lexing and reports unknown keys, syntax errors and
+ * duplicate section titles with their line.  Value callbacks check each
+ * value as it is read, so cfg_error() still knows its line; whole-file rules
+ * (no backend, two services on one address) are checked afterwards against
+ * the section lines that config_scan_sections() records.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <confuse.h>
+
+#include "addr.h"
+#include "config.h"
+
+struct int_range {
+	const char *name;
+	long min, max;
+};
+
+static const struct int_range int_ranges[] = {
+	{ "workers", 0, LBD_MAX_WORKERS },
+	{ "maxconn", 1, 1000000 },
+	{ "retries", 0, LBD_MAX_SERVICE_BACKENDS },
+	{ "weight", 0, 256 },
+	{ "rise", 1, 100 },
+	{ "fall", 1, 100 },
+};
+
+/* What config_load learns while libconfuse reads the file. */
+struct load_ctx {
+	FILE *errors;
+	const char *path;
+	int nerrors;
+	struct section_line {
+		char path[2 * LBD_NAME_LEN + 16];	/* "web" or "web/app1" */
+		int line;
+	} *sections;
+	size_t nsections;
+};
+
+/* libconfuse callbacks carry no user pointer; config_load is not reentrant. */
+static struct load_ctx *load_ctx;
+
+static void
+config_report(struct load_ctx *ctx, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	ctx->nerrors++;
+	if (ctx->errors == NULL)
+		return;
+	fprintf(ctx->errors, "%s:%d: ", ctx->path, line);
+	va_start(ap, fmt);
+	vfprintf(ctx->errors, fmt, ap);
+	va_end(ap);
+	fputc('\n', ctx->errors);
+}
+
+static void
+confuse_error(cfg_t *cfg, const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	config_report(load_ctx, cfg != NULL ? cfg->line : 0, "%s", msg);
+}
+
+static int
+validate_int(cfg_t *cfg, cfg_opt_t *opt, void *value)
+{
+	long v = *(long *)value;
+	size_t i;
+
+	for (i = 0; i < sizeof(int_ranges) / sizeof(int_ranges[0]); i++) {
+		if (strcmp(int_ranges[i].name, opt->name) != 0)
+			continue;
+		if (v < int_ranges[i].min || v > int_ranges[i].max) {
+			cfg_error(cfg, "%s = %ld: out of range %ld..%ld",
+			    opt->name, v, int_ranges[i].min, int_ranges[i].max);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+parse_duration_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	const char *why;
+	uint32_t ms;
+
+	if (addr_parse_duration(value, &ms, &why) == -1) {
+		cfg_error(cfg, "%s = \"%s\": %s", opt->name, value, why);
+		return -1;
+	}
+	*(const char **)result = value;
+	return 0;
+}
+
+static int
+parse_address_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	char host[256];
+	const char *why;
+	uint16_t port;
+
+	if (addr_split(value, host, sizeof(host), &port, &why) == -1) {
+		cfg_error(cfg, "%s \"%s\": %s", opt->name, value, why);
+		return -1;
+	}
+	*(const char **)result = value;
+	return 0;
+}
+
+static int
+parse_keyword_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	static const char *const balance[] = { "roundrobin", "leastconn", "source", NULL };
+	static const char *const proxy[] = { "off", "v1", "v2", NULL };
+	const char *const *allowed = strcmp(opt->name, "balance") == 0 ? balance : proxy;
+	size_t i;
+
+	for (i = 0; allowed[i] != NULL; i++) {
+		if (strcmp(allowed[i], value) == 0) {
+			*(const char **)result = value;
+			return 0;
+		}
+	}
+	cfg_error(cfg, "%s = \"%s\": must be %s", opt->name, value,
+	    allowed == balance ? "roundrobin, leastconn or source" : "off, v1 or v2");
+	return -1;
+}
+
+#define DURATION(name, def) CFG_STR_CB(name, def, CFGF_NONE, parse_duration_cb)
+
+static cfg_opt_t health_opts[] = {
+	DURATION("interval", "2s"),
+	DURATION("timeout", "1s"),
+	CFG_INT("rise", 2, CFGF_NONE),
+	CFG_INT("fall", 3, CFGF_NONE),
+	CFG_STR("send", "", CFGF_NONE),
+	CFG_STR("expect", "", CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t backend_opts[] = {
+	CFG_STR_CB("address", NULL, CFGF_NODEFAULT, parse_address_cb),
+	CFG_INT("weight", 1, CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t service_opts[] = {
+	CFG_STR_LIST_CB("listen", NULL, CFGF_NODEFAULT, parse_address_cb),
+	CFG_STR_CB("balance", "roundrobin", CFGF_NONE, parse_keyword_cb),
+	DURATION("connect-timeout", "3s"),
+	DURATION("idle-timeout", "5m"),
+	CFG_INT("retries", 2, CFGF_NONE),
+	CFG_STR_CB("proxy-protocol", "off", CFGF_NONE, parse_keyword_cb),
+	CFG_SEC("health", health_opts, CFGF_NONE),
+	CFG_SEC("backend", backend_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_END()
+};
+
+static cfg_opt_t top_opts[] = {
+	CFG_INT("workers", 0, CFGF_NONE),
+	CFG_STR("user", "lbd", CFGF_NONE),
+	CFG_STR("group", "lbd", CFGF_NONE),
+	CFG_STR("admin-group", "lbd", CFGF_NONE),
+	CFG_STR("runtime-dir", "/run/lbd", CFGF_NONE),
+	CFG_INT("maxconn", 20000, CFGF_NONE),
+	DURATION("shutdown-grace", "30s"),
+	CFG_BOOL("log-connections", cfg_false, CFGF_NONE),
+	CFG_SEC("service", service_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_END()
+};
+
+static void
+set_int_validators(cfg_t *cfg)
+{
+	cfg_set_validate_func2(cfg, "workers", validate_int);
+	cfg_set_validate_func2(cfg, "maxconn", validate_int);
+	cfg_set_validate_func2(cfg, "service|retries", validate_int);
+	cfg_set_validate_func2(cfg, "service|backend|weight", validate_int);
+	cfg_set_validate_func2(cfg, "service|health|rise", validate_int);
+	cfg_set_validate_func2(cfg, "service|health|fall", validate_int);
+}
+
+/*
+ * A light pass over the raw text, before libconfuse: records the line on
+ * which each "service NAME {" and "backend NAME {" opens (libconfuse keeps
+ * only the closing line), and refuses a section still open at end of file,
+ * which libconfuse 3.3 silently accepts.
+ */
+struct scan {
+	int line;
+	int depth;
+	int open_line[8];
+	char word[2][LBD_NAME_LEN + 2];	/* the last two bare words */
+	char service[LBD_NAME_LEN];
+};
+
+static void
+scan_word(struct scan *sc, const char *start, size_t len)
+{
+	memmove(sc->word[0], sc->word[1], sizeof(sc->word[1]));
+	if (len >= sizeof(sc->word[1]))
+		len = sizeof(sc->word[1]) - 1;
+	memcpy(sc->word[1], start, len);
+	sc->word[1][len] = '\0';
+}
+
+static void
+scan_open(struct load_ctx *ctx, struct scan *sc)
+{
+	struct section_line *sl;
+	void *grown;
+
+	if (sc->depth < (int)(sizeof(sc->open_line) / sizeof(sc->open_line[0])))
+		sc->open_line[sc->depth] = sc->line;
+	sc->depth++;
+	if (sc->depth == 1 && strcmp(sc->word[0], "service") == 0)
+		strlcpy(sc->service, sc->word[1], sizeof(sc->service));
+	else if (!(sc->depth == 2 && strcmp(sc->word[0], "backend") == 0))
+		goto done;
+	grown = reallocarray(ctx->sections, ctx->nsections + 1, sizeof(*ctx->sections));
+	if (grown == NULL)
+		goto done;
+	ctx->sections = grown;
+	sl = &ctx->sections[ctx->nsections++];
+	sl->line = sc->line;
+	if (sc->depth == 1)
+		snprintf(sl->path, sizeof(sl->path), "%s", sc->service);
+	else
+		snprintf(sl->path, sizeof(sl->path), "%s/%s", sc->service, sc->word[1]);
+done:
+	sc->word[0][0] = sc->word[1][0] = '\0';
+}
+
+static const char *
+scan_skip_quoted(struct scan *sc, const char *p)
+{
+	char quote = *p++;
+
+	for (; *p != '\0' && *p != quote; p++) {
+		if (*p == '\\' && p[1] != '\0')
+			p++;
+		if (*p == '\n')
+			sc->line++;
+	}
+	return *p == quote ? p + 1 : p;
+}
+
+static int
+config_scan_sections(struct load_ctx *ctx, const char *text)
+{
+	struct scan sc = { .line = 1 };
+	const char *p = text, *start;
+
+	while (*p != '\0') {
+		if (*p == '\n') {
+			sc.line++;
+			p++;
+		} else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
+			while (*p != '\0' && *p != '\n')
+				p++;
+		} else if (p[0] == '/' && p[1] == '*') {
+			for (p += 2; *p != '\0' && !(p[0] == '*' && p[1] == '/'); p++)
+				if (*p == '\n')
+					sc.line++;
+			p += *p != '\0' ? 2 : 0;
+		} else if (*p == '"' || *p == '\'') {
+			p = scan_skip_quoted(&sc, p);
+			scan_word(&sc, "", 0);
+		} else if (*p == '{') {
+			scan_open(ctx, &sc);
+			p++;
+		} else if (*p == '}') {
+			if (sc.depth > 0)
+				sc.depth--;
+			p++;
+		} else if (isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '.') {
+			for (start = p; isalnum((unsigned char)*p) || *p == '_' ||
+			    *p == '-' || *p == '.'; p++)
+				;
+			scan_word(&sc, start, (size_t)(p - start));
+		} else {
+			if (*p == '=')
+				scan_word(&sc, "=", 1);
+			p++;
+		}
+	}
+	if (sc.depth > 0) {
+		config_report(ctx, sc.open_line[0],
+		    "section opened here is not closed at end of file (missing '}')");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+config_section_line(const struct load_ctx *ctx, const char *service, const char *backend)
+{
+	char path[sizeof(ctx->sections[0].path)];
+	size_t i;
+
+	if (backend != NULL)
+		snprintf(path, sizeof(path), "%s/%s", service, backend);
+	else
+		snprintf(path, sizeof(path), "%s", service);
+	for (i = 0; i < ctx->nsections; i++)
+		if (strcmp(ctx->sections[i].path, path) == 0)
+			return ctx->sections[i].line;
+	return 0;
+}
+
+static char *
+read_file(struct load_ctx *ctx, const char *path)
+{
+	FILE *fp;
+	char *text = NULL;
+	size_t len = 0, cap = 0, n;
+
+	if ((fp = fopen(path, "r")) == NULL) {
+		if (ctx->errors != NULL)
+			fprintf(ctx->errors, "%s: %s\n", path, strerror(errno));
+		ctx->nerrors++;
+		return NULL;
+	}
+	for (;;) {
+		if (cap - len < 4096) {
+			char *grown;
+
+			/* A configuration has no business being this large. */
+			if (cap > (16u << 20) ||
+			    (grown = realloc(text, cap + 65536)) == NULL) {
+				config_report(ctx, 0, "file too large");
+				free(text);
+				fclose(fp);
+				return NULL;
+			}
+			text = grown;
+			cap += 65536;
+		}
+		n = fread(text + len, 1, cap - len - 1, fp);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	text[len] = '\0';
+	if (ferror(fp) || memchr(text, '\0', len) != NULL) {
+		config_report(ctx, 0, ferror(fp) ? strerror(errno) : "not a text file");
+		free(text);
+		text = NULL;
+	}
+	fclose(fp);
+	return text;
+}
+
+static int
+valid_name(const char *name)
+{
+	const char *p;
+
+	if (name[0] == '\0' || strlen(name) >= LBD_NAME_LEN)
+		return 0;
+	for (p = name; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
+			return 0;
+	return 1;
+}
+
+static uint32_t
+get_duration(cfg_t *cfg, const char *name)
+{
+	const char *why;
+	uint32_t ms = 0;
+
+	/* Already checked by parse_duration_cb; defaults are valid. */
+	(void)addr_parse_duration(cfg_getstr(cfg, name), &ms, &why);
+	return ms;
+}
+
+static int
+resolve_into(struct load_ctx *ctx, int line, const char *what, const char *text,
+    int passive, struct lbd_sockaddr *sa)
+{
+	const char *why;
+
+	if (strlen(text) >= sizeof(sa->text)) {
+		config_report(ctx, line, "%s \"%s\": address too long", what, text);
+		return -1;
+	}
+	if (addr_resolve(text, passive, &sa->ss, &sa->len, &why) == -1) {
+		config_report(ctx, line, "%s \"%s\": cannot resolve: %s", what, text, why);
+		return -1;
+	}
+	strlcpy(sa->text, text, sizeof(sa->text));
+	return 0;
+}
+
+static int
+load_health(struct load_ctx *ctx, cfg_t *hcfg, struct lbd_service_conf *svc)
+{
+	struct lbd_health_conf *h = &svc->health;
+
+	h->interval_ms = get_duration(hcfg, "interval");
+	h->timeout_ms = get_duration(hcfg, "timeout");
+	h->rise = (uint32_t)cfg_getint(hcfg, "rise");
+	h->fall = (uint32_t)cfg_getint(hcfg, "fall");
+	h->send = strdup(cfg_getstr(hcfg, "send"));
+	h->expect = strdup(cfg_getstr(hcfg, "expect"));
+	if (h->send == NULL || h->expect == NULL) {
+		config_report(ctx, svc->line, "out of memory");
+		return -1;
+	}
+	h->send_len = strlen(h->send);
+	if (h->interval_ms < 100) {
+		config_report(ctx, svc->line, "service %s: health interval must be at least 100ms",
+		    svc->name);
+		return -1;
+	}
+	if (h->timeout_ms == 0 || h->timeout_ms > h->interval_ms) {
+		config_report(ctx, svc->line,
+		    "service %s: health timeout must be between 1ms and the interval", svc->name);
+		return -1;
+	}
+	if (h->send_len > 1024 || strlen(h->expect) > 256) {
+		config_report(ctx, svc->line,
+		    "service %s: health send is limited to 1024 bytes, expect to 256", svc->name);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+load_backends(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
+{
+	size_t i, n = cfg_size(scfg, "backend");
+	int rc = 0;
+
+	if (n == 0) {
+		config_report(ctx, svc->line, "service %s has no backend", svc->name);
+		return -1;
+	}
+	if (n > LBD_MAX_SERVICE_BACKENDS) {
+		config_report(ctx, svc->line, "service %s: more than %d backends",
+		    svc->name, LBD_MAX_SERVICE_BACKENDS);
+		return -1;
+	}
+	if ((svc->backends = calloc(n, sizeof(*svc->backends))) == NULL) {
+		config_report(ctx, svc->line, "out of memory");
+		return -1;
+	}
+	svc->nbackends = n;
+	for (i = 0; i < n; i++) {
+		cfg_t *bcfg = cfg_getnsec(scfg, "backend", (unsigned)i);
+		struct lbd_backend_conf *be = &svc->backends[i];
+		const char *name = cfg_title(bcfg);
+		const char *address = cfg_getstr(bcfg, "address");
+
+		be->line = config_section_line(ctx, svc->name, name);
+		if (!valid_name(name)) {
+			config_report(ctx, be->line, "backend name \"%s\": use up to %d letters, "
+			    "digits, '-', '_' or '.'", name, LBD_NAME_LEN - 1);
+			rc = -1;
+			continue;
+		}
+		strlcpy(be->name, name, sizeof(be->name));
+		be->weight = (uint32_t)cfg_getint(bcfg, "weight");
+		if (address == NULL) {
+			config_report(ctx, be->line, "backend %s/%s has no address",
+			    svc->name, name);
+			rc = -1;
+		} else if (resolve_into(ctx, be->line, "address", address, 0, &be->addr) == -1)
+			rc = -1;
+	}
+	return rc;
+}
+
+static int
+load_listen(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
+{
+	size_t i, n = cfg_size(scfg, "listen");
+	int rc = 0;
+
+	if (n == 0) {
+		config_report(ctx, svc->line, "service %s has no listen address", svc->name);
+		return -1;
+	}
+	if (n > LBD_MAX_LISTEN) {
+		config_report(ctx, svc->line, "service %s: more than %d listen addresses",
+		    svc->name, LBD_MAX_LISTEN);
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		if (resolve_into(ctx, svc->line, "listen", cfg_getnstr(scfg, "listen",
+		    (unsigned)i), 1, &svc->listen[svc->nlisten++]) == -1)
+			rc = -1;
+	return rc;
+}
+
+static int
+load_service(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
+{
+	const char *name = cfg_title(scfg);
+	const char *balance = cfg_getstr(scfg, "balance");
+	const char *proxy = cfg_getstr(scfg, "proxy-protocol");
+	int rc = 0;
+
+	svc->line = config_section_line(ctx, name, NULL);
+	if (!valid_name(name)) {
+		config_report(ctx, svc->line, "service name \"%s\": use up to %d letters, "
+		    "digits, '-', '_' or '.'", name, LBD_NAME_LEN - 1);
+		return -1;
+	}
+	strlcpy(svc->name, name, sizeof(svc->name));
+	svc->balance = strcmp(balance, "leastconn") == 0 ? LBD_BALANCE_LEASTCONN :
+	    strcmp(balance, "source") == 0 ? LBD_BALANCE_SOURCE : LBD_BALANCE_ROUNDROBIN;
+	svc->proxy_protocol = strcmp(proxy, "v1") == 0 ? LBD_PROXY_V1 :
+	    strcmp(proxy, "v2") == 0 ? LBD_PROXY_V2 : LBD_PROXY_OFF;
+	svc->connect_timeout_ms = get_duration(scfg, "connect-timeout");
+	svc->idle_timeout_ms = get_duration(scfg, "idle-timeout");
+	svc->retries = (uint32_t)cfg_getint(scfg, "retries");
+	if (svc->connect_timeout_ms == 0 || svc->idle_timeout_ms == 0) {
+		config_report(ctx, svc->line, "service %s: timeouts must be at least 1ms", name);
+		rc = -1;
+	}
+	if (load_listen(ctx, scfg, svc) == -1)
+		rc = -1;
+	if (load_health(ctx, cfg_getsec(scfg, "health"), svc) == -1)
+		rc = -1;
+	if (load_backends(ctx, scfg, svc) == -1)
+		rc = -1;
+	return rc;
+}
+
+static int
+same_sockaddr(const struct lbd_sockaddr *a, const struct lbd_sockaddr *b)
+{
+	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+/* Two services, or one service twice, on the same address. */
+static int
+check_listen_unique(struct load_ctx *ctx, struct lbd_config *conf)
+{
+	size_t s, l, t, m;
+	int rc = 0;
+
+	for (s = 0; s < conf->nservices; s++) {
+		struct lbd_service_conf *svc = &conf->services[s];
+
+		for (l = 0; l < svc->nlisten; l++) {
+			for (t = 0; t <= s; t++) {
+				struct lbd_service_conf *other = &conf->services[t];
+
+				for (m = 0; m < (t == s ? l : other->nlisten); m++) {
+					if (!same_sockaddr(&svc->listen[l], &other->listen[m]))
+						continue;
+					config_report(ctx, svc->line,
+					    "service %s: listen address %s is already used by "
+					    "service %s (line %d)", svc->name, svc->listen[l].text,
+					    other->name, other->line);
+					rc = -1;
+				}
+			}
+		}
+	}
+	return rc;
+}
+
+static int
+load_globals(struct load_ctx *ctx, cfg_t *cfg, struct lbd_config *conf)
+{
+	long workers = cfg_getint(cfg, "workers");
+
+	if (workers == 0) {
+		long online = sysconf(_SC_NPROCESSORS_ONLN);
+
+		workers = online < 1 ? 1 : online > LBD_MAX_WORKERS ? LBD_MAX_WORKERS : online;
+	}
+	conf->workers = (uint32_t)workers;
+	conf->maxconn = (uint32_t)cfg_getint(cfg, "maxconn");
+	conf->shutdown_grace_ms = get_duration(cfg, "shutdown-grace");
+	conf->log_connections = cfg_getbool(cfg, "log-connections");
+	conf->user = strdup(cfg_getstr(cfg, "user"));
+	conf->group = strdup(cfg_getstr(cfg, "group"));
+	conf->admin_group = strdup(cfg_getstr(cfg, "admin-group"));
+	conf->runtime_dir = strdup(cfg_getstr(cfg, "runtime-dir"));
+	if (conf->user == NULL || conf->group == NULL || conf->admin_group == NULL ||
+	    conf->runtime_dir == NULL) {
+		config_report(ctx, 0, "out of memory");
+		return -1;
+	}
+	if (conf->runtime_dir[0] != '/' || strlen(conf->runtime_dir) > 200) {
+		config_report(ctx, 0, "runtime-dir \"%s\" must be an absolute path of at most "
+		    "200 characters", conf->runtime_dir);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+config_build(struct load_ctx *ctx, cfg_t *cfg, struct lbd_config *conf)
+{
+	size_t i, n = cfg_size(cfg, "service");
+	int rc = 0;
+
+	if (load_globals(ctx, cfg, conf) == -1)
+		return -1;
+	if (n == 0) {
+		config_report(ctx, 1, "no service is defined");
+		return -1;
+	}
+	if (n > LBD_MAX_SERVICES) {
+		config_report(ctx, 1, "more than %d services", LBD_MAX_SERVICES);
+		return -1;
+	}
+	if ((conf->services = calloc(n, sizeof(*conf->services))) == NULL) {
+		config_report(ctx, 0, "out of memory");
+		return -1;
+	}
+	conf->nservices = n;
+	for (i = 0; i < n; i++)
+		if (load_service(ctx, cfg_getnsec(cfg, "service", (unsigned)i),
+		    &conf->services[i]) == -1)
+			rc = -1;
+	if (rc == 0)
+		rc = check_listen_unique(ctx, conf);
+	return rc;
+}
+
+struct lbd_config *
+config_load(const char *path, FILE *errors)
+{
+	struct load_ctx ctx = { .errors = errors, .path = path };
+	struct lbd_config *conf = NULL;
+	cfg_t *cfg = NULL;
+	char *text;
+	int rc = -1;
+
+	load_ctx = &ctx;
+	if ((text = read_file(&ctx, path)) == NULL)
+		goto out;
+	if (config_scan_sections(&ctx, text) == -1)
+		goto out;
+	if ((cfg = cfg_init(top_opts, CFGF_NONE)) == NULL)
+		goto out;
+	cfg_set_error_function(cfg, confuse_error);
+	set_int_validators(cfg);
+	if (cfg_parse_buf(cfg, text) != CFG_SUCCESS) {
+		if (ctx.nerrors == 0)
+			config_report(&ctx, 0, "cannot parse the file");
+		goto out;
+	}
+	if ((conf = calloc(1, sizeof(*conf))) == NULL ||
+	    (conf->path = strdup(path)) == NULL) {
+		config_report(&ctx, 0, "out of memory");
+		goto out;
+	}
+	rc = config_build(&ctx, cfg, conf);
+out:
+	if (cfg != NULL)
+		cfg_free(cfg);
+	free(text);
+	free(ctx.sections);
+	load_ctx = NULL;
+	if (rc == -1) {
+		config_free(conf);
+		return NULL;
+	}
+	return conf;
+}
+
+void
+config_free(struct lbd_config *conf)
+{
+	size_t i;
+
+	if (conf == NULL)
+		return;
+	for (i = 0; i < conf->nservices; i++) {
+		free(conf->services[i].backends);
+		free(conf->services[i].health.send);
+		free(conf->services[i].health.expect);
+	}
+	free(conf->services);
+	free(conf->path);
+	free(conf->user);
+	free(conf->group);
+	free(conf->admin_group);
+	free(conf->runtime_dir);
+	free(conf);
+}
+
+const char *
+config_balance_name(enum lbd_balance balance)
+{
+	switch (balance) {
+	case LBD_BALANCE_LEASTCONN:
+		return "leastconn";
+	case LBD_BALANCE_SOURCE:
+		return "source";
+	default:
+		return "roundrobin";
+	}
+}
+
+const char *
+config_proxy_protocol_name(enum lbd_proxy_protocol pp)
+{
+	return pp == LBD_PROXY_V1 ? "v1" : pp == LBD_PROXY_V2 ? "v2" : "off";
+}
+
+static int
+runtime_path(const struct lbd_config *conf, const char *file, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/%s", conf->runtime_dir, file);
+
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int
+config_stats_path(const struct lbd_config *conf, char *buf, size_t len)
+{
+	return runtime_path(conf, LBD_STATS_FILE, buf, len);
+}
+
+int
+config_control_path(const struct lbd_config *conf, char *buf, size_t len)
+{
+	return runtime_path(conf, "lbd.sock", buf, len);
+}
+
+int
+config_pid_path(const struct lbd_config *conf, char *buf, size_t len)
+{
+	return runtime_path(conf, "lbd.pid", buf, len);
+}
+
+int
+config_state_path(const struct lbd_config *conf, char *buf, size_t len)
+{
+	return runtime_path(conf, "lbd.state", buf, len);
+}
