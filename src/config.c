@@ -72,10 +72,11 @@ confuse_error(cfg_t *cfg, const char *fmt, va_list ap)
 	config_report(load_ctx, cfg != NULL ? cfg->line : 0, "%s", msg);
 }
 
+/* Called by libconfuse right after the value is read, so cfg->line is its line. */
 static int
-validate_int(cfg_t *cfg, cfg_opt_t *opt, void *value)
+validate_int(cfg_t *cfg, cfg_opt_t *opt)
 {
-	long v = *(long *)value;
+	long v = cfg_opt_getnint(opt, cfg_opt_size(opt) - 1);
 	size_t i;
 
 	for (i = 0; i < sizeof(int_ranges) / sizeof(int_ranges[0]); i++) {
@@ -184,12 +185,12 @@ static cfg_opt_t top_opts[] = {
 static void
 set_int_validators(cfg_t *cfg)
 {
-	cfg_set_validate_func2(cfg, "workers", validate_int);
-	cfg_set_validate_func2(cfg, "maxconn", validate_int);
-	cfg_set_validate_func2(cfg, "service|retries", validate_int);
-	cfg_set_validate_func2(cfg, "service|backend|weight", validate_int);
-	cfg_set_validate_func2(cfg, "service|health|rise", validate_int);
-	cfg_set_validate_func2(cfg, "service|health|fall", validate_int);
+	cfg_set_validate_func(cfg, "workers", validate_int);
+	cfg_set_validate_func(cfg, "maxconn", validate_int);
+	cfg_set_validate_func(cfg, "service|retries", validate_int);
+	cfg_set_validate_func(cfg, "service|backend|weight", validate_int);
+	cfg_set_validate_func(cfg, "service|health|rise", validate_int);
+	cfg_set_validate_func(cfg, "service|health|fall", validate_int);
 }
 
 /*

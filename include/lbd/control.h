@@ -38,5 +38,7 @@ struct lbd_ctl_request {
  */
 int ctl_parse(const char *line, struct lbd_ctl_request *req, char *err,
     size_t errlen);
+/* A service or backend name: 1..LBD_NAME_LEN-1 of [A-Za-z0-9._-]. */
+int ctl_name_valid(const char *name);
 
 #endif

@@ -1,0 +1,136 @@
+/*
+ * Balancing choices (pure).  See balance.h for the contracts.
+ */
+#include <math.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "balance.h"
+
+static uint32_t
+gcd(uint32_t a, uint32_t b)
+{
+	while (b != 0) {
+		uint32_t t = a % b;
+
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+size_t
+balance_smooth_sequence(const uint32_t *weights, size_t n, uint8_t *seq)
+{
+	int64_t current[256];
+	uint32_t g = 0, reduced[256];
+	int64_t total = 0;
+	size_t i, step, len;
+
+	if (n > 256)
+		n = 256;
+	for (i = 0; i < n; i++)
+		g = gcd(g, weights[i]);
+	if (g == 0)
+		return 0;
+	for (i = 0; i < n; i++) {
+		reduced[i] = weights[i] / g;
+		total += reduced[i];
+		current[i] = 0;
+	}
+	len = (size_t)total;
+	if (len > BALANCE_SEQ_MAX)
+		len = BALANCE_SEQ_MAX;
+	for (step = 0; step < len; step++) {
+		size_t best = 0;
+		int found = 0;
+
+		for (i = 0; i < n; i++) {
+			if (reduced[i] == 0)
+				continue;
+			current[i] += reduced[i];
+			if (!found || current[i] > current[best]) {
+				best = i;
+				found = 1;
+			}
+		}
+		current[best] -= total;
+		seq[step] = (uint8_t)best;
+	}
+	return len;
+}
+
+int
+balance_leastconn(const uint64_t *active, const uint32_t *weights, size_t n,
+    uint64_t rotate)
+{
+	size_t k, i;
+	int best = -1;
+
+	for (k = 0; k < n; k++) {
+		i = (size_t)((rotate + k) % n);
+		if (weights[i] == 0)
+			continue;
+		/* active[i]/weights[i] < active[best]/weights[best], without division */
+		if (best == -1 || (unsigned __int128)active[i] * weights[best] <
+		    (unsigned __int128)active[best] * weights[i])
+			best = (int)i;
+	}
+	return best;
+}
+
+/* splitmix64's finaliser: cheap, and every input bit moves every output bit. */
+static uint64_t
+mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= UINT64_C(0xbf58476d1ce4e5b9);
+	x ^= x >> 27;
+	x *= UINT64_C(0x94d049bb133111eb);
+	x ^= x >> 31;
+	return x;
+}
+
+uint64_t
+balance_client_hash(const struct sockaddr *sa)
+{
+	uint64_t h = UINT64_C(0x9e3779b97f4a7c15), word;
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)sa;
+
+		return mix64(h ^ sin->sin_addr.s_addr);
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)sa;
+
+		memcpy(&word, sin6->sin6_addr.s6_addr, 8);
+		h = mix64(h ^ word);
+		memcpy(&word, sin6->sin6_addr.s6_addr + 8, 8);
+		return mix64(h ^ word);
+	}
+	return h;
+}
+
+int
+balance_rendezvous(uint64_t client_hash, const uint32_t *ids,
+    const uint32_t *weights, size_t n)
+{
+	double best_score = 0, score, u;
+	size_t i;
+	int best = -1;
+
+	for (i = 0; i < n; i++) {
+		if (weights[i] == 0)
+			continue;
+		/* Weighted HRW: -w / ln(u), u uniform in (0,1) from the pair's hash. */
+		u = ((double)(mix64(client_hash ^ mix64(ids[i] + 1)) >> 11) + 0.5) /
+		    9007199254740992.0;
+		score = -(double)weights[i] / log(u);
+		if (best == -1 || score > best_score) {
+			best = (int)i;
+			best_score = score;
+		}
+	}
+	return best;
+}

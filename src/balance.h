@@ -1,0 +1,43 @@
+/*
+ * Balancing choices as pure functions: the smooth weighted round-robin
+ * sequence, least connections per unit of weight, and the source-address
+ * hash.  No I/O, no segment access: tests/unit/test_balance.c drives them.
+ */
+#ifndef LBD_BALANCE_H
+#define LBD_BALANCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define BALANCE_SEQ_MAX	(256 * 64)	/* max weight x max backends per service */
+
+/*
+ * Fills seq with member indexes in nginx's smooth weighted order (weights
+ * 3,1,1 give 0 1 0 2 0), one full period after dividing the weights by
+ * their gcd; members of weight 0 never appear.  Returns the length, 0 when
+ * every weight is 0.  seq must hold BALANCE_SEQ_MAX entries.
+ */
+size_t balance_smooth_sequence(const uint32_t *weights, size_t n, uint8_t *seq);
+
+/*
+ * Index of the candidate with the fewest active connections per unit of
+ * weight (candidates with weight 0 are skipped); ties go to the first one
+ * at or after rotate % n, so equal backends share the load.  -1 if none.
+ */
+int balance_leastconn(const uint64_t *active, const uint32_t *weights, size_t n,
+    uint64_t rotate);
+
+/* A hash of the client's address (not its port), IPv4 or IPv6. */
+uint64_t balance_client_hash(const struct sockaddr *sa);
+
+/*
+ * Rendezvous (highest random weight) choice among n candidates identified by
+ * ids (stable across changes, e.g. backend slots): a client keeps its
+ * backend while that backend stays, and losing one backend moves only its
+ * own clients.  Candidates of weight 0 are skipped.  -1 if none.
+ */
+int balance_rendezvous(uint64_t client_hash, const uint32_t *ids,
+    const uint32_t *weights, size_t n);
+
+#endif

@@ -1,0 +1,83 @@
+/*
+ * The pure half of the health checker (health.c): rise/fall, the jittered
+ * schedule, matching expect across reads, quoting for messages, and the
+ * deadline heap.  No sockets, clocks or globals: the caller passes time and
+ * randomness in, so all of it is unit-tested (tests/unit/test_healthstate.c).
+ */
+#ifndef LBD_HEALTHSTATE_H
+#define LBD_HEALTHSTATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Spread of the delay between two probes of a backend: interval +- 10%. */
+#define HSTATE_JITTER_PCT	10
+
+enum hstate_change {
+	HSTATE_SAME = 0,
+	HSTATE_WENT_UP,
+	HSTATE_WENT_DOWN,
+};
+
+/* Rise/fall of one backend, private to the master. */
+struct hstate {
+	int up;
+	uint32_t run;		/* consecutive results against the current state */
+};
+
+void hstate_init(struct hstate *st, int up);
+/* Counts one probe result; fall failures take it down, rise successes up. */
+enum hstate_change hstate_result(struct hstate *st, int ok, uint32_t rise, uint32_t fall);
+/* Forgets a partial run, e.g. while the backend is disabled. */
+void hstate_reset_run(struct hstate *st);
+
+/*
+ * Delays in microseconds; rnd is a uniform 32-bit random number.  The first
+ * probe of a backend lands anywhere within one interval so that backends
+ * added together are not probed together; later ones keep drifting apart.
+ */
+uint64_t hstate_first_delay_us(uint32_t interval_ms, uint32_t rnd);
+uint64_t hstate_next_delay_us(uint32_t interval_ms, uint32_t rnd);
+
+/*
+ * Looks for expect (elen > 0) in win[0..*len), the reply bytes that may
+ * still hold the start of a match.  Returns 1 when found; otherwise keeps
+ * only the last elen - 1 bytes (no match can start earlier), updates *len
+ * and returns 0.  The caller appends the next read behind them.
+ */
+int hstate_expect_scan(char *win, size_t *len, const char *expect, size_t elen);
+
+/*
+ * s[0..n) as printable text for a message: \r \n \t \\ ' and other
+ * unprintable bytes escaped, cut with "..." to fit in len (with the NUL).
+ */
+void hstate_quote(char *buf, size_t len, const char *s, size_t n);
+
+/*
+ * A binary min-heap of deadlines.  Nodes are embedded in their owner's
+ * struct; idx is HHEAP_NONE while a node is not queued.  The storage is the
+ * caller's, large enough for every node that can be queued at once, so no
+ * operation allocates or fails.
+ */
+#define HHEAP_NONE	SIZE_MAX
+
+struct hheap_node {
+	uint64_t deadline;
+	size_t idx;
+};
+
+struct hheap {
+	struct hheap_node **v;
+	size_t n;
+	size_t cap;
+};
+
+void hheap_init(struct hheap *hp, struct hheap_node **storage, size_t cap);
+void hheap_node_init(struct hheap_node *nd);
+/* Queues nd at deadline, or moves it there if it is queued already. */
+void hheap_set(struct hheap *hp, struct hheap_node *nd, uint64_t deadline);
+void hheap_remove(struct hheap *hp, struct hheap_node *nd);
+/* The earliest node, or NULL when the heap is empty. */
+struct hheap_node *hheap_min(const struct hheap *hp);
+
+#endif

@@ -1,0 +1,796 @@
+/*
+ * The master: everything decided once.  It binds the listeners before the
+ * first fork and keeps every one the configuration still names open across
+ * reloads, so a SYN never meets a closed socket; workers inherit copies.
+ * Signals arrive through a signalfd in the event loop; children are reaped
+ * in a waitpid(WNOHANG) loop, and a dead worker's counters are folded into
+ * the retired row before its slot is reused.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "control.h"
+#include "event.h"
+#include "health.h"
+#include "log.h"
+#include "master.h"
+#include "stats.h"
+#include "worker.h"
+
+#define LISTEN_BACKLOG		4096
+#define RESPAWN_FAST_MS		1000	/* a worker dead sooner than this is crash-looping */
+#define RESPAWN_MAX_DELAY_MS	5000
+
+struct worker_proc {
+	pid_t pid;			/* 0 = slot free */
+	uint32_t id;
+	uint32_t generation;
+	int stopping;
+	uint64_t started_ms;
+	uint64_t kill_at_ms;		/* SIGKILL after shutdown-grace, 0 = none */
+};
+
+/* What it takes to bring worker id back: pending after a death. */
+struct respawn {
+	uint64_t due_ms;		/* 0 = nothing pending */
+	uint32_t fast_deaths;
+	uint64_t restarts;
+};
+
+struct privs {
+	int drop;			/* running as root: workers drop to uid/gid */
+	uid_t uid;
+	gid_t gid;
+	gid_t admin_gid;
+};
+
+struct master {
+	const char *config_path;
+	int foreground;
+	struct lbd_config *conf;
+	struct privs privs;
+	struct stats_map map;
+	int epfd;
+	struct ev_handler sig;
+	struct listener *listeners;	/* owned, for conf */
+	size_t nlisteners;
+	struct worker_proc workers[LBD_WORKER_SLOTS];
+	struct respawn respawn[LBD_MAX_WORKERS + 1];	/* by worker id */
+	uint32_t generation;
+	struct control *control;
+	struct health *health;
+	struct pidfh *pidfh;
+	int stopping;
+	int reload_pending;
+	uint64_t stop_deadline_ms;
+};
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- privileges ---- */
+
+static int
+resolve_group(const char *name, gid_t *gid, char *err, size_t errlen)
+{
+	struct group *gr;
+
+	errno = 0;
+	if ((gr = getgrnam(name)) == NULL) {
+		snprintf(err, errlen, "group \"%s\": %s", name,
+		    errno != 0 ? strerror(errno) : "no such group");
+		return -1;
+	}
+	*gid = gr->gr_gid;
+	return 0;
+}
+
+static int
+resolve_privs(const struct lbd_config *conf, struct privs *p, char *err, size_t errlen)
+{
+	struct passwd *pw;
+
+	memset(p, 0, sizeof(*p));
+	p->drop = geteuid() == 0;
+	p->uid = geteuid();
+	p->gid = getegid();
+	if (!p->drop) {
+		p->admin_gid = getegid();
+		(void)resolve_group(conf->admin_group, &p->admin_gid, err, errlen);
+		return 0;
+	}
+	errno = 0;
+	if ((pw = getpwnam(conf->user)) == NULL) {
+		snprintf(err, errlen, "user \"%s\": %s", conf->user,
+		    errno != 0 ? strerror(errno) : "no such user");
+		return -1;
+	}
+	p->uid = pw->pw_uid;
+	if (resolve_group(conf->group, &p->gid, err, errlen) == -1 ||
+	    resolve_group(conf->admin_group, &p->admin_gid, err, errlen) == -1)
+		return -1;
+	return 0;
+}
+
+/* In a new worker: no way back to root, no capabilities. */
+static void
+drop_privileges(const struct privs *p)
+{
+	if (!p->drop)
+		return;
+	if (setgroups(1, &p->gid) == -1 || setresgid(p->gid, p->gid, p->gid) == -1 ||
+	    setresuid(p->uid, p->uid, p->uid) == -1)
+		fatal("drop privileges to uid %u gid %u", (unsigned)p->uid, (unsigned)p->gid);
+	if (p->uid != 0 && setuid(0) != -1)
+		fatalx("drop privileges: still able to become root");
+	(void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+/* ---- listeners ---- */
+
+static int
+listener_bind(const struct lbd_sockaddr *addr, char *err, size_t errlen)
+{
+	int fd, one = 1;
+
+	fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		snprintf(err, errlen, "listen %s: socket: %s", addr->text, strerror(errno));
+		return -1;
+	}
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* "0.0.0.0:80" and "[::]:80" side by side, as the example config has. */
+	if (addr->ss.ss_family == AF_INET6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) == -1) {
+		snprintf(err, errlen, "listen %s: bind: %s", addr->text, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (listen(fd, LISTEN_BACKLOG) == -1) {
+		snprintf(err, errlen, "listen %s: listen: %s", addr->text, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int
+find_listener(const struct listener *ls, size_t n, const struct lbd_sockaddr *addr)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (ls[i].fd != -1 && ls[i].addr.len == addr->len &&
+		    memcmp(&ls[i].addr.ss, &addr->ss, addr->len) == 0)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * The listeners conf needs: those already open in old (moved out of it, so
+ * they are never closed and re-opened) and freshly bound ones.  On failure
+ * the fresh ones are closed and old is left as it was.
+ */
+static struct listener *
+listeners_for(const struct lbd_config *conf, struct listener *old, size_t nold,
+    size_t *n, char *err, size_t errlen)
+{
+	struct listener *ls;
+	size_t total = 0, s, l, k = 0;
+	int i;
+
+	for (s = 0; s < conf->nservices; s++)
+		total += conf->services[s].nlisten;
+	if ((ls = calloc(total, sizeof(*ls))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	for (s = 0; s < conf->nservices; s++)
+		for (l = 0; l < conf->services[s].nlisten; l++, k++) {
+			ls[k].addr = conf->services[s].listen[l];
+			ls[k].service = s;
+			if ((i = find_listener(old, nold, &ls[k].addr)) >= 0) {
+				ls[k].fd = old[i].fd;
+				continue;
+			}
+			if ((ls[k].fd = listener_bind(&ls[k].addr, err, errlen)) == -1) {
+				while (k-- > 0)
+					if (find_listener(old, nold, &ls[k].addr) < 0)
+						close(ls[k].fd);
+				free(ls);
+				return NULL;
+			}
+		}
+	*n = total;
+	return ls;
+}
+
+/* Closes the listeners of old that next does not keep, and frees old. */
+static void
+listeners_retire(struct listener *old, size_t nold, const struct listener *next,
+    size_t nnext)
+{
+	size_t i, j;
+	int kept;
+
+	for (i = 0; i < nold; i++) {
+		for (kept = 0, j = 0; j < nnext && !kept; j++)
+			kept = next[j].fd == old[i].fd;
+		if (!kept && old[i].fd != -1)
+			close(old[i].fd);
+	}
+	free(old);
+}
+
+/* ---- workers ---- */
+
+static int
+cmp_int(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+/*
+ * In a new worker: keep stdio and the listeners, close everything else the
+ * master holds (signalfd, epoll, control clients, health probes), so a
+ * probe or an admin connection never lives on in a worker.
+ */
+static void
+close_inherited(const struct listener *ls, size_t n)
+{
+	int keep[LBD_MAX_SERVICES * LBD_MAX_LISTEN];
+	unsigned lo = 3;
+	size_t i, k = 0;
+
+	for (i = 0; i < n && k < sizeof(keep) / sizeof(keep[0]); i++)
+		if (ls[i].fd >= 3)
+			keep[k++] = ls[i].fd;
+	qsort(keep, k, sizeof(keep[0]), cmp_int);
+	for (i = 0; i < k; i++) {
+		if ((unsigned)keep[i] > lo)
+			(void)close_range(lo, (unsigned)keep[i] - 1, 0);
+		lo = (unsigned)keep[i] + 1;
+	}
+	(void)close_range(lo, ~0u, 0);
+}
+
+static int
+free_worker_slot(const struct master *m)
+{
+	int i;
+
+	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+		if (m->workers[i].pid == 0)
+			return i;
+	return -1;
+}
+
+static int
+worker_spawn(struct master *m, uint32_t id)
+{
+	struct lbd_stats_worker *rec;
+	pid_t pid, master_pid = getpid();
+	int slot;
+
+	if ((slot = free_worker_slot(m)) == -1) {
+		log_warnx("worker %u: no free worker slot", id);
+		return -1;
+	}
+	if ((pid = fork()) == -1) {
+		log_warn("worker %u: fork", id);
+		return -1;
+	}
+	if (pid == 0) {
+		close_inherited(m->listeners, m->nlisteners);
+		drop_privileges(&m->privs);
+		/* Set after the uid change, which clears it; catch a master already gone. */
+		(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != master_pid)
+			_exit(0);
+		worker_main(m->conf, &m->map, (uint32_t)slot, id, m->listeners,
+		    m->nlisteners, m->foreground);
+	}
+	m->workers[slot] = (struct worker_proc){ .pid = pid, .id = id,
+	    .generation = m->generation, .started_ms = now_ms() };
+	rec = stats_worker(&m->map, (uint32_t)slot);
+	stats_write_begin(&m->map);
+	rec->pid = pid;
+	rec->id = id;
+	rec->generation = m->generation;
+	rec->state = LBD_WORKER_RUNNING;
+	rec->restarts = m->respawn[id].restarts;
+	rec->started = (uint64_t)time(NULL);
+	stats_write_end(&m->map);
+	return 0;
+}
+
+static void
+worker_signal_stop(struct master *m, int slot, uint64_t grace_ms)
+{
+	struct worker_proc *wp = &m->workers[slot];
+
+	if (wp->pid == 0 || wp->stopping)
+		return;
+	wp->stopping = 1;
+	wp->kill_at_ms = now_ms() + grace_ms;
+	stats_worker(&m->map, (uint32_t)slot)->state = LBD_WORKER_STOPPING;
+	(void)kill(wp->pid, SIGTERM);
+}
+
+static int
+old_workers_left(const struct master *m)
+{
+	int i;
+
+	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+		if (m->workers[i].pid != 0 && m->workers[i].generation != m->generation)
+			return 1;
+	return 0;
+}
+
+static int
+workers_left(const struct master *m)
+{
+	int i;
+
+	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+		if (m->workers[i].pid != 0)
+			return 1;
+	return 0;
+}
+
+static void
+schedule_respawn(struct master *m, const struct worker_proc *wp, int status)
+{
+	struct respawn *r = &m->respawn[wp->id];
+	uint64_t lived = now_ms() - wp->started_ms, delay = 0;
+	char how[64];
+
+	if (WIFSIGNALED(status))
+		snprintf(how, sizeof(how), "killed by signal %d", WTERMSIG(status));
+	else
+		snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(status));
+	r->fast_deaths = lived < RESPAWN_FAST_MS ? r->fast_deaths + 1 : 0;
+	if (r->fast_deaths > 1) {
+		delay = 100ull << (r->fast_deaths - 2 < 6 ? r->fast_deaths - 2 : 6);
+		if (delay > RESPAWN_MAX_DELAY_MS)
+			delay = RESPAWN_MAX_DELAY_MS;
+	}
+	log_warnx("worker %u (pid %d) %s after %llums; restarting%s%llu%s", wp->id,
+	    (int)wp->pid, how, (unsigned long long)lived,
+	    delay > 0 ? " in " : "", (unsigned long long)delay,
+	    delay > 0 ? "ms (crash loop back-off)" : "");
+	r->restarts++;
+	r->due_ms = now_ms() + delay;
+	stats_write_begin(&m->map);
+	m->map.hdr->worker_restarts++;
+	stats_write_end(&m->map);
+}
+
+static void
+worker_reaped(struct master *m, pid_t pid, int status)
+{
+	struct worker_proc wp;
+	int i;
+
+	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+		if (m->workers[i].pid == pid)
+			break;
+	if (i == LBD_WORKER_SLOTS)
+		return;
+	wp = m->workers[i];
+	m->workers[i].pid = 0;
+	stats_retire_worker(&m->map, (uint32_t)i);
+	stats_write_begin(&m->map);
+	memset(stats_worker(&m->map, (uint32_t)i), 0, sizeof(struct lbd_stats_worker));
+	stats_write_end(&m->map);
+	if (wp.stopping || m->stopping || wp.generation != m->generation) {
+		log_debug("worker %u (pid %d) finished", wp.id, (int)pid);
+		if (!old_workers_left(m))
+			stats_release_retired(&m->map);
+		return;
+	}
+	schedule_respawn(m, &wp, status);
+}
+
+static void
+reap_children(struct master *m)
+{
+	pid_t pid;
+	int status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		worker_reaped(m, pid, status);
+}
+
+static void
+run_timers(struct master *m)
+{
+	uint64_t now = now_ms();
+	uint32_t id;
+	int i;
+
+	for (id = 1; id <= m->conf->workers && !m->stopping; id++)
+		if (m->respawn[id].due_ms != 0 && now >= m->respawn[id].due_ms &&
+		    worker_spawn(m, id) == 0)
+			m->respawn[id].due_ms = 0;
+	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
+		    now >= m->workers[i].kill_at_ms) {
+			log_warnx("worker %u (pid %d): still busy after shutdown-grace; killing it",
+			    m->workers[i].id, (int)m->workers[i].pid);
+			(void)kill(m->workers[i].pid, SIGKILL);
+			m->workers[i].kill_at_ms = 0;
+		}
+}
+
+static int
+next_timeout(const struct master *m)
+{
+	uint64_t now = now_ms(), next = UINT64_MAX;
+	uint32_t id;
+	int i;
+
+	for (id = 1; id <= LBD_MAX_WORKERS; id++)
+		if (m->respawn[id].due_ms != 0 && m->respawn[id].due_ms < next)
+			next = m->respawn[id].due_ms;
+	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
+		    m->workers[i].kill_at_ms < next)
+			next = m->workers[i].kill_at_ms;
+	if (next == UINT64_MAX)
+		return -1;
+	return next <= now ? 0 : (int)(next - now > 60000 ? 60000 : next - now);
+}
+
+/* ---- stop and reload ---- */
+
+static void
+master_stop(struct master *m)
+{
+	int i;
+
+	if (m->stopping) {
+		log_notice("second stop request: stopping now");
+		for (i = 0; i < LBD_WORKER_SLOTS; i++)
+			if (m->workers[i].pid != 0)
+				(void)kill(m->workers[i].pid, SIGKILL);
+		return;
+	}
+	m->stopping = 1;
+	log_info("stopping: no new connections; waiting up to %ums for open ones",
+	    m->conf->shutdown_grace_ms);
+	listeners_retire(m->listeners, m->nlisteners, NULL, 0);
+	m->listeners = NULL;
+	m->nlisteners = 0;
+	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+		worker_signal_stop(m, i, m->conf->shutdown_grace_ms);
+}
+
+static void
+log_lines(const char *text)
+{
+	const char *p = text, *nl;
+
+	while (*p != '\0') {
+		nl = strchr(p, '\n');
+		log_warnx("%.*s", (int)(nl != NULL ? nl - p : (ptrdiff_t)strlen(p)), p);
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+}
+
+/* Loads the file again; on any error the running configuration stays. */
+static struct lbd_config *
+reload_load(struct master *m, struct privs *privs)
+{
+	struct lbd_config *conf;
+	char *errors = NULL, err[256];
+	size_t len = 0;
+	FILE *fp;
+
+	if ((fp = open_memstream(&errors, &len)) == NULL) {
+		log_warn("reload: open_memstream");
+		return NULL;
+	}
+	conf = config_load(m->config_path, fp);
+	fclose(fp);
+	if (conf == NULL) {
+		log_lines(errors);
+		free(errors);
+		return NULL;
+	}
+	free(errors);
+	if (strcmp(conf->runtime_dir, m->conf->runtime_dir) != 0) {
+		log_warnx("reload: runtime-dir changes only with a restart; keeping %s",
+		    m->conf->runtime_dir);
+		free(conf->runtime_dir);
+		if ((conf->runtime_dir = strdup(m->conf->runtime_dir)) == NULL) {
+			config_free(conf);
+			return NULL;
+		}
+	}
+	if (resolve_privs(conf, privs, err, sizeof(err)) == -1) {
+		log_warnx("reload: %s", err);
+		config_free(conf);
+		return NULL;
+	}
+	return conf;
+}
+
+static void
+master_reload(struct master *m)
+{
+	struct lbd_config *conf, *old = m->conf;
+	struct listener *ls;
+	struct privs privs;
+	char err[256];
+	size_t n, free_slots = 0;
+	uint32_t id;
+	int i;
+
+	log_info("reloading %s", m->config_path);
+	if ((conf = reload_load(m, &privs)) == NULL)
+		goto refused;
+	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+		free_slots += m->workers[i].pid == 0;
+	if (free_slots < conf->workers) {
+		log_warnx("reload: %zu worker slots free, %u needed: old workers are still "
+		    "finishing their connections", free_slots, conf->workers);
+		config_free(conf);
+		goto refused;
+	}
+	if ((ls = listeners_for(conf, m->listeners, m->nlisteners, &n, err,
+	    sizeof(err))) == NULL) {
+		log_warnx("reload: %s", err);
+		config_free(conf);
+		goto refused;
+	}
+	if (stats_layout(&m->map, conf, err, sizeof(err)) == -1) {
+		log_warnx("reload: %s", err);
+		(void)stats_layout(&m->map, old, err, sizeof(err));
+		listeners_retire(ls, n, m->listeners, m->nlisteners);
+		config_free(conf);
+		goto refused;
+	}
+	m->generation = m->map.hdr->generation;
+	listeners_retire(m->listeners, m->nlisteners, ls, n);
+	m->listeners = ls;
+	m->nlisteners = n;
+	m->conf = conf;
+	m->privs = privs;
+	for (id = 1; id <= LBD_MAX_WORKERS; id++)
+		m->respawn[id].due_ms = 0;
+	/* New workers first: the listen sockets always have someone accepting. */
+	for (id = 1; id <= conf->workers; id++)
+		(void)worker_spawn(m, id);
+	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+		if (m->workers[i].pid != 0 && m->workers[i].generation != m->generation)
+			worker_signal_stop(m, i, conf->shutdown_grace_ms);
+	health_reconfigure(m->health, conf);
+	control_set_admin_gid(m->control, privs.admin_gid);
+	control_apply_state(m->control);
+	stats_write_begin(&m->map);
+	m->map.hdr->reloads++;
+	m->map.hdr->workers_configured = conf->workers;
+	stats_write_end(&m->map);
+	config_free(old);
+	log_info("reloaded: generation %u, %zu services, %u workers", m->generation,
+	    conf->nservices, conf->workers);
+	return;
+refused:
+	log_warnx("reload refused: still running the previous configuration");
+}
+
+/* ---- signals and the loop ---- */
+
+static void
+signal_cb(struct ev_handler *h, uint32_t events)
+{
+	struct master *m = (struct master *)((char *)h - offsetof(struct master, sig));
+	struct signalfd_siginfo si;
+
+	(void)events;
+	while (read(h->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGCHLD:
+			reap_children(m);
+			break;
+		case SIGHUP:
+			m->reload_pending = 1;
+			break;
+		case SIGTERM:
+		case SIGINT:
+			master_stop(m);
+			break;
+		}
+	}
+}
+
+static void
+reload_hook(void *arg)
+{
+	((struct master *)arg)->reload_pending = 1;
+}
+
+static void
+signals_setup(struct master *m)
+{
+	sigset_t mask;
+
+	/* splice() to a closed socket raises SIGPIPE; EPIPE says enough. */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) == -1)
+		fatal("sigprocmask");
+	if ((m->sig.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("signalfd");
+	m->sig.cb = signal_cb;
+	if (ev_add(m->epfd, &m->sig, EPOLLIN) == -1)
+		fatal("epoll_ctl(ADD) signalfd");
+}
+
+static void
+runtime_dir_setup(const struct lbd_config *conf)
+{
+	struct stat st;
+
+	if (mkdir(conf->runtime_dir, 0755) == -1 && errno != EEXIST)
+		fatal("runtime-dir %s: mkdir", conf->runtime_dir);
+	if (stat(conf->runtime_dir, &st) == -1)
+		fatal("runtime-dir %s", conf->runtime_dir);
+	if (!S_ISDIR(st.st_mode))
+		fatalx("runtime-dir %s: not a directory", conf->runtime_dir);
+}
+
+/* Descriptors are the worker's budget: take all the hard limit allows. */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void
+master_setup(struct master *m)
+{
+	char path[PATH_MAX], err[256];
+	pid_t other;
+
+	if (resolve_privs(m->conf, &m->privs, err, sizeof(err)) == -1)
+		fatalx("%s: %s", m->config_path, err);
+	raise_fd_limit();
+	runtime_dir_setup(m->conf);
+	if (config_pid_path(m->conf, path, sizeof(path)) == -1)
+		fatalx("runtime-dir too long");
+	if ((m->pidfh = pidfile_open(path, 0644, &other)) == NULL) {
+		if (errno == EEXIST)
+			fatalx("already running (pid %d, pid file %s)", (int)other, path);
+		fatal("pid file %s", path);
+	}
+	if ((m->listeners = listeners_for(m->conf, NULL, 0, &m->nlisteners, err,
+	    sizeof(err))) == NULL) {
+		pidfile_remove(m->pidfh);
+		fatalx("%s", err);
+	}
+	if ((m->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
+		fatal("epoll_create1");
+	signals_setup(m);
+	if (config_stats_path(m->conf, path, sizeof(path)) == -1 ||
+	    stats_create(&m->map, path, m->conf->workers) == -1)
+		fatal("stats segment %s", path);
+	if (stats_layout(&m->map, m->conf, err, sizeof(err)) == -1)
+		fatalx("%s", err);
+	m->generation = m->map.hdr->generation;
+}
+
+static void
+master_start(struct master *m)
+{
+	char sock[PATH_MAX], state[PATH_MAX];
+	struct control_hooks hooks = { .reload = reload_hook, .arg = m };
+	uint32_t id;
+
+	if (config_control_path(m->conf, sock, sizeof(sock)) == -1 ||
+	    config_state_path(m->conf, state, sizeof(state)) == -1)
+		fatalx("runtime-dir too long");
+	m->control = control_open(m->epfd, sock, m->privs.admin_gid, &m->map, state, hooks);
+	control_apply_state(m->control);
+	if (!m->foreground) {
+		if (daemon(0, 0) == -1)
+			fatal("daemon");
+		log_to_syslog();
+	}
+	pidfile_write(m->pidfh);
+	m->map.hdr->master_pid = (int32_t)getpid();
+	setproctitle("master");
+	for (id = 1; id <= m->conf->workers; id++)
+		if (worker_spawn(m, id) == -1)
+			fatalx("cannot start worker %u", id);
+	m->health = health_start(m->epfd, &m->map, m->conf);
+	log_info("started: %zu services, %u workers, pid %d", m->conf->nservices,
+	    m->conf->workers, (int)getpid());
+}
+
+static void
+master_cleanup(struct master *m)
+{
+	health_stop(m->health);
+	control_close(m->control);
+	listeners_retire(m->listeners, m->nlisteners, NULL, 0);
+	stats_write_begin(&m->map);
+	m->map.hdr->master_pid = 0;
+	stats_write_end(&m->map);
+	stats_unmap(&m->map);
+	pidfile_remove(m->pidfh);
+	close(m->sig.fd);
+	close(m->epfd);
+	config_free(m->conf);
+	log_info("stopped");
+}
+
+int
+master_run(const char *config_path, int foreground)
+{
+	static struct master m;
+	struct epoll_event events[64];
+	int i, n;
+
+	m.config_path = config_path;
+	m.foreground = foreground;
+	if ((m.conf = config_load(config_path, stderr)) == NULL)
+		return 1;
+	master_setup(&m);
+	master_start(&m);
+	while (!(m.stopping && !workers_left(&m))) {
+		n = epoll_wait(m.epfd, events, 64, next_timeout(&m));
+		if (n == -1 && errno != EINTR)
+			fatal("epoll_wait");
+		for (i = 0; i < n; i++) {
+			struct ev_handler *h = events[i].data.ptr;
+
+			h->cb(h, events[i].events);
+		}
+		if (m.reload_pending && !m.stopping) {
+			m.reload_pending = 0;
+			master_reload(&m);
+		}
+		run_timers(&m);
+	}
+	master_cleanup(&m);
+	return 0;
+}

@@ -1,0 +1,203 @@
+/*
+ * The splice relay.  Sockets are edge-triggered, so each side carries
+ * "may read" / "may write" flags that only EAGAIN or a short transfer
+ * clears.  A splice that fills less than the free pipe means the socket
+ * was drained (new bytes raise a new edge), which saves the read that
+ * would only return EAGAIN -- unless epoll has reported the peer's FIN, in
+ * which case we read on until splice returns 0.
+ *
+ * splice() has two kinds of EAGAIN (haproxy#2505): socket -> pipe means
+ * "socket empty" only because we never read into a pipe that holds bytes;
+ * pipe -> socket means "socket full", and the bytes stay counted in
+ * inpipe until the peer takes them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "relay.h"
+
+#define SPLICE_FLAGS	(SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
+
+int
+pipe_pool_init(struct pipe_pool *pool, size_t max_free, uint32_t big_size)
+{
+	pool->free = calloc(max_free, sizeof(*pool->free));
+	pool->free_cap = calloc(max_free, sizeof(*pool->free_cap));
+	if (pool->free == NULL || pool->free_cap == NULL) {
+		free(pool->free);
+		free(pool->free_cap);
+		return -1;
+	}
+	pool->nfree = 0;
+	pool->max_free = max_free;
+	pool->big_size = big_size;
+	return 0;
+}
+
+void
+pipe_pool_destroy(struct pipe_pool *pool)
+{
+	while (pool->nfree > 0) {
+		pool->nfree--;
+		close(pool->free[pool->nfree][0]);
+		close(pool->free[pool->nfree][1]);
+	}
+	free(pool->free);
+	free(pool->free_cap);
+	pool->free = NULL;
+	pool->free_cap = NULL;
+}
+
+static int
+pipe_get(struct pipe_pool *pool, struct half *h)
+{
+	int fds[2], cap;
+
+	if (pool->nfree > 0) {
+		pool->nfree--;
+		h->pipe_rd = pool->free[pool->nfree][0];
+		h->pipe_wr = pool->free[pool->nfree][1];
+		h->pipe_cap = pool->free_cap[pool->nfree];
+		return 0;
+	}
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1)
+		return -1;
+	/* The real size: a user over pipe-user-pages-soft gets one page. */
+	if ((cap = fcntl(fds[1], F_GETPIPE_SZ)) <= 0)
+		cap = 4096;
+	h->pipe_rd = fds[0];
+	h->pipe_wr = fds[1];
+	h->pipe_cap = (uint32_t)cap;
+	return 0;
+}
+
+static void
+pipe_put(struct pipe_pool *pool, struct half *h)
+{
+	if (h->pipe_rd == -1)
+		return;
+	if (h->inpipe == 0 && pool->nfree < pool->max_free) {
+		pool->free[pool->nfree][0] = h->pipe_rd;
+		pool->free[pool->nfree][1] = h->pipe_wr;
+		pool->free_cap[pool->nfree] = h->pipe_cap;
+		pool->nfree++;
+	} else {
+		close(h->pipe_rd);
+		close(h->pipe_wr);
+	}
+	h->pipe_rd = h->pipe_wr = -1;
+	h->inpipe = 0;
+}
+
+static void
+pipe_grow(struct pipe_pool *pool, struct half *h)
+{
+	int cap;
+
+	if (pool->big_size <= h->pipe_cap)
+		return;
+	if ((cap = fcntl(h->pipe_wr, F_SETPIPE_SZ, (int)pool->big_size)) > 0)
+		h->pipe_cap = (uint32_t)cap;
+	else
+		pool->big_size = h->pipe_cap;	/* not allowed here: stop trying */
+}
+
+void
+half_init(struct half *h)
+{
+	h->pipe_rd = h->pipe_wr = -1;
+	h->pipe_cap = 0;
+	h->inpipe = 0;
+	h->src_eof = h->src_hup = h->dst_shut = false;
+	h->src_ready = h->dst_ready = true;
+}
+
+void
+relay_release_pipes(struct conn *c, struct pipe_pool *pool)
+{
+	pipe_put(pool, &c->up);
+	pipe_put(pool, &c->down);
+}
+
+/* Flushes the pipe towards dst.  Returns 1 when empty, 0 blocked, -1 error. */
+static int
+half_flush(struct half *h, int dst, uint64_t *moved)
+{
+	ssize_t n;
+
+	while (h->inpipe > 0) {
+		if (!h->dst_ready)
+			return 0;
+		n = splice(h->pipe_rd, NULL, dst, NULL, h->inpipe, SPLICE_FLAGS);
+		if (n > 0) {
+			h->inpipe -= (uint32_t)n;
+			*moved += (uint64_t)n;
+			if (h->inpipe > 0)
+				h->dst_ready = false;	/* socket buffer full */
+		} else if (n == -1 && errno == EAGAIN) {
+			h->dst_ready = false;
+		} else if (n == -1 && errno == EINTR) {
+			continue;
+		} else
+			return -1;
+	}
+	return 1;
+}
+
+/* Returns RELAY_MORE, RELAY_NOPIPE, or -1 (src failed) / -2 (dst failed). */
+static int
+half_pump(struct half *h, int src, int dst, struct pipe_pool *pool, uint64_t *moved)
+{
+	ssize_t n;
+	int rc;
+
+	for (;;) {
+		if ((rc = half_flush(h, dst, moved)) != 1)
+			return rc == 0 ? RELAY_MORE : -2;
+		if (h->src_eof || !h->src_ready) {
+			pipe_put(pool, h);
+			if (h->src_eof && !h->dst_shut) {
+				h->dst_shut = true;
+				if (shutdown(dst, SHUT_WR) == -1 && errno != ENOTCONN)
+					return -2;
+			}
+			return RELAY_MORE;
+		}
+		if (h->pipe_rd == -1 && pipe_get(pool, h) == -1)
+			return RELAY_NOPIPE;
+		n = splice(src, NULL, h->pipe_wr, NULL, h->pipe_cap, SPLICE_FLAGS);
+		if (n > 0) {
+			h->inpipe = (uint32_t)n;
+			if ((uint32_t)n == h->pipe_cap)
+				pipe_grow(pool, h);
+			else if (!h->src_hup)
+				h->src_ready = false;	/* drained; new bytes raise an edge */
+		} else if (n == 0) {
+			h->src_eof = true;
+		} else if (errno == EAGAIN) {
+			h->src_ready = false;
+		} else if (errno != EINTR)
+			return -1;
+	}
+}
+
+enum relay_status
+relay_pump(struct conn *c, struct pipe_pool *pool, uint64_t *up, uint64_t *down)
+{
+	int st;
+
+	st = half_pump(&c->up, c->client_fd, c->backend_fd, pool, up);
+	if (st != RELAY_MORE)
+		return st == RELAY_NOPIPE ? RELAY_NOPIPE :
+		    st == -1 ? RELAY_RESET_CLIENT : RELAY_RESET_BACKEND;
+	st = half_pump(&c->down, c->backend_fd, c->client_fd, pool, down);
+	if (st != RELAY_MORE)
+		return st == RELAY_NOPIPE ? RELAY_NOPIPE :
+		    st == -1 ? RELAY_RESET_BACKEND : RELAY_RESET_CLIENT;
+	if (c->up.dst_shut && c->down.dst_shut)
+		return RELAY_DONE;
+	return RELAY_MORE;
+}

@@ -1,0 +1,789 @@
+/*
+ * The worker process: accept, pick, connect, relay, count.
+ *
+ * Every socket is registered once, edge-triggered, for input and output, so
+ * a connection costs two epoll_ctl calls in its life and none per event.
+ * Listeners are level-triggered with EPOLLEXCLUSIVE: one worker wakes per
+ * connection, and a worker that dies takes nothing from the shared queue.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "balance.h"
+#include "log.h"
+#include "proxyproto.h"
+#include "relay.h"
+#include "worker.h"
+
+#define ACCEPT_BATCH		32	/* accepts per wake-up: leave some for siblings */
+#define TICK_MS			100	/* timeout scan period */
+#define PAUSE_MS		100	/* accept pause after EMFILE/ENFILE */
+#define POOL_MAX_FREE		256	/* free pipes kept per worker */
+#define BIG_PIPE		(1u << 20)
+#define FAIL_LOG_MS		5000	/* at most one connect-failure line per backend */
+
+enum tag_kind {
+	TAG_CLIENT = 0,
+	TAG_BACKEND = 1,
+	TAG_LISTENER = 2,
+	TAG_SIGNAL = 3,
+};
+
+/* A service's schedule: rebuilt when the master bumps its sched_version. */
+struct schedule {
+	uint32_t version;
+	int built;
+	uint32_t *weights;		/* effective, 0 = not eligible; per backend */
+	uint32_t *slots;		/* backend slots, for the source hash */
+	uint8_t *seq;			/* smooth weighted order, len entries */
+	size_t len;
+};
+
+struct conn_list {
+	struct conn *head, *tail;
+};
+
+struct service_rt {
+	struct schedule sched;
+	struct conn_list connecting;	/* oldest connect first */
+	struct conn_list idle;		/* least recently active first */
+};
+
+struct worker {
+	int epfd;
+	int sigfd;
+	struct lbd_config *conf;
+	struct stats_map *map;
+	uint32_t slot;
+	uint32_t id;
+	struct listener *listeners;
+	size_t nlisteners;
+	struct service_rt *rt;		/* one per service */
+	struct pipe_pool pool;
+	uint64_t now_ms;
+	uint64_t next_tick_ms;
+	uint64_t paused_until_ms;	/* 0 = not paused for EMFILE */
+	uint32_t nconns;
+	uint32_t nstalled;
+	int accepting;			/* listeners are in the epoll set */
+	int stopping;
+	struct conn *graveyard;		/* closed this batch, freed after it */
+	uint64_t fail_logged_ms[LBD_MAX_BACKENDS];
+};
+
+static void conn_connect(struct worker *w, struct conn *c);
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t
+tag(void *ptr, enum tag_kind kind)
+{
+	return (uint64_t)(uintptr_t)ptr | (uint64_t)kind;
+}
+
+/* ---- lists ---- */
+
+static void
+list_remove(struct conn_list *l, struct conn *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else if (l->head == c)
+		l->head = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	else if (l->tail == c)
+		l->tail = c->prev;
+	c->prev = c->next = NULL;
+}
+
+static void
+list_append(struct conn_list *l, struct conn *c)
+{
+	c->next = NULL;
+	c->prev = l->tail;
+	if (l->tail != NULL)
+		l->tail->next = c;
+	else
+		l->head = c;
+	l->tail = c;
+}
+
+static struct conn_list *
+conn_list_of(struct worker *w, struct conn *c)
+{
+	struct service_rt *rt = &w->rt[c->service];
+
+	return c->state == CONN_CONNECTING ? &rt->connecting : &rt->idle;
+}
+
+/* ---- counters ---- */
+
+static struct lbd_stats_counter *
+backend_counter(struct worker *w, struct conn *c)
+{
+	return stats_counter(w->map, w->slot,
+	    w->conf->services[c->service].backends[c->backend].slot);
+}
+
+static struct lbd_stats_service_counter *
+service_counter(struct worker *w, struct conn *c)
+{
+	return stats_service_counter(w->map, w->slot, w->conf->services[c->service].slot);
+}
+
+/* ---- picking a backend ---- */
+
+static int
+schedule_alloc(struct schedule *s, size_t n)
+{
+	s->weights = calloc(n, sizeof(*s->weights));
+	s->slots = calloc(n, sizeof(*s->slots));
+	s->seq = malloc(BALANCE_SEQ_MAX);
+	return s->weights == NULL || s->slots == NULL || s->seq == NULL ? -1 : 0;
+}
+
+/*
+ * Eligible: admin state none, health up, weight above 0.  When no backend
+ * is up, every backend not drained or disabled is tried rather than
+ * black-holing the service (the health checker says so in the log).
+ */
+static void
+schedule_build(struct worker *w, size_t svc_idx, uint32_t version)
+{
+	const struct lbd_service_conf *svc = &w->conf->services[svc_idx];
+	struct schedule *s = &w->rt[svc_idx].sched;
+	size_t i, up = 0;
+
+	for (i = 0; i < svc->nbackends; i++) {
+		const struct lbd_stats_backend *b = stats_backend(w->map, svc->backends[i].slot);
+		uint32_t weight = __atomic_load_n(&b->weight, __ATOMIC_RELAXED);
+		int admin_ok = __atomic_load_n(&b->admin, __ATOMIC_RELAXED) == LBD_ADMIN_NONE;
+		int health_up = __atomic_load_n(&b->health, __ATOMIC_RELAXED) == LBD_HEALTH_UP;
+
+		s->slots[i] = svc->backends[i].slot;
+		s->weights[i] = admin_ok && health_up ? weight : 0;
+		up += s->weights[i] > 0;
+	}
+	if (up == 0)
+		for (i = 0; i < svc->nbackends; i++) {
+			const struct lbd_stats_backend *b = stats_backend(w->map, s->slots[i]);
+
+			if (b->admin == LBD_ADMIN_NONE)
+				s->weights[i] = b->weight;
+		}
+	s->len = balance_smooth_sequence(s->weights, svc->nbackends, s->seq);
+	s->version = version;
+	s->built = 1;
+}
+
+static int
+pick_roundrobin(struct lbd_stats_service *ss, struct schedule *s, uint64_t tried)
+{
+	uint64_t start;
+	size_t k;
+
+	if (s->len == 0)
+		return -1;
+	start = __atomic_fetch_add(&ss->rr_counter, 1, __ATOMIC_RELAXED);
+	for (k = 0; k < s->len; k++) {
+		uint8_t idx = s->seq[(start + k) % s->len];
+
+		if (!(tried & (UINT64_C(1) << idx)))
+			return idx;
+	}
+	return -1;
+}
+
+static int
+pick_backend(struct worker *w, struct conn *c)
+{
+	const struct lbd_service_conf *svc = &w->conf->services[c->service];
+	struct lbd_stats_service *ss = stats_service(w->map, svc->slot);
+	struct schedule *s = &w->rt[c->service].sched;
+	uint32_t version = __atomic_load_n(&ss->sched_version, __ATOMIC_ACQUIRE);
+	uint32_t weights[LBD_MAX_SERVICE_BACKENDS];
+	uint64_t active[LBD_MAX_SERVICE_BACKENDS];
+	size_t i;
+
+	if (!s->built || s->version != version)
+		schedule_build(w, c->service, version);
+	if (svc->balance == LBD_BALANCE_ROUNDROBIN)
+		return pick_roundrobin(ss, s, c->tried);
+	for (i = 0; i < svc->nbackends; i++)
+		weights[i] = c->tried & (UINT64_C(1) << i) ? 0 : s->weights[i];
+	if (svc->balance == LBD_BALANCE_SOURCE)
+		return balance_rendezvous(balance_client_hash((struct sockaddr *)&c->peer),
+		    s->slots, weights, svc->nbackends);
+	for (i = 0; i < svc->nbackends; i++)
+		active[i] = weights[i] != 0 ? stats_backend_active(w->map, s->slots[i]) : 0;
+	return balance_leastconn(active, weights, svc->nbackends,
+	    __atomic_fetch_add(&ss->rr_counter, 1, __ATOMIC_RELAXED));
+}
+
+/* ---- connection teardown ---- */
+
+static const char *
+close_reason_text(enum close_reason r)
+{
+	static const char *const text[] = {
+		[CLOSE_NONE] = "closed", [CLOSE_CLIENT] = "client closed",
+		[CLOSE_BACKEND] = "backend closed", [CLOSE_RESET_CLIENT] = "client reset",
+		[CLOSE_RESET_BACKEND] = "backend reset", [CLOSE_IDLE] = "idle timeout",
+		[CLOSE_CONNECT] = "connect failed", [CLOSE_NO_BACKEND] = "no backend available",
+		[CLOSE_SHUTDOWN] = "shutdown", [CLOSE_LOCAL] = "out of resources",
+	};
+
+	return r < sizeof(text) / sizeof(text[0]) ? text[r] : "closed";
+}
+
+static void
+conn_log(struct worker *w, struct conn *c)
+{
+	const struct lbd_service_conf *svc = &w->conf->services[c->service];
+	char peer[LBD_ADDR_LEN];
+
+	addr_format((struct sockaddr *)&c->peer, peer, sizeof(peer));
+	log_info("%s %s -> %s %s %llums in %llu out %llu: %s", svc->name, peer,
+	    c->backend >= 0 ? svc->backends[c->backend].name : "-",
+	    c->backend >= 0 ? svc->backends[c->backend].addr.text : "-",
+	    (unsigned long long)(w->now_ms - c->started_ms),
+	    (unsigned long long)c->bytes_up, (unsigned long long)c->bytes_down,
+	    close_reason_text(c->close_reason));
+}
+
+/* An RST instead of a FIN: what a reset on the other side deserves. */
+static void
+socket_reset(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+static void
+backend_release(struct worker *w, struct conn *c)
+{
+	if (c->backend >= 0 && c->backend_fd != -1)
+		stats_sub(&backend_counter(w, c)->active, 1);
+	if (c->backend_fd != -1)
+		close(c->backend_fd);
+	c->backend_fd = -1;
+}
+
+static void resume_accepting(struct worker *w);
+
+static void
+conn_close(struct worker *w, struct conn *c, enum close_reason reason)
+{
+	if (c->closed)
+		return;
+	if (c->close_reason == CLOSE_NONE)
+		c->close_reason = (uint8_t)reason;
+	if (w->conf->log_connections)
+		conn_log(w, c);
+	list_remove(conn_list_of(w, c), c);
+	if (reason == CLOSE_RESET_BACKEND)
+		socket_reset(c->client_fd);
+	else if (reason == CLOSE_RESET_CLIENT && c->backend_fd != -1)
+		socket_reset(c->backend_fd);
+	relay_release_pipes(c, &w->pool);
+	backend_release(w, c);
+	close(c->client_fd);
+	c->client_fd = -1;
+	stats_sub(&service_counter(w, c)->active, 1);
+	stats_sub(&stats_worker(w->map, w->slot)->active, 1);
+	if (c->stalled)
+		w->nstalled--;
+	c->closed = 1;
+	c->next = w->graveyard;
+	w->graveyard = c;
+	w->nconns--;
+	if (!w->accepting && w->paused_until_ms == 0)
+		resume_accepting(w);
+}
+
+static void
+conn_reject(struct worker *w, struct conn *c, enum close_reason reason)
+{
+	stats_add(&service_counter(w, c)->rejected, 1);
+	conn_close(w, c, reason);
+}
+
+/* ---- connecting ---- */
+
+static void
+connect_failed(struct worker *w, struct conn *c, int err)
+{
+	const struct lbd_service_conf *svc = &w->conf->services[c->service];
+	const struct lbd_backend_conf *be = &svc->backends[c->backend];
+	uint64_t *logged = &w->fail_logged_ms[be->slot];
+
+	stats_add(&backend_counter(w, c)->connect_failures, 1);
+	if (*logged == 0 || w->now_ms - *logged >= FAIL_LOG_MS) {
+		*logged = w->now_ms;
+		log_warnx("backend %s/%s %s: connect: %s", svc->name, be->name,
+		    be->addr.text, strerror(err));
+	}
+	list_remove(conn_list_of(w, c), c);
+	backend_release(w, c);
+	c->state = CONN_CONNECTING;
+	conn_connect(w, c);
+}
+
+/* Starts a connect to the next eligible backend, or rejects the client. */
+static void
+conn_connect(struct worker *w, struct conn *c)
+{
+	const struct lbd_service_conf *svc = &w->conf->services[c->service];
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET };
+	const struct lbd_backend_conf *be;
+	int b, fd;
+
+	for (;;) {
+		if (c->attempts > svc->retries || (b = pick_backend(w, c)) < 0) {
+			conn_reject(w, c, c->attempts > 0 ? CLOSE_CONNECT : CLOSE_NO_BACKEND);
+			return;
+		}
+		be = &svc->backends[b];
+		c->backend = (int16_t)b;
+		c->tried |= UINT64_C(1) << b;
+		c->attempts++;
+		fd = socket(be->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd == -1) {
+			log_warn("backend %s/%s: socket", svc->name, be->name);
+			c->backend = -1;
+			conn_reject(w, c, CLOSE_LOCAL);
+			return;
+		}
+		c->backend_fd = fd;
+		stats_add(&backend_counter(w, c)->active, 1);
+		if (connect(fd, (struct sockaddr *)&be->addr.ss, be->addr.len) == -1 &&
+		    errno != EINPROGRESS) {
+			int err = errno;
+
+			stats_add(&backend_counter(w, c)->connect_failures, 1);
+			log_debug("backend %s/%s: connect: %s", svc->name, be->name, strerror(err));
+			backend_release(w, c);
+			continue;
+		}
+		ev.data.u64 = tag(c, TAG_BACKEND);
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+			log_warn("epoll_ctl(ADD) backend");
+			conn_reject(w, c, CLOSE_LOCAL);
+			return;
+		}
+		c->state = CONN_CONNECTING;
+		c->last_ms = w->now_ms;
+		list_append(&w->rt[c->service].connecting, c);
+		return;
+	}
+}
+
+static int
+send_proxy_header(struct worker *w, struct conn *c)
+{
+	const struct lbd_service_conf *svc = &w->conf->services[c->service];
+	struct sockaddr_storage local;
+	socklen_t len = sizeof(local);
+	unsigned char hdr[PROXY_HEADER_MAX];
+	size_t n;
+
+	if (getsockname(c->client_fd, (struct sockaddr *)&local, &len) == -1)
+		return -1;
+	n = proxy_header(svc->proxy_protocol, (struct sockaddr *)&c->peer,
+	    (struct sockaddr *)&local, hdr, sizeof(hdr));
+	/* A fresh socket's buffer always takes a few dozen bytes at once. */
+	return n > 0 && send(c->backend_fd, hdr, n, MSG_NOSIGNAL) == (ssize_t)n ? 0 : -1;
+}
+
+/* ---- relaying ---- */
+
+static void
+conn_pump(struct worker *w, struct conn *c)
+{
+	uint64_t up = 0, down = 0;
+	enum relay_status st;
+
+	st = relay_pump(c, &w->pool, &up, &down);
+	if (up + down > 0) {
+		struct lbd_stats_counter *ctr = backend_counter(w, c);
+
+		stats_add(&ctr->bytes_in, up);
+		stats_add(&ctr->bytes_out, down);
+		c->bytes_up += up;
+		c->bytes_down += down;
+		c->last_ms = w->now_ms;
+		if (w->rt[c->service].idle.tail != c) {
+			list_remove(&w->rt[c->service].idle, c);
+			list_append(&w->rt[c->service].idle, c);
+		}
+	}
+	if (c->close_reason == CLOSE_NONE && (c->up.src_eof || c->down.src_eof))
+		c->close_reason = c->up.src_eof ? CLOSE_CLIENT : CLOSE_BACKEND;
+	switch (st) {
+	case RELAY_MORE:
+		break;
+	case RELAY_DONE:
+		conn_close(w, c, CLOSE_NONE);
+		break;
+	case RELAY_RESET_CLIENT:
+		c->close_reason = CLOSE_RESET_CLIENT;
+		conn_close(w, c, CLOSE_RESET_CLIENT);
+		break;
+	case RELAY_RESET_BACKEND:
+		c->close_reason = CLOSE_RESET_BACKEND;
+		conn_close(w, c, CLOSE_RESET_BACKEND);
+		break;
+	case RELAY_NOPIPE:
+		if (!c->stalled) {
+			c->stalled = 1;
+			w->nstalled++;
+		}
+		break;
+	}
+}
+
+static void
+connect_result(struct worker *w, struct conn *c, uint32_t events)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (events & (EPOLLERR | EPOLLHUP)) {
+		if (getsockopt(c->backend_fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1 || err == 0)
+			err = ECONNREFUSED;
+		connect_failed(w, c, err);
+		return;
+	}
+	if (!(events & EPOLLOUT))
+		return;
+	list_remove(&w->rt[c->service].connecting, c);
+	c->state = CONN_RELAY;
+	c->last_ms = w->now_ms;
+	list_append(&w->rt[c->service].idle, c);
+	stats_add(&backend_counter(w, c)->connections, 1);
+	c->up.dst_ready = true;
+	c->down.src_ready = (events & (EPOLLIN | EPOLLRDHUP)) != 0;
+	c->down.src_hup = (events & EPOLLRDHUP) != 0;
+	if (w->conf->services[c->service].proxy_protocol != LBD_PROXY_OFF &&
+	    send_proxy_header(w, c) == -1) {
+		conn_close(w, c, CLOSE_RESET_BACKEND);
+		return;
+	}
+	conn_pump(w, c);
+}
+
+static void
+conn_event(struct worker *w, struct conn *c, int is_backend, uint32_t events)
+{
+	struct half *from = is_backend ? &c->down : &c->up;	/* this fd is its source */
+	struct half *to = is_backend ? &c->up : &c->down;	/* this fd is its destination */
+
+	if (c->closed)
+		return;
+	if (is_backend && c->state == CONN_CONNECTING) {
+		connect_result(w, c, events);
+		return;
+	}
+	if (events & EPOLLERR) {
+		conn_close(w, c, is_backend ? CLOSE_RESET_BACKEND : CLOSE_RESET_CLIENT);
+		return;
+	}
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))
+		from->src_ready = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP))
+		from->src_hup = true;
+	if (events & (EPOLLOUT | EPOLLHUP))
+		to->dst_ready = true;
+	if (c->state == CONN_RELAY)
+		conn_pump(w, c);
+}
+
+/* ---- accepting ---- */
+
+static void
+pause_accepting(struct worker *w, uint64_t until_ms)
+{
+	size_t i;
+
+	if (w->accepting)
+		for (i = 0; i < w->nlisteners; i++)
+			(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->listeners[i].fd, NULL);
+	w->accepting = 0;
+	w->paused_until_ms = until_ms;
+}
+
+static void
+resume_accepting(struct worker *w)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
+	size_t i;
+
+	if (w->accepting || w->stopping || w->nconns >= w->conf->maxconn)
+		return;
+	for (i = 0; i < w->nlisteners; i++) {
+		ev.data.u64 = tag(&w->listeners[i], TAG_LISTENER);
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->listeners[i].fd, &ev) == -1)
+			log_warn("listener %s: epoll_ctl(ADD)", w->listeners[i].addr.text);
+	}
+	w->accepting = 1;
+	w->paused_until_ms = 0;
+}
+
+static void
+conn_new(struct worker *w, struct listener *l, int fd, const struct sockaddr_storage *peer)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET };
+	struct conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		log_warnx("listener %s: out of memory", l->addr.text);
+		close(fd);
+		return;
+	}
+	c->client_fd = fd;
+	c->backend_fd = -1;
+	c->backend = -1;
+	c->service = (uint16_t)l->service;
+	c->listener = (uint16_t)(l - w->listeners);
+	c->peer = *peer;
+	c->started_ms = c->last_ms = w->now_ms;
+	half_init(&c->up);
+	half_init(&c->down);
+	/* Readiness comes from epoll, which reports what is already there. */
+	c->up.src_ready = c->down.dst_ready = false;
+	w->nconns++;
+	stats_add(&stats_worker(w->map, w->slot)->accepted, 1);
+	stats_add(&stats_worker(w->map, w->slot)->active, 1);
+	stats_add(&service_counter(w, c)->accepted, 1);
+	stats_add(&service_counter(w, c)->active, 1);
+	ev.data.u64 = tag(c, TAG_CLIENT);
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+		log_warn("listener %s: epoll_ctl(ADD) client", l->addr.text);
+		conn_close(w, c, CLOSE_LOCAL);
+		return;
+	}
+	conn_connect(w, c);
+}
+
+static void
+accept_ready(struct worker *w, struct listener *l)
+{
+	struct sockaddr_storage peer;
+	socklen_t len;
+	int i, fd;
+
+	for (i = 0; i < ACCEPT_BATCH; i++) {
+		if (w->nconns >= w->conf->maxconn) {
+			pause_accepting(w, 0);
+			return;
+		}
+		len = sizeof(peer);
+		fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			conn_new(w, l, fd, &peer);
+			continue;
+		}
+		switch (errno) {
+		case EAGAIN:
+			return;
+		case EINTR:
+		case ECONNABORTED:
+		case EPROTO:
+			continue;
+		case EMFILE:
+		case ENFILE:
+		case ENOBUFS:
+		case ENOMEM:
+			/* Nothing to accept into: pause rather than spin on a ready queue. */
+			log_warn("listener %s: accept (pausing %dms)", l->addr.text, PAUSE_MS);
+			pause_accepting(w, w->now_ms + PAUSE_MS);
+			return;
+		default:
+			log_warn("listener %s: accept", l->addr.text);
+			return;
+		}
+	}
+}
+
+/* ---- timers, signals, the loop ---- */
+
+static void
+tick_service(struct worker *w, size_t s)
+{
+	const struct lbd_service_conf *svc = &w->conf->services[s];
+	struct service_rt *rt = &w->rt[s];
+	struct conn *c, *next;
+
+	while ((c = rt->connecting.head) != NULL &&
+	    w->now_ms - c->last_ms >= svc->connect_timeout_ms)
+		connect_failed(w, c, ETIMEDOUT);
+	while ((c = rt->idle.head) != NULL &&
+	    w->now_ms - c->last_ms >= svc->idle_timeout_ms)
+		conn_close(w, c, CLOSE_IDLE);
+	for (c = rt->idle.head; w->nstalled > 0 && c != NULL; c = next) {
+		next = c->next;
+		if (c->stalled) {
+			c->stalled = 0;
+			w->nstalled--;
+			conn_pump(w, c);
+		}
+	}
+}
+
+static void
+tick(struct worker *w)
+{
+	size_t s;
+
+	for (s = 0; s < w->conf->nservices; s++)
+		tick_service(w, s);
+	if (!w->accepting && w->paused_until_ms != 0 && w->now_ms >= w->paused_until_ms) {
+		w->paused_until_ms = 0;
+		resume_accepting(w);
+	}
+	w->next_tick_ms = w->now_ms + TICK_MS;
+}
+
+/* Stop accepting: close this worker's copies of the listeners. */
+static void
+worker_stop_accepting(struct worker *w)
+{
+	size_t i;
+
+	pause_accepting(w, 0);
+	w->stopping = 1;
+	for (i = 0; i < w->nlisteners; i++) {
+		close(w->listeners[i].fd);
+		w->listeners[i].fd = -1;
+	}
+}
+
+static void
+signal_ready(struct worker *w)
+{
+	struct signalfd_siginfo si;
+
+	while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			if (!w->stopping)
+				log_debug("stopping: %u connections to finish", w->nconns);
+			worker_stop_accepting(w);
+		}
+	}
+}
+
+static void
+dispatch(struct worker *w, struct epoll_event *ev)
+{
+	void *ptr = (void *)(uintptr_t)(ev->data.u64 & ~(uint64_t)3);
+
+	switch (ev->data.u64 & 3) {
+	case TAG_CLIENT:
+		conn_event(w, ptr, 0, ev->events);
+		break;
+	case TAG_BACKEND:
+		conn_event(w, ptr, 1, ev->events);
+		break;
+	case TAG_LISTENER:
+		if (w->accepting)
+			accept_ready(w, ptr);
+		break;
+	case TAG_SIGNAL:
+		signal_ready(w);
+		break;
+	}
+}
+
+static void
+bury(struct worker *w)
+{
+	struct conn *c;
+
+	while ((c = w->graveyard) != NULL) {
+		w->graveyard = c->next;
+		free(c);
+	}
+}
+
+static void
+worker_setup(struct worker *w)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	sigset_t mask;
+
+	if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
+		fatal("epoll_create1");
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	if ((w->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("signalfd");
+	ev.data.u64 = tag(NULL, TAG_SIGNAL);
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->sigfd, &ev) == -1)
+		fatal("epoll_ctl(ADD) signalfd");
+	if (pipe_pool_init(&w->pool, POOL_MAX_FREE, BIG_PIPE) == -1 ||
+	    (w->rt = calloc(w->conf->nservices, sizeof(*w->rt))) == NULL)
+		fatalx("out of memory");
+	for (size_t s = 0; s < w->conf->nservices; s++)
+		if (schedule_alloc(&w->rt[s].sched, w->conf->services[s].nbackends) == -1)
+			fatalx("out of memory");
+	resume_accepting(w);
+}
+
+void
+worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
+    uint32_t id, struct listener *listeners, size_t nlisteners, int foreground)
+{
+	struct worker w;
+	struct epoll_event events[256];
+	char prefix[32];
+	int n, i, timeout;
+
+	(void)foreground;
+	memset(&w, 0, sizeof(w));
+	setproctitle("worker %u", id);
+	snprintf(prefix, sizeof(prefix), "worker %u: ", id);
+	log_set_prefix(prefix);
+	w.conf = conf;
+	w.map = map;
+	w.slot = slot;
+	w.id = id;
+	w.listeners = listeners;
+	w.nlisteners = nlisteners;
+	w.now_ms = now_ms();
+	worker_setup(&w);
+	for (;;) {
+		if (w.stopping && w.nconns == 0)
+			exit(0);
+		timeout = w.nconns > 0 || w.paused_until_ms != 0 ?
+		    (int)(w.next_tick_ms > w.now_ms ? w.next_tick_ms - w.now_ms : 0) : -1;
+		n = epoll_wait(w.epfd, events, 256, timeout);
+		if (n == -1 && errno != EINTR)
+			fatal("epoll_wait");
+		w.now_ms = now_ms();
+		for (i = 0; i < n; i++)
+			dispatch(&w, &events[i]);
+		if (w.now_ms >= w.next_tick_ms)
+			tick(&w);
+		bury(&w);
+	}
+}

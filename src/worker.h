@@ -1,0 +1,26 @@
+/*
+ * A worker: one single-threaded epoll loop that accepts from the inherited
+ * listeners, picks a backend, connects and relays.  It only reads the
+ * master's decisions (health, admin state, weights) from the stats segment
+ * and bumps its own counter row there.
+ */
+#ifndef LBD_WORKER_H
+#define LBD_WORKER_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "stats.h"
+
+struct listener {
+	int fd;				/* owned by the master; workers hold a copy */
+	struct lbd_sockaddr addr;
+	size_t service;			/* index into the config's services */
+};
+
+/* Runs the worker's loop; never returns. */
+__attribute__((noreturn))
+void worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
+    uint32_t id, struct listener *listeners, size_t nlisteners, int foreground);
+
+#endif
