@@ -37,7 +37,7 @@
 #define CONTROL_OUT_MAX		(64 * 1024)	/* replies queued for a client that does not read */
 #define CONTROL_ACCEPT_BATCH	16
 #define CONTROL_PAUSE_MS	1000		/* accept paused this long on EMFILE */
-#define CONTROL_BACKLOG		16
+#define CONTROL_BACKLOG		CONTROL_MAX_CLIENTS
 #define CONTROL_STATE_LINE	512
 
 #define CONTROL_OF(h, type, member) \

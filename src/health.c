@@ -677,6 +677,8 @@ fail:
 void
 health_reconfigure(struct health *h, const struct lbd_config *conf)
 {
+	if (h == NULL)
+		return;		/* health_start failed and said so */
 	/* On failure the old checks keep running: stale, never unsafe. */
 	if (health_load(h, conf) == -1)
 		log_warn("health: reloading checks, keeping the old ones");

@@ -101,23 +101,24 @@ void
 hstate_quote(char *buf, size_t len, const char *s, size_t n)
 {
 	char esc[5];
-	size_t i, used = 0, elen;
+	size_t i, used = 0, elen, total = 0, room;
 
 	if (len == 0)
 		return;
+	for (i = 0; i < n; i++)
+		total += hstate_escape((unsigned char)s[i], esc);
+	/* Cut only when it does not all fit, keeping room for the dots. */
+	room = total < len ? len - 1 : (len > 3 ? len - 4 : 0);
 	buf[0] = '\0';
 	for (i = 0; i < n; i++) {
 		elen = hstate_escape((unsigned char)s[i], esc);
-		/* Room for this byte, and for "..." if more follow. */
-		if (used + elen + (i + 1 < n ? 3 : 0) >= len) {
-			/* The last byte that fitted left room for this. */
-			if (used + 3 < len)
-				memcpy(buf + used, "...", 4);
-			return;
-		}
+		if (used + elen > room)
+			break;
 		memcpy(buf + used, esc, elen + 1);
 		used += elen;
 	}
+	if (i < n && len > 3)
+		memcpy(buf + used, "...", 4);
 }
 
 void

@@ -770,10 +770,12 @@ master_run(const char *config_path, int foreground)
 	struct epoll_event events[64];
 	int i, n;
 
-	m.config_path = config_path;
 	m.foreground = foreground;
 	if ((m.conf = config_load(config_path, stderr)) == NULL)
 		return 1;
+	/* daemon() moves to "/": a reload must still find a relative path. */
+	if ((m.config_path = realpath(config_path, NULL)) == NULL)
+		fatal("%s", config_path);
 	master_setup(&m);
 	master_start(&m);
 	while (!(m.stopping && !workers_left(&m))) {
@@ -792,5 +794,6 @@ master_run(const char *config_path, int foreground)
 		run_timers(&m);
 	}
 	master_cleanup(&m);
+	free((char *)m.config_path);
 	return 0;
 }
