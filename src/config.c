@@ -39,7 +39,7 @@ struct load_ctx {
 	const char *path;
 	int nerrors;
 	struct section_line {
-		char path[2 * LBD_NAME_LEN + 16];	/* "web" or "web/app1" */
+		char path[520];		/* "web" or "web/app1", as written */
 		int line;
 	} *sections;
 	size_t nsections;
@@ -121,6 +121,18 @@ parse_address_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 }
 
 static int
+parse_path_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (value[0] != '/' || strlen(value) > 200) {
+		cfg_error(cfg, "%s = \"%s\": must be an absolute path of at most 200 "
+		    "characters", opt->name, value);
+		return -1;
+	}
+	*(const char **)result = value;
+	return 0;
+}
+
+static int
 parse_keyword_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
 	static const char *const balance[] = { "roundrobin", "leastconn", "source", NULL };
@@ -174,7 +186,7 @@ static cfg_opt_t top_opts[] = {
 	CFG_STR("user", "lbd", CFGF_NONE),
 	CFG_STR("group", "lbd", CFGF_NONE),
 	CFG_STR("admin-group", "lbd", CFGF_NONE),
-	CFG_STR("runtime-dir", "/run/lbd", CFGF_NONE),
+	CFG_STR_CB("runtime-dir", "/run/lbd", CFGF_NONE, parse_path_cb),
 	CFG_INT("maxconn", 20000, CFGF_NONE),
 	DURATION("shutdown-grace", "30s"),
 	CFG_BOOL("log-connections", cfg_false, CFGF_NONE),
@@ -203,8 +215,8 @@ struct scan {
 	int line;
 	int depth;
 	int open_line[8];
-	char word[2][LBD_NAME_LEN + 2];	/* the last two bare words */
-	char service[LBD_NAME_LEN];
+	char word[2][256];		/* the last two words, a quoted one unquoted */
+	char service[256];
 };
 
 static void
@@ -244,10 +256,11 @@ done:
 	sc->word[0][0] = sc->word[1][0] = '\0';
 }
 
-static const char *
-scan_skip_quoted(struct scan *sc, const char *p)
+/* Skips a quoted string, recording its content as the last word. */
+static char *
+scan_quoted(struct scan *sc, char *p)
 {
-	char quote = *p++;
+	char quote = *p++, *start = p;
 
 	for (; *p != '\0' && *p != quote; p++) {
 		if (*p == '\\' && p[1] != '\0')
@@ -255,30 +268,48 @@ scan_skip_quoted(struct scan *sc, const char *p)
 		if (*p == '\n')
 			sc->line++;
 	}
+	scan_word(sc, start, (size_t)(p - start));
 	return *p == quote ? p + 1 : p;
 }
 
+/*
+ * Comments become blanks, newlines kept: libconfuse 3.3 miscounts lines
+ * after a comment (two per '#' line) and refuses one inside a list.
+ */
+static char *
+scan_comment(struct scan *sc, char *p)
+{
+	if (p[0] == '/' && p[1] == '*') {
+		p[0] = p[1] = ' ';
+		for (p += 2; *p != '\0' && !(p[0] == '*' && p[1] == '/'); p++) {
+			if (*p == '\n')
+				sc->line++;
+			else
+				*p = ' ';
+		}
+		if (*p != '\0')
+			p[0] = p[1] = ' ';
+		return *p != '\0' ? p + 2 : p;
+	}
+	for (; *p != '\0' && *p != '\n'; p++)
+		*p = ' ';
+	return p;
+}
+
 static int
-config_scan_sections(struct load_ctx *ctx, const char *text)
+config_scan_sections(struct load_ctx *ctx, char *text)
 {
 	struct scan sc = { .line = 1 };
-	const char *p = text, *start;
+	char *p = text, *start;
 
 	while (*p != '\0') {
 		if (*p == '\n') {
 			sc.line++;
 			p++;
-		} else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
-			while (*p != '\0' && *p != '\n')
-				p++;
-		} else if (p[0] == '/' && p[1] == '*') {
-			for (p += 2; *p != '\0' && !(p[0] == '*' && p[1] == '/'); p++)
-				if (*p == '\n')
-					sc.line++;
-			p += *p != '\0' ? 2 : 0;
+		} else if (*p == '#' || (p[0] == '/' && (p[1] == '/' || p[1] == '*'))) {
+			p = scan_comment(&sc, p);
 		} else if (*p == '"' || *p == '\'') {
-			p = scan_skip_quoted(&sc, p);
-			scan_word(&sc, "", 0);
+			p = scan_quoted(&sc, p);
 		} else if (*p == '{') {
 			scan_open(ctx, &sc);
 			p++;
@@ -286,15 +317,19 @@ config_scan_sections(struct load_ctx *ctx, const char *text)
 			if (sc.depth > 0)
 				sc.depth--;
 			p++;
-		} else if (isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '.') {
-			for (start = p; isalnum((unsigned char)*p) || *p == '_' ||
-			    *p == '-' || *p == '.'; p++)
-				;
-			scan_word(&sc, start, (size_t)(p - start));
-		} else {
+		} else if (isspace((unsigned char)*p) || *p == '=' || *p == ',') {
 			if (*p == '=')
 				scan_word(&sc, "=", 1);
 			p++;
+		} else {
+			/* A bare word runs to the next blank or punctuation libconfuse knows. */
+			for (start = p; *p != '\0' && !isspace((unsigned char)*p) &&
+			    strchr("{}=,\"'#", *p) == NULL; p++)
+				;
+			if (p == start)
+				p++;
+			else
+				scan_word(&sc, start, (size_t)(p - start));
 		}
 	}
 	if (sc.depth > 0) {
@@ -598,11 +633,6 @@ load_globals(struct load_ctx *ctx, cfg_t *cfg, struct lbd_config *conf)
 	if (conf->user == NULL || conf->group == NULL || conf->admin_group == NULL ||
 	    conf->runtime_dir == NULL) {
 		config_report(ctx, 0, "out of memory");
-		return -1;
-	}
-	if (conf->runtime_dir[0] != '/' || strlen(conf->runtime_dir) > 200) {
-		config_report(ctx, 0, "runtime-dir \"%s\" must be an absolute path of at most "
-		    "200 characters", conf->runtime_dir);
 		return -1;
 	}
 	return 0;

@@ -56,7 +56,7 @@ struct control_client {
 	int			 eof;		/* the client shut its side down */
 	int			 doomed;	/* shut down by the idle timer */
 	size_t			 inlen;
-	char			 in[LBD_CTL_LINE_MAX + 1];	/* a line and its \n */
+	char			 in[LBD_CTL_LINE_MAX];	/* a line and its \n */
 	char			*out;		/* owned, outcap long */
 	size_t			 outlen;
 	size_t			 outcap;
@@ -78,6 +78,8 @@ struct control {
 };
 
 static void control_client_close(struct control_client *c);
+static int control_reply(struct control_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static int control_save_state(struct control *ctl, char *err, size_t errlen);
 
 static uint64_t
@@ -591,7 +593,7 @@ control_lines(struct control_client *c)
 	c->inlen -= start;
 	if (c->inlen == sizeof(c->in)) {
 		log_warnx("control: client uid %u pid %d: request longer than %d bytes, "
-		    "closing it", (unsigned)c->uid, (int)c->pid, LBD_CTL_LINE_MAX);
+		    "closing it", (unsigned)c->uid, (int)c->pid, LBD_CTL_LINE_MAX - 1);
 		(void)control_reply(c, "error: request too long");
 		(void)control_flush(c);
 		return -1;

@@ -13,7 +13,7 @@
 #include "lbd/stats.h"
 
 #define LBD_CONTROL_SOCKET	"lbd.sock"
-#define LBD_CTL_LINE_MAX	256	/* a longer request line is refused */
+#define LBD_CTL_LINE_MAX	256	/* with its newline: a longer request line is refused */
 #define LBD_CTL_MAX_WEIGHT	256
 
 enum lbd_ctl_command {
