@@ -526,8 +526,9 @@ health_service_load(struct health_service *svc, const struct lbd_service_conf *s
 		return -1;
 	memcpy(svc->send, hc->send, svc->send_len + 1);
 	svc->nmembers = 0;
-	for (i = 0; i < sc->nbackends && i < LBD_MAX_SERVICE_BACKENDS; i++)
-		svc->members[svc->nmembers++] = sc->backends[i].slot;
+	for (i = 0; i < sc->nbackends && svc->nmembers < LBD_MAX_SERVICE_BACKENDS; i++)
+		if (sc->backends[i].slot < LBD_MAX_BACKENDS)
+			svc->members[svc->nmembers++] = sc->backends[i].slot;
 	return 0;
 }
 

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "proctitle.h"
 
 static void __attribute__((noreturn))
 usage(int status)
@@ -60,7 +61,7 @@ main(int argc, char *argv[])
 		printf("configuration OK\n");
 		return 0;
 	}
-	setproctitle_init(argc, argv, environ);
+	proctitle_init(argc, argv);
 	log_init(1, "lbd");
 	return master_run(path, foreground);
 }

@@ -32,6 +32,7 @@
 #include "health.h"
 #include "log.h"
 #include "master.h"
+#include "proctitle.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -737,7 +738,7 @@ master_start(struct master *m)
 	}
 	pidfile_write(m->pidfh);
 	m->map.hdr->master_pid = (int32_t)getpid();
-	setproctitle("master");
+	proctitle_set("master");
 	for (id = 1; id <= m->conf->workers; id++)
 		if (worker_spawn(m, id) == -1)
 			fatalx("cannot start worker %u", id);

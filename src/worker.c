@@ -21,6 +21,7 @@
 #include "addr.h"
 #include "balance.h"
 #include "log.h"
+#include "proctitle.h"
 #include "proxyproto.h"
 #include "relay.h"
 #include "worker.h"
@@ -684,8 +685,10 @@ signal_ready(struct worker *w)
 
 	while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-			if (!w->stopping)
+			if (!w->stopping) {
 				log_debug("stopping: %u connections to finish", w->nconns);
+				proctitle_set("worker %u (stopping)", w->id);
+			}
 			worker_stop_accepting(w);
 		}
 	}
@@ -760,7 +763,7 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 
 	(void)foreground;
 	memset(&w, 0, sizeof(w));
-	setproctitle("worker %u", id);
+	proctitle_set("worker %u", id);
 	snprintf(prefix, sizeof(prefix), "worker %u: ", id);
 	log_set_prefix(prefix);
 	w.conf = conf;

@@ -1,0 +1,115 @@
+/*
+ * What lbstat shows: a plain copy of the stats segment taken at one instant
+ * (counter rows already summed), rates between two such copies, and the
+ * three renderings of it (table, JSON, Prometheus).  Pure: no mapping, no
+ * clock, no globals, so every byte of the output can be unit-tested.
+ */
+#ifndef LBD_STATVIEW_H
+#define LBD_STATVIEW_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "lbd/stats.h"
+
+struct statview_backend {
+	uint32_t slot;			/* backend slot: pairs samples for rates */
+	int retired;			/* removed by a reload, old workers still use it */
+	char name[LBD_NAME_LEN];
+	char address[LBD_ADDR_LEN];
+	char check_text[LBD_CHECK_TEXT_LEN];
+	uint32_t health;		/* enum lbd_health */
+	uint32_t admin;			/* enum lbd_admin */
+	uint32_t weight;
+	uint32_t check_status;		/* enum lbd_check_status */
+	uint32_t check_latency_us;
+	uint64_t last_change;		/* unix seconds */
+	uint64_t active;		/* summed over live worker rows */
+	uint64_t connections;		/* summed over every row, retired row included */
+	uint64_t connect_failures;
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	double connections_rate;	/* per second; valid when the snapshot has_rates */
+	double bytes_in_rate;
+	double bytes_out_rate;
+};
+
+struct statview_service {
+	uint32_t slot;
+	char name[LBD_NAME_LEN];
+	char listen[LBD_MAX_LISTEN][LBD_ADDR_LEN];
+	uint32_t nlisten;
+	uint32_t balance;		/* enum lbd_balance */
+	uint64_t active;
+	uint64_t accepted;
+	uint64_t rejected;
+	double accepted_rate;
+	size_t first;			/* its backends: snapshot backends[first..first+count) */
+	size_t count;			/* live ones first, in configuration order */
+};
+
+struct statview_worker {
+	uint32_t slot;
+	uint32_t id;
+	int32_t pid;
+	uint32_t generation;
+	uint32_t state;			/* enum lbd_worker_state, never FREE */
+	uint64_t restarts;
+	uint64_t accepted;
+	uint64_t active;
+	double accepted_rate;
+};
+
+struct statview_snap {
+	char version[LBD_VERSION_LEN];
+	int32_t pid;			/* of the master */
+	int master_alive;
+	uint32_t generation;
+	uint32_t workers_configured;
+	uint64_t start_time;		/* unix seconds */
+	uint64_t worker_restarts;
+	uint64_t reloads;
+	uint64_t now;			/* unix seconds when taken */
+	double mono;			/* monotonic seconds when taken */
+	int has_rates;			/* the rate fields hold the last interval's */
+	double interval;		/* seconds since the previous snapshot */
+	struct statview_service services[LBD_MAX_SERVICES];
+	size_t nservices;
+	struct statview_backend backends[LBD_MAX_BACKENDS];
+	size_t nbackends;
+	struct statview_worker workers[LBD_WORKER_SLOTS];	/* sorted by id */
+	size_t nworkers;
+};
+
+/* "service" or "service/backend"; empty strings match everything. */
+struct statview_filter {
+	char service[LBD_NAME_LEN];
+	char backend[LBD_NAME_LEN];
+};
+
+int statview_filter_parse(const char *arg, struct statview_filter *filter,
+    char *err, size_t errlen);
+/* -1 with "web/app9: no such backend" when the filter names nothing in snap. */
+int statview_filter_check(const struct statview_snap *snap,
+    const struct statview_filter *filter, char *err, size_t errlen);
+
+/* Fills cur's rate fields from the counters of prev, taken before it. */
+void statview_rates(struct statview_snap *cur, const struct statview_snap *prev);
+
+void statview_table(FILE *out, const struct statview_snap *snap,
+    const struct statview_filter *filter);
+void statview_json(FILE *out, const struct statview_snap *snap,
+    const struct statview_filter *filter);
+void statview_prom(FILE *out, const struct statview_snap *snap,
+    const struct statview_filter *filter);
+
+/* Helpers, public for the unit tests. */
+const char *statview_state(uint32_t health, uint32_t admin);
+char *statview_human(double n, char *buf, size_t len);
+char *statview_uptime(uint64_t seconds, char *buf, size_t len);
+char *statview_json_escape(const char *in, char *out, size_t outlen);
+char *statview_prom_escape(const char *in, char *out, size_t outlen);
+double statview_rate(uint64_t before, uint64_t after, double seconds);
+
+#endif

@@ -1,0 +1,64 @@
+"""pytest fixtures for lbd's integration tests.
+
+    backend(mode, *args)   start backend.py in its own process -> Backend
+    lbd(services, ...)     start an lbd daemon on fresh loopback ports -> Lbd
+
+Both are torn down after the test: backends are killed; lbd gets SIGTERM and
+must exit in time, leave no worker behind and have no sanitizer report on
+its stderr, or the test errors at teardown.
+"""
+
+import os
+
+import pytest
+
+import lbdtest
+
+
+def pytest_report_header(config):
+    return "lbd build: %s (timeout scale %.1f)" % (lbdtest.build_dir(),
+                                                    lbdtest.SCALE)
+
+
+@pytest.fixture
+def lbd_bin():
+    path = os.path.join(lbdtest.build_dir(), "lbd")
+    if not os.access(path, os.X_OK):
+        pytest.fail("no lbd binary at %s (build it, or set LBD_BUILD)" % path)
+    return path
+
+
+@pytest.fixture
+def backend(tmp_path):
+    started = []
+
+    def start(mode, *args):
+        b = lbdtest.Backend(str(tmp_path), mode, *args)
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture
+def lbd(tmp_path, lbd_bin):
+    instances = []
+
+    def start(services, workers=2, timeout=10.0, **globals_):
+        g = {k.replace("_", "-"): lbdtest.value(v)
+             for k, v in globals_.items()}
+        inst = lbdtest.Lbd(tmp_path / ("lbd%d" % len(instances)), services,
+                           workers=workers, globals_=g)
+        os.makedirs(inst.tmp_path, exist_ok=True)
+        instances.append(inst)
+        return inst.start(timeout)
+
+    yield start
+    problems = []
+    for inst in instances:
+        problems.extend(inst.finish())
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
