@@ -742,7 +742,8 @@ master_start(struct master *m)
 	for (id = 1; id <= m->conf->workers; id++)
 		if (worker_spawn(m, id) == -1)
 			fatalx("cannot start worker %u", id);
-	m->health = health_start(m->epfd, &m->map, m->conf);
+	if ((m->health = health_start(m->epfd, &m->map, m->conf)) == NULL)
+		fatalx("cannot start the health checker");
 	log_info("started: %zu services, %u workers, pid %d", m->conf->nservices,
 	    m->conf->workers, (int)getpid());
 }

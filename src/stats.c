@@ -172,13 +172,20 @@ stats_write_end(struct stats_map *map)
 	__atomic_store_n(&map->hdr->seq, map->hdr->seq + 1, __ATOMIC_RELAXED);
 }
 
+/*
+ * Bounded: a master that died in the middle of a write leaves the count odd
+ * forever, and a reader must not spin on it.  Returns an odd value then,
+ * which stats_read_retry never accepts.
+ */
 uint32_t
 stats_read_begin(const struct stats_map *map)
 {
-	uint32_t seq;
+	uint32_t seq = 0;
+	int tries;
 
-	while ((seq = __atomic_load_n(&map->hdr->seq, __ATOMIC_ACQUIRE)) & 1)
-		;
+	for (tries = 0; tries < 1000000; tries++)
+		if (!((seq = __atomic_load_n(&map->hdr->seq, __ATOMIC_ACQUIRE)) & 1))
+			return seq;
 	return seq;
 }
 
@@ -186,7 +193,7 @@ int
 stats_read_retry(const struct stats_map *map, uint32_t seq)
 {
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	return __atomic_load_n(&map->hdr->seq, __ATOMIC_RELAXED) != seq;
+	return (seq & 1) || __atomic_load_n(&map->hdr->seq, __ATOMIC_RELAXED) != seq;
 }
 
 uint64_t
