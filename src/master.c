@@ -46,7 +46,8 @@ struct worker_proc {
 	uint32_t generation;
 	int stopping;
 	uint64_t started_ms;
-	uint64_t kill_at_ms;		/* SIGKILL after shutdown-grace, 0 = none */
+	uint64_t kill_at_ms;		/* SIGUSR1, then SIGKILL, at this time; 0 = none */
+	int aborted;			/* SIGUSR1 sent: SIGKILL is next */
 };
 
 /* What it takes to bring worker id back: pending after a death. */
@@ -429,6 +430,28 @@ reap_children(struct master *m)
 		worker_reaped(m, pid, status);
 }
 
+/*
+ * Past shutdown-grace: SIGUSR1 makes the worker cut (and log) what it
+ * still relays and exit; one that does not within a second is killed.
+ */
+static void
+worker_abort(struct master *m, int slot, uint64_t now)
+{
+	struct worker_proc *wp = &m->workers[slot];
+
+	if (wp->aborted) {
+		log_warnx("worker %u (pid %d): did not stop; killing it", wp->id, (int)wp->pid);
+		(void)kill(wp->pid, SIGKILL);
+		wp->kill_at_ms = 0;
+		return;
+	}
+	log_warnx("worker %u (pid %d): still busy after shutdown-grace; cutting its "
+	    "connections", wp->id, (int)wp->pid);
+	(void)kill(wp->pid, SIGUSR1);
+	wp->aborted = 1;
+	wp->kill_at_ms = now + 1000;
+}
+
 static void
 run_timers(struct master *m)
 {
@@ -442,12 +465,8 @@ run_timers(struct master *m)
 			m->respawn[id].due_ms = 0;
 	for (i = 0; i < LBD_WORKER_SLOTS; i++)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
-		    now >= m->workers[i].kill_at_ms) {
-			log_warnx("worker %u (pid %d): still busy after shutdown-grace; killing it",
-			    m->workers[i].id, (int)m->workers[i].pid);
-			(void)kill(m->workers[i].pid, SIGKILL);
-			m->workers[i].kill_at_ms = 0;
-		}
+		    now >= m->workers[i].kill_at_ms)
+			worker_abort(m, i, now);
 }
 
 static int
@@ -479,8 +498,8 @@ master_stop(struct master *m)
 	if (m->stopping) {
 		log_notice("second stop request: stopping now");
 		for (i = 0; i < LBD_WORKER_SLOTS; i++)
-			if (m->workers[i].pid != 0)
-				(void)kill(m->workers[i].pid, SIGKILL);
+			if (m->workers[i].pid != 0 && !m->workers[i].aborted)
+				worker_abort(m, i, now_ms());
 		return;
 	}
 	m->stopping = 1;
@@ -652,6 +671,7 @@ signals_setup(struct master *m)
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGUSR1);	/* for the workers: "cut your connections now" */
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) == -1)
 		fatal("sigprocmask");
 	if ((m->sig.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)

@@ -1,19 +1,23 @@
 /*
- * The splice relay.  Sockets are edge-triggered, so each side carries
- * "may read" / "may write" flags that only EAGAIN or a short transfer
- * clears.  A splice that fills less than the free pipe means the socket
- * was drained (new bytes raise a new edge), which saves the read that
- * would only return EAGAIN -- unless epoll has reported the peer's FIN, in
- * which case we read on until splice returns 0.
+ * The relay.  Sockets are edge-triggered, so each side carries "may read" /
+ * "may write" flags that only EAGAIN, a short transfer or EOF clears.
  *
- * splice() has two kinds of EAGAIN (haproxy#2505): socket -> pipe means
- * "socket empty" only because we never read into a pipe that holds bytes;
- * pipe -> socket means "socket full", and the bytes stay counted in
- * inpipe until the peer takes them.
+ * Copied directions: recv() takes everything the socket holds up to the
+ * buffer, so a short read proves it drained and new bytes will raise a new
+ * edge -- no read that ends in EAGAIN.  Once epoll has reported the peer's
+ * FIN, a short read means it was reached: no read that returns 0 either.
+ *
+ * Spliced directions: a short splice() into a pipe proves nothing, since a
+ * pipe also fills by slots (one per skb fragment, however small), so we
+ * read on until EAGAIN.  And splice() has two kinds of EAGAIN
+ * (haproxy#2505): socket -> pipe means "socket empty" only because we never
+ * read into a pipe that still holds bytes; pipe -> socket means "socket
+ * full", and the bytes stay counted in inpipe until the peer takes them.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -108,18 +112,70 @@ pipe_grow(struct pipe_pool *pool, struct half *h)
 void
 half_init(struct half *h)
 {
+	memset(h, 0, sizeof(*h));
 	h->pipe_rd = h->pipe_wr = -1;
-	h->pipe_cap = 0;
-	h->inpipe = 0;
-	h->src_eof = h->src_hup = h->dst_shut = false;
 	h->src_ready = h->dst_ready = true;
 }
 
 void
-relay_release_pipes(struct conn *c, struct pipe_pool *pool)
+relay_release(struct conn *c, struct pipe_pool *pool)
 {
 	pipe_put(pool, &c->up);
 	pipe_put(pool, &c->down);
+	free(c->up.pending);
+	free(c->down.pending);
+	c->up.pending = c->down.pending = NULL;
+	c->up.pending_len = c->down.pending_len = 0;
+}
+
+/* Writes copied bytes still owed to dst.  1 when none are left, 0 blocked, -1 error. */
+static int
+half_flush_pending(struct half *h, int dst, uint64_t *moved)
+{
+	ssize_t n;
+
+	while (h->pending_len > 0) {
+		if (!h->dst_ready)
+			return 0;
+		n = send(dst, h->pending + h->pending_off, h->pending_len, MSG_NOSIGNAL);
+		if (n > 0) {
+			h->pending_off += (uint32_t)n;
+			h->pending_len -= (uint32_t)n;
+			*moved += (uint64_t)n;
+		} else if (n == -1 && errno == EAGAIN) {
+			h->dst_ready = false;
+		} else if (n == -1 && errno != EINTR)
+			return -1;
+	}
+	free(h->pending);
+	h->pending = NULL;
+	h->pending_off = 0;
+	return 1;
+}
+
+/* Sends n copied bytes, keeping what dst cannot take.  0, or -1 on error. */
+static int
+half_send_copy(struct half *h, int dst, const char *buf, size_t n, uint64_t *moved)
+{
+	ssize_t sent;
+
+	do
+		sent = send(dst, buf, n, MSG_NOSIGNAL);
+	while (sent == -1 && errno == EINTR);
+	if (sent == -1 && errno != EAGAIN)
+		return -1;
+	if (sent < 0)
+		sent = 0;
+	*moved += (uint64_t)sent;
+	if ((size_t)sent < n) {
+		if ((h->pending = malloc(n - (size_t)sent)) == NULL)
+			return -1;
+		memcpy(h->pending, buf + sent, n - (size_t)sent);
+		h->pending_off = 0;
+		h->pending_len = (uint32_t)(n - (size_t)sent);
+		h->dst_ready = false;
+	}
+	return 0;
 }
 
 /* Flushes the pipe towards dst.  Returns 1 when empty, 0 blocked, -1 error. */
@@ -147,53 +203,105 @@ half_flush(struct half *h, int dst, uint64_t *moved)
 	return 1;
 }
 
-/* Returns RELAY_MORE, RELAY_NOPIPE, or -1 (src failed) / -2 (dst failed). */
+/*
+ * Passes the FIN on once the source has sent one and nothing is left to
+ * write -- unless the other direction is already finished, when the
+ * close() that follows sends the same FIN for one call less.
+ */
 static int
-half_pump(struct half *h, int src, int dst, struct pipe_pool *pool, uint64_t *moved)
+half_finish(struct half *h, const struct half *other, int dst, struct pipe_pool *pool)
+{
+	pipe_put(pool, h);
+	if (h->src_eof && !h->dst_shut) {
+		h->dst_shut = true;
+		if (other->dst_shut)
+			return RELAY_MORE;
+		if (shutdown(dst, SHUT_WR) == -1 && errno != ENOTCONN)
+			return -2;
+	}
+	return RELAY_MORE;
+}
+
+/* One splice from src into the (empty) pipe.  0 to go on, or a result. */
+static int
+half_splice_in(struct half *h, int src, struct pipe_pool *pool)
 {
 	ssize_t n;
+
+	if (h->pipe_rd == -1 && pipe_get(pool, h) == -1)
+		return RELAY_NOPIPE;
+	n = splice(src, NULL, h->pipe_wr, NULL, h->pipe_cap, SPLICE_FLAGS);
+	if (n > 0) {
+		h->inpipe = (uint32_t)n;
+		if ((uint32_t)n == h->pipe_cap)
+			pipe_grow(pool, h);
+	} else if (n == 0) {
+		h->src_eof = true;
+	} else if (errno == EAGAIN) {
+		h->src_ready = false;
+	} else if (errno != EINTR)
+		return -1;
+	return 0;
+}
+
+/* One recv into scratch, sent on at once.  0 to go on, or a result. */
+static int
+half_copy_in(struct half *h, int src, int dst, char *scratch, uint64_t *moved)
+{
+	ssize_t n;
+
+	n = recv(src, scratch, RELAY_COPY_MAX, 0);
+	if (n > 0) {
+		if (half_send_copy(h, dst, scratch, (size_t)n, moved) == -1)
+			return -2;
+		if (n == RELAY_COPY_MAX)
+			h->spliced = true;	/* bulk: splice the rest */
+		else if (h->src_hup)
+			h->src_eof = true;	/* drained up to the FIN epoll reported */
+		else
+			h->src_ready = false;	/* drained; new bytes raise an edge */
+	} else if (n == 0) {
+		h->src_eof = true;
+	} else if (errno == EAGAIN) {
+		h->src_ready = false;
+	} else if (errno != EINTR)
+		return -1;
+	return 0;
+}
+
+/* Returns RELAY_MORE, RELAY_NOPIPE, or -1 (src failed) / -2 (dst failed). */
+static int
+half_pump(struct half *h, const struct half *other, int src, int dst,
+    struct pipe_pool *pool, char *scratch, uint64_t *moved)
+{
 	int rc;
 
 	for (;;) {
-		if ((rc = half_flush(h, dst, moved)) != 1)
+		if ((rc = half_flush_pending(h, dst, moved)) != 1 ||
+		    (rc = half_flush(h, dst, moved)) != 1)
 			return rc == 0 ? RELAY_MORE : -2;
-		if (h->src_eof || !h->src_ready) {
-			pipe_put(pool, h);
-			if (h->src_eof && !h->dst_shut) {
-				h->dst_shut = true;
-				if (shutdown(dst, SHUT_WR) == -1 && errno != ENOTCONN)
-					return -2;
-			}
-			return RELAY_MORE;
-		}
-		if (h->pipe_rd == -1 && pipe_get(pool, h) == -1)
-			return RELAY_NOPIPE;
-		n = splice(src, NULL, h->pipe_wr, NULL, h->pipe_cap, SPLICE_FLAGS);
-		if (n > 0) {
-			h->inpipe = (uint32_t)n;
-			if ((uint32_t)n == h->pipe_cap)
-				pipe_grow(pool, h);
-			else if (!h->src_hup)
-				h->src_ready = false;	/* drained; new bytes raise an edge */
-		} else if (n == 0) {
-			h->src_eof = true;
-		} else if (errno == EAGAIN) {
-			h->src_ready = false;
-		} else if (errno != EINTR)
-			return -1;
+		if (h->src_eof || !h->src_ready)
+			return half_finish(h, other, dst, pool);
+		if (!h->dst_ready)
+			return RELAY_MORE;	/* read no more than the peer can take */
+		rc = h->spliced ? half_splice_in(h, src, pool) :
+		    half_copy_in(h, src, dst, scratch, moved);
+		if (rc != 0)
+			return rc;
 	}
 }
 
 enum relay_status
-relay_pump(struct conn *c, struct pipe_pool *pool, uint64_t *up, uint64_t *down)
+relay_pump(struct conn *c, struct pipe_pool *pool, char *scratch, uint64_t *up,
+    uint64_t *down)
 {
 	int st;
 
-	st = half_pump(&c->up, c->client_fd, c->backend_fd, pool, up);
+	st = half_pump(&c->up, &c->down, c->client_fd, c->backend_fd, pool, scratch, up);
 	if (st != RELAY_MORE)
 		return st == RELAY_NOPIPE ? RELAY_NOPIPE :
 		    st == -1 ? RELAY_RESET_CLIENT : RELAY_RESET_BACKEND;
-	st = half_pump(&c->down, c->backend_fd, c->client_fd, pool, down);
+	st = half_pump(&c->down, &c->up, c->backend_fd, c->client_fd, pool, scratch, down);
 	if (st != RELAY_MORE)
 		return st == RELAY_NOPIPE ? RELAY_NOPIPE :
 		    st == -1 ? RELAY_RESET_BACKEND : RELAY_RESET_CLIENT;

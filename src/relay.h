@@ -11,12 +11,22 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-/* One direction: bytes read from one socket and written to the other. */
+/*
+ * One direction: bytes read from one socket and written to the other.
+ * Small messages are copied through the worker's scratch buffer (a short
+ * recv() proves the socket drained, so no read ends in EAGAIN); once a read
+ * fills the buffer the direction carries bulk and switches to splice()
+ * through a pipe from the pool for good.
+ */
 struct half {
 	int pipe_rd;			/* from the pool while inpipe > 0, else -1 */
 	int pipe_wr;
 	uint32_t pipe_cap;
 	uint32_t inpipe;		/* bytes sitting in the pipe */
+	char *pending;			/* owned: copied bytes the peer could not take yet */
+	uint32_t pending_off;
+	uint32_t pending_len;
+	bool spliced;			/* bulk seen: splice from now on */
 	bool src_eof;			/* read 0: the source sent FIN */
 	bool src_ready;			/* may hold unread bytes (edge-triggered) */
 	bool src_hup;			/* FIN seen by epoll: read on until 0 */
@@ -55,6 +65,7 @@ struct conn {
 	uint8_t closed;			/* freed at the end of the event batch */
 	uint8_t stalled;		/* a pipe could not be had: pump on the next tick */
 	uint64_t tried;			/* backend indexes already tried */
+	uint32_t rr_pos;		/* place in the service's sequence, for retries */
 	struct half up;			/* client -> backend */
 	struct half down;		/* backend -> client */
 	uint64_t started_ms;		/* accept time */
@@ -90,16 +101,22 @@ enum relay_status {
 int pipe_pool_init(struct pipe_pool *pool, size_t max_free, uint32_t big_size);
 void pipe_pool_destroy(struct pipe_pool *pool);
 
+/* The worker's scratch buffer for copied directions; a full read means bulk. */
+#define RELAY_COPY_MAX	16384
+
 void half_init(struct half *h);
-/* Gives the connection's pipes back (emptied) or closes them when they hold bytes. */
-void relay_release_pipes(struct conn *c, struct pipe_pool *pool);
+/*
+ * Gives the connection's pipes back (emptied) or closes them when they hold
+ * bytes, and frees what the copy path held.
+ */
+void relay_release(struct conn *c, struct pipe_pool *pool);
 
 /*
  * Moves what readiness allows in both directions, passing FINs on.  Adds
  * the bytes moved to *up and *down.  Never tears down a direction while its
  * pipe holds bytes for a peer that can still take them.
  */
-enum relay_status relay_pump(struct conn *c, struct pipe_pool *pool,
+enum relay_status relay_pump(struct conn *c, struct pipe_pool *pool, char *scratch,
     uint64_t *up, uint64_t *down);
 
 #endif

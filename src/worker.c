@@ -71,6 +71,7 @@ struct worker {
 	size_t nlisteners;
 	struct service_rt *rt;		/* one per service */
 	struct pipe_pool pool;
+	char scratch[RELAY_COPY_MAX];	/* copied directions pass through here */
 	uint64_t now_ms;
 	uint64_t next_tick_ms;
 	uint64_t paused_until_ms;	/* 0 = not paused for EMFILE */
@@ -195,20 +196,30 @@ schedule_build(struct worker *w, size_t svc_idx, uint32_t version)
 	s->built = 1;
 }
 
+/*
+ * A retry walks on from the connection's own place in the sequence rather
+ * than taking a new turn of the shared counter: otherwise, with a stuck
+ * backend among two, every client would try the stuck one first.
+ */
 static int
-pick_roundrobin(struct lbd_stats_service *ss, struct schedule *s, uint64_t tried)
+pick_roundrobin(struct lbd_stats_service *ss, struct schedule *s, struct conn *c)
 {
 	uint64_t start;
 	size_t k;
 
 	if (s->len == 0)
 		return -1;
-	start = __atomic_fetch_add(&ss->rr_counter, 1, __ATOMIC_RELAXED);
+	if (c->attempts == 0)
+		start = __atomic_fetch_add(&ss->rr_counter, 1, __ATOMIC_RELAXED);
+	else
+		start = (uint64_t)c->rr_pos + 1;
 	for (k = 0; k < s->len; k++) {
 		uint8_t idx = s->seq[(start + k) % s->len];
 
-		if (!(tried & (UINT64_C(1) << idx)))
+		if (!(c->tried & (UINT64_C(1) << idx))) {
+			c->rr_pos = (uint32_t)((start + k) % s->len);
 			return idx;
+		}
 	}
 	return -1;
 }
@@ -227,7 +238,7 @@ pick_backend(struct worker *w, struct conn *c)
 	if (!s->built || s->version != version)
 		schedule_build(w, c->service, version);
 	if (svc->balance == LBD_BALANCE_ROUNDROBIN)
-		return pick_roundrobin(ss, s, c->tried);
+		return pick_roundrobin(ss, s, c);
 	for (i = 0; i < svc->nbackends; i++)
 		weights[i] = c->tried & (UINT64_C(1) << i) ? 0 : s->weights[i];
 	if (svc->balance == LBD_BALANCE_SOURCE)
@@ -305,7 +316,7 @@ conn_close(struct worker *w, struct conn *c, enum close_reason reason)
 		socket_reset(c->client_fd);
 	else if (reason == CLOSE_RESET_CLIENT && c->backend_fd != -1)
 		socket_reset(c->backend_fd);
-	relay_release_pipes(c, &w->pool);
+	relay_release(c, &w->pool);
 	backend_release(w, c);
 	close(c->client_fd);
 	c->client_fd = -1;
@@ -423,7 +434,7 @@ conn_pump(struct worker *w, struct conn *c)
 	uint64_t up = 0, down = 0;
 	enum relay_status st;
 
-	st = relay_pump(c, &w->pool, &up, &down);
+	st = relay_pump(c, &w->pool, w->scratch, &up, &down);
 	if (up + down > 0) {
 		struct lbd_stats_counter *ctr = backend_counter(w, c);
 
@@ -678,12 +689,30 @@ worker_stop_accepting(struct worker *w)
 	}
 }
 
+/* Past shutdown-grace: cut what is left, logging each, and go. */
+static void
+worker_abort(struct worker *w)
+{
+	struct conn *c;
+	size_t s;
+
+	for (s = 0; s < w->conf->nservices; s++) {
+		while ((c = w->rt[s].connecting.head) != NULL)
+			conn_close(w, c, CLOSE_SHUTDOWN);
+		while ((c = w->rt[s].idle.head) != NULL)
+			conn_close(w, c, CLOSE_SHUTDOWN);
+	}
+	exit(0);
+}
+
 static void
 signal_ready(struct worker *w)
 {
 	struct signalfd_siginfo si;
 
 	while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGUSR1)
+			worker_abort(w);
 		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
 			if (!w->stopping) {
 				log_debug("stopping: %u connections to finish", w->nconns);
@@ -738,6 +767,7 @@ worker_setup(struct worker *w)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGUSR1);
 	if ((w->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
 		fatal("signalfd");
 	ev.data.u64 = tag(NULL, TAG_SIGNAL);

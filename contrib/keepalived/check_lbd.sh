@@ -11,7 +11,7 @@ STATSFILE=${STATSFILE:-/run/lbd/lbd.stats}
 LBSTAT=${LBSTAT:-/usr/bin/lbstat}
 
 [ -r "$PIDFILE" ] || exit 1
-read -r pid <"$PIDFILE" || exit 1
+pid=$(cat "$PIDFILE" 2>/dev/null) || exit 1
 case $pid in
 ''|*[!0-9]*)
 	exit 1
