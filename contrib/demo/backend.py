@@ -30,6 +30,11 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        # lbd's health checks hang up (with a reset) once they have seen
+        # the status line; that is not worth a traceback.
+        pass
+
 
 def main():
     if len(sys.argv) < 3:

@@ -26,6 +26,15 @@ for n in 1 2 3; do
 	/usr/bin/python3 contrib/demo/backend.py "app$n" "900$n" &
 	pids="$pids $!"
 done
+# Wait (bounded) until the backends listen, so the first checks pass.
+for port in 9001 9002 9003; do
+	i=0
+	until curl -fs -o /dev/null "http://127.0.0.1:$port/health"; do
+		i=$((i + 1))
+		[ $i -lt 50 ] || { echo "demo: backend on port $port did not start" >&2; exit 1; }
+		sleep 0.1
+	done
+done
 build/lbd -d -f etc/lbd.conf 2>"$tmp/lbd.log" &
 lbd_pid=$!
 pids="$lbd_pid $pids"
