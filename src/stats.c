@@ -350,6 +350,8 @@ stats_retire_worker(struct stats_map *map, uint32_t slot)
 		sum->connect_failures += dead->connect_failures;
 		sum->bytes_in += dead->bytes_in;
 		sum->bytes_out += dead->bytes_out;
+		sum->spliced_in += dead->spliced_in;
+		sum->spliced_out += dead->spliced_out;
 		memset(dead, 0, sizeof(*dead));
 	}
 	for (i = 0; i < LBD_MAX_SERVICES; i++) {

@@ -434,9 +434,16 @@ conn_pump(struct worker *w, struct conn *c)
 	uint64_t up = 0, down = 0;
 	enum relay_status st;
 
+	bool was_spliced_up = c->up.spliced, was_spliced_down = c->down.spliced;
+
 	st = relay_pump(c, &w->pool, w->scratch, &up, &down);
 	if (up + down > 0) {
 		struct lbd_stats_counter *ctr = backend_counter(w, c);
+
+		if (c->up.spliced != was_spliced_up)
+			stats_add(&ctr->spliced_in, 1);
+		if (c->down.spliced != was_spliced_down)
+			stats_add(&ctr->spliced_out, 1);
 
 		stats_add(&ctr->bytes_in, up);
 		stats_add(&ctr->bytes_out, down);

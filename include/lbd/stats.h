@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define LBD_STATS_MAGIC		UINT64_C(0x3153544154534c42)	/* "LBSTATS1" */
-#define LBD_STATS_VERSION	1
+#define LBD_STATS_VERSION	2
 #define LBD_STATS_FILE		"lbd.stats"
 
 #define LBD_NAME_LEN		48	/* service and backend names, with NUL */
@@ -166,7 +166,11 @@ struct lbd_stats_counter {
 	uint64_t connect_failures;
 	uint64_t bytes_in;		/* client -> backend */
 	uint64_t bytes_out;		/* backend -> client */
-	uint64_t pad[3];
+	/* Directions that carried bulk and so moved from copying through a
+	 * buffer to splice(); small request/response traffic stays copied. */
+	uint64_t spliced_in;		/* client -> backend directions spliced */
+	uint64_t spliced_out;		/* backend -> client directions spliced */
+	uint64_t pad[1];
 };
 
 /* One per (worker slot, service slot): same writers as above. */
