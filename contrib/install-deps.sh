@@ -2,7 +2,7 @@
 # Installs the Debian packages lbd needs to build and test, if any is missing.
 set -e
 pkgs="gcc make pkg-config libconfuse-dev libbsd-dev libcmocka-dev python3 python3-pytest
-      socat iproute2 procps curl nginx keepalived man-db"
+      socat iproute2 procps curl nginx keepalived man-db clang libclang-rt-14-dev"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' ||

@@ -48,7 +48,7 @@ struct load_ctx {
 /* libconfuse callbacks carry no user pointer; config_load is not reentrant. */
 static struct load_ctx *load_ctx;
 
-static void
+static void __attribute__((format(printf, 3, 4)))
 config_report(struct load_ctx *ctx, int line, const char *fmt, ...)
 {
 	va_list ap;
@@ -63,7 +63,7 @@ config_report(struct load_ctx *ctx, int line, const char *fmt, ...)
 	fputc('\n', ctx->errors);
 }
 
-static void
+static void __attribute__((format(printf, 2, 0)))
 confuse_error(cfg_t *cfg, const char *fmt, va_list ap)
 {
 	char msg[512];
@@ -391,7 +391,7 @@ read_file(struct load_ctx *ctx, const char *path)
 	}
 	text[len] = '\0';
 	if (ferror(fp) || memchr(text, '\0', len) != NULL) {
-		config_report(ctx, 0, ferror(fp) ? strerror(errno) : "not a text file");
+		config_report(ctx, 0, "%s", ferror(fp) ? strerror(errno) : "not a text file");
 		free(text);
 		text = NULL;
 	}

@@ -2,8 +2,9 @@
  * lbstat: print the counters of a running lbd, read straight from its stats
  * segment through a read-only mapping.  The daemon is never asked anything,
  * so this works when it is overloaded, and needs only read access to the
- * file.  Rendering lives in statview.c; here are the options, the mapping,
- * consistent snapshots and the sampling loop.
+ * file.  Rendering lives in statview.c (table) and statexport.c (JSON,
+ * Prometheus); here are the options, the mapping, consistent snapshots and
+ * the sampling loop.
  */
 #include <err.h>
 #include <errno.h>
@@ -17,6 +18,7 @@
 
 #include "config.h"
 #include "stats.h"
+#include "statexport.h"
 #include "statview.h"
 
 #define SNAP_SPINS	64	/* seqlock attempts before napping between them */
@@ -258,6 +260,8 @@ capture_backend(const struct stats_map *map, uint32_t slot,
 		be->connect_failures += stats_load(&c->connect_failures);
 		be->bytes_in += stats_load(&c->bytes_in);
 		be->bytes_out += stats_load(&c->bytes_out);
+		be->spliced_in += stats_load(&c->spliced_in);
+		be->spliced_out += stats_load(&c->spliced_out);
 	}
 }
 
@@ -465,12 +469,12 @@ lbstat_render(const struct lbstat_opts *o, const struct statview_snap *snap, int
 {
 	switch (o->format) {
 	case FORMAT_JSON:
-		statview_json(stdout, snap, &o->filter);
+		statexport_json(stdout, snap, &o->filter);
 		break;
 	case FORMAT_PROM:
 		if (!first)
 			putchar('\n');
-		statview_prom(stdout, snap, &o->filter);
+		statexport_prom(stdout, snap, &o->filter);
 		break;
 	default:
 		if (!first)

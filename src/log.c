@@ -40,7 +40,7 @@ log_set_prefix(const char *prefix)
 	snprintf(log_prefix, sizeof(log_prefix), "%s", prefix);
 }
 
-static void
+static void __attribute__((format(printf, 2, 0)))
 log_vwrite(int priority, const char *fmt, va_list ap, int with_errno)
 {
 	char msg[1024];

@@ -32,6 +32,7 @@
 #include "health.h"
 #include "log.h"
 #include "master.h"
+#include "privs.h"
 #include "proctitle.h"
 #include "stats.h"
 #include "worker.h"
@@ -55,13 +56,6 @@ struct respawn {
 	uint64_t due_ms;		/* 0 = nothing pending */
 	uint32_t fast_deaths;
 	uint64_t restarts;
-};
-
-struct privs {
-	int drop;			/* running as root: workers drop to uid/gid */
-	uid_t uid;
-	gid_t gid;
-	gid_t admin_gid;
 };
 
 struct master {
@@ -92,64 +86,6 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* ---- privileges ---- */
-
-static int
-resolve_group(const char *name, gid_t *gid, char *err, size_t errlen)
-{
-	struct group *gr;
-
-	errno = 0;
-	if ((gr = getgrnam(name)) == NULL) {
-		snprintf(err, errlen, "group \"%s\": %s", name,
-		    errno != 0 ? strerror(errno) : "no such group");
-		return -1;
-	}
-	*gid = gr->gr_gid;
-	return 0;
-}
-
-static int
-resolve_privs(const struct lbd_config *conf, struct privs *p, char *err, size_t errlen)
-{
-	struct passwd *pw;
-
-	memset(p, 0, sizeof(*p));
-	p->drop = geteuid() == 0;
-	p->uid = geteuid();
-	p->gid = getegid();
-	if (!p->drop) {
-		p->admin_gid = getegid();
-		(void)resolve_group(conf->admin_group, &p->admin_gid, err, errlen);
-		return 0;
-	}
-	errno = 0;
-	if ((pw = getpwnam(conf->user)) == NULL) {
-		snprintf(err, errlen, "user \"%s\": %s", conf->user,
-		    errno != 0 ? strerror(errno) : "no such user");
-		return -1;
-	}
-	p->uid = pw->pw_uid;
-	if (resolve_group(conf->group, &p->gid, err, errlen) == -1 ||
-	    resolve_group(conf->admin_group, &p->admin_gid, err, errlen) == -1)
-		return -1;
-	return 0;
-}
-
-/* In a new worker: no way back to root, no capabilities. */
-static void
-drop_privileges(const struct privs *p)
-{
-	if (!p->drop)
-		return;
-	if (setgroups(1, &p->gid) == -1 || setresgid(p->gid, p->gid, p->gid) == -1 ||
-	    setresuid(p->uid, p->uid, p->uid) == -1)
-		fatal("drop privileges to uid %u gid %u", (unsigned)p->uid, (unsigned)p->gid);
-	if (p->uid != 0 && setuid(0) != -1)
-		fatalx("drop privileges: still able to become root");
-	(void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
 
 /* ---- listeners ---- */
@@ -309,7 +245,7 @@ worker_spawn(struct master *m, uint32_t id)
 	}
 	if (pid == 0) {
 		close_inherited(m->listeners, m->nlisteners);
-		drop_privileges(&m->privs);
+		privs_drop_worker(&m->privs);
 		/* Set after the uid change, which clears it; catch a master already gone. */
 		(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != master_pid)
@@ -556,7 +492,7 @@ reload_load(struct master *m, struct privs *privs)
 			return NULL;
 		}
 	}
-	if (resolve_privs(conf, privs, err, sizeof(err)) == -1) {
+	if (privs_resolve(conf, privs, err, sizeof(err)) == -1) {
 		log_warnx("reload: %s", err);
 		config_free(conf);
 		return NULL;
@@ -712,7 +648,7 @@ master_setup(struct master *m)
 	char path[PATH_MAX], err[256];
 	pid_t other;
 
-	if (resolve_privs(m->conf, &m->privs, err, sizeof(err)) == -1)
+	if (privs_resolve(m->conf, &m->privs, err, sizeof(err)) == -1)
 		fatalx("%s: %s", m->config_path, err);
 	raise_fd_limit();
 	runtime_dir_setup(m->conf);
@@ -751,6 +687,8 @@ master_start(struct master *m)
 		fatalx("runtime-dir too long");
 	m->control = control_open(m->epfd, sock, m->privs.admin_gid, &m->map, state, hooks);
 	control_apply_state(m->control);
+	if (privs_limit_master(&m->privs) == -1)
+		fatal("capset");
 	if (!m->foreground) {
 		if (daemon(0, 0) == -1)
 			fatal("daemon");

@@ -1,8 +1,9 @@
 /*
  * What lbstat shows: a plain copy of the stats segment taken at one instant
- * (counter rows already summed), rates between two such copies, and the
- * three renderings of it (table, JSON, Prometheus).  Pure: no mapping, no
- * clock, no globals, so every byte of the output can be unit-tested.
+ * (counter rows already summed), rates between two such copies, the figures
+ * every rendering derives from it alike, and the table.  The JSON and
+ * Prometheus renderings are in statexport.h.  Pure: no mapping, no clock,
+ * no globals, so every byte of the output can be unit-tested.
  */
 #ifndef LBD_STATVIEW_H
 #define LBD_STATVIEW_H
@@ -30,6 +31,8 @@ struct statview_backend {
 	uint64_t connect_failures;
 	uint64_t bytes_in;
 	uint64_t bytes_out;
+	uint64_t spliced_in;		/* directions moved from copy to splice() */
+	uint64_t spliced_out;
 	double connections_rate;	/* per second; valid when the snapshot has_rates */
 	double bytes_in_rate;
 	double bytes_out_rate;
@@ -82,6 +85,19 @@ struct statview_snap {
 	size_t nworkers;
 };
 
+/* Imbalance of a service over its backends that may take new connections
+ * (up, weight > 0). */
+struct statview_imbalance {
+	size_t up;			/* backends compared */
+	size_t total;			/* its backends, retired ones left out */
+	uint64_t active_max;
+	uint64_t active_min;
+	int weighted;		/* weights differ: compare connections per unit of weight */
+	double max;		/* connections, or connections per second with rates */
+	double min;
+	double ratio;		/* max / min; -1 when min is 0 and max is not */
+};
+
 /* "service" or "service/backend"; empty strings match everything. */
 struct statview_filter {
 	char service[LBD_NAME_LEN];
@@ -99,17 +115,25 @@ void statview_rates(struct statview_snap *cur, const struct statview_snap *prev)
 
 void statview_table(FILE *out, const struct statview_snap *snap,
     const struct statview_filter *filter);
-void statview_json(FILE *out, const struct statview_snap *snap,
-    const struct statview_filter *filter);
-void statview_prom(FILE *out, const struct statview_snap *snap,
-    const struct statview_filter *filter);
+
+/* What every rendering shows alike.  NULL filter: everything is wanted. */
+int statview_want_service(const struct statview_filter *filter,
+    const struct statview_service *svc);
+int statview_want_backend(const struct statview_filter *filter,
+    const struct statview_backend *be);
+/* "up", "down", "drain", "disabled", or "retired" (removed by a reload). */
+const char *statview_backend_state(const struct statview_backend *be);
+/* Its check result means something: checked, and not disabled since. */
+int statview_backend_checked(const struct statview_backend *be);
+const char *statview_balance_name(uint32_t balance);
+uint64_t statview_uptime_s(const struct statview_snap *snap);
+void statview_imbalance(const struct statview_snap *snap,
+    const struct statview_service *svc, struct statview_imbalance *im);
 
 /* Helpers, public for the unit tests. */
 const char *statview_state(uint32_t health, uint32_t admin);
 char *statview_human(double n, char *buf, size_t len);
 char *statview_uptime(uint64_t seconds, char *buf, size_t len);
-char *statview_json_escape(const char *in, char *out, size_t outlen);
-char *statview_prom_escape(const char *in, char *out, size_t outlen);
 double statview_rate(uint64_t before, uint64_t after, double seconds);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * statview: the renderings lbstat prints, from a snapshot built by hand.
+ * statview and statexport: what lbstat prints (table, JSON, Prometheus),
+ * from a snapshot built by hand.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "statexport.h"
 #include "statview.h"
 
 static struct statview_backend *
@@ -72,6 +74,8 @@ example(void)
 	be = add_backend(snap, "app1", 1, 10234, 12);
 	be->bytes_in = 1288490188;
 	be->bytes_out = UINT64_C(37044092928);
+	be->spliced_in = 2;
+	be->spliced_out = 9;
 	be = add_backend(snap, "app2", 1, 9871, 3);
 	be = add_backend(snap, "app3", 1, 9871, 0);
 	be->health = LBD_HEALTH_DOWN;
@@ -147,20 +151,20 @@ test_json_escape(void **state)
 	char buf[64], small[6];
 
 	(void)state;
-	assert_string_equal(statview_json_escape("a\"b\\c", buf, sizeof(buf)), "a\\\"b\\\\c");
-	assert_string_equal(statview_json_escape("x\ny\x01", buf, sizeof(buf)),
+	assert_string_equal(statexport_json_escape("a\"b\\c", buf, sizeof(buf)), "a\\\"b\\\\c");
+	assert_string_equal(statexport_json_escape("x\ny\x01", buf, sizeof(buf)),
 	    "x\\u000ay\\u0001");
-	assert_string_equal(statview_json_escape("caf\xc3\xa9", buf, sizeof(buf)), "caf\xc3\xa9");
-	assert_string_equal(statview_json_escape("a\xff" "b\xc3", buf, sizeof(buf)),
+	assert_string_equal(statexport_json_escape("caf\xc3\xa9", buf, sizeof(buf)), "caf\xc3\xa9");
+	assert_string_equal(statexport_json_escape("a\xff" "b\xc3", buf, sizeof(buf)),
 	    "a\\ufffdb\\ufffd");
-	assert_string_equal(statview_json_escape("\xed\xa0\x80", buf, sizeof(buf)),
+	assert_string_equal(statexport_json_escape("\xed\xa0\x80", buf, sizeof(buf)),
 	    "\\ufffd\\ufffd\\ufffd");	/* a surrogate is not UTF-8 */
-	assert_string_equal(statview_json_escape("\xe0\x80\xaf", buf, sizeof(buf)),
+	assert_string_equal(statexport_json_escape("\xe0\x80\xaf", buf, sizeof(buf)),
 	    "\\ufffd\\ufffd\\ufffd");	/* nor an overlong form */
-	assert_string_equal(statview_json_escape("\xf0\x9f\x98\x80!", buf, sizeof(buf)),
+	assert_string_equal(statexport_json_escape("\xf0\x9f\x98\x80!", buf, sizeof(buf)),
 	    "\xf0\x9f\x98\x80!");
 	/* Cut whole: never half an escape. */
-	assert_string_equal(statview_json_escape("abcd\"e", small, sizeof(small)), "abcd");
+	assert_string_equal(statexport_json_escape("abcd\"e", small, sizeof(small)), "abcd");
 }
 
 static void
@@ -169,9 +173,9 @@ test_prom_escape(void **state)
 	char buf[64];
 
 	(void)state;
-	assert_string_equal(statview_prom_escape("a\\b\"c\nd", buf, sizeof(buf)),
+	assert_string_equal(statexport_prom_escape("a\\b\"c\nd", buf, sizeof(buf)),
 	    "a\\\\b\\\"c\\nd");
-	assert_string_equal(statview_prom_escape("web", buf, sizeof(buf)), "web");
+	assert_string_equal(statexport_prom_escape("web", buf, sizeof(buf)), "web");
 }
 
 static void
@@ -255,7 +259,7 @@ test_table_stopped(void **state)
 	out = render(statview_table, snap, NULL);
 	assert_true(starts_with(out, "lbd 0.1.0  stopped  workers 2/2 "));
 	free(out);
-	out = render(statview_json, snap, NULL);
+	out = render(statexport_json, snap, NULL);
 	assert_non_null(strstr(out, "\"running\":false,\"uptime_s\":0,"));
 	free(out);
 	free(snap);
@@ -321,7 +325,7 @@ test_rates(void **state)
 	assert_non_null(strstr(out, "conns/s max/min 100.0/80.0 (1.25x)"));
 	assert_non_null(strstr(out, "accepted/s 180.0 (100%)"));
 	free(out);
-	out = render(statview_json, cur, NULL);
+	out = render(statexport_json, cur, NULL);
 	assert_non_null(strstr(out, "\"connections_per_s\":100.000,"));
 	assert_non_null(strstr(out, "\"connections\":10284,"));
 	free(out);
@@ -362,7 +366,7 @@ test_json(void **state)
 	(void)state;
 	snap->backends[1].admin = LBD_ADMIN_DISABLED;
 	snap->backends[2].last_change = snap->now - 20;
-	out = render(statview_json, snap, NULL);
+	out = render(statexport_json, snap, NULL);
 	assert_ptr_equal(strchr(out, '\n'), out + strlen(out) - 1);	/* one line */
 	assert_true(starts_with(out, "{\"version\":\"0.1.0\",\"pid\":4121,"));
 	assert_non_null(strstr(out, "\"uptime_s\":11520,\"generation\":1,"));
@@ -373,11 +377,51 @@ test_json(void **state)
 	assert_non_null(strstr(out, "{\"name\":\"app1\",\"address\":\"10.0.0.1:80\","
 	    "\"state\":\"up\",\"weight\":1,\"active\":12,\"connections\":10234,"
 	    "\"connect_failures\":0,\"bytes_in\":1288490188,\"bytes_out\":37044092928,"
+	    "\"spliced_in\":2,\"spliced_out\":9,"
 	    "\"check\":{\"status\":\"ok\",\"latency_ms\":0.412,"));
+	assert_non_null(strstr(out, "\"name\":\"app2\",\"address\":\"10.0.0.2:80\","
+	    "\"state\":\"disabled\",\"weight\":1,\"active\":3,\"connections\":9871,"
+	    "\"connect_failures\":0,\"bytes_in\":0,\"bytes_out\":0,"
+	    "\"spliced_in\":0,\"spliced_out\":0,"));
 	assert_non_null(strstr(out, "\"state\":\"disabled\""));
 	assert_non_null(strstr(out, "\"check\":{\"status\":\"none\",\"latency_ms\":0.000,"));
 	assert_non_null(strstr(out, "\"check\":{\"status\":\"failed\",\"latency_ms\":0.412,"
 	    "\"last_change_s\":20,\"text\":\"connect: Connection refused\"}"));
+	free(out);
+	free(snap);
+}
+
+/* Disabled: no check shown.  Retired (removed by a reload, old workers
+ * still relaying): a table row, but no JSON or Prometheus series. */
+static void
+test_disabled_and_retired(void **state)
+{
+	struct statview_snap *snap = example();
+	struct statview_backend *old;
+	char *out;
+
+	(void)state;
+	snap->backends[1].admin = LBD_ADMIN_DISABLED;
+	old = add_backend(snap, "old1", 1, 5, 2);
+	old->retired = 1;
+	snap->services[0].count = 4;
+	out = render(statview_table, snap, NULL);
+	assert_non_null(strstr(out, "web      app2     10.0.0.2:80  disabled  "
+	    "1       3       9871   0      0     0      -\n"));
+	assert_non_null(strstr(out, "web      old1     10.0.0.4:80  retired   "));
+	assert_non_null(strstr(out, "web: imbalance n/a (1 of 3 backends up)\n"));
+	free(out);
+	out = render(statexport_json, snap, NULL);
+	assert_null(strstr(out, "old1"));
+	assert_non_null(strstr(out, "\"state\":\"disabled\""));
+	free(out);
+	out = render(statexport_prom, snap, NULL);
+	assert_null(strstr(out, "old1"));
+	assert_non_null(strstr(out, "lbd_backend_up{service=\"web\",backend=\"app2\"} 0\n"));
+	assert_non_null(strstr(out, "lbd_backend_state{service=\"web\",backend=\"app2\","
+	    "state=\"disabled\"} 1\n"));
+	assert_null(strstr(out, "lbd_backend_check_latency_seconds{service=\"web\","
+	    "backend=\"app2\"}"));
 	free(out);
 	free(snap);
 }
@@ -394,7 +438,7 @@ test_prom(void **state)
 	snap->workers[1].id = 1;	/* an old worker 1 still finishing */
 	snap->workers[1].state = LBD_WORKER_STOPPING;
 	snprintf(snap->backends[0].name, sizeof(snap->backends[0].name), "a\"b");
-	out = render(statview_prom, snap, NULL);
+	out = render(statexport_prom, snap, NULL);
 	assert_non_null(strstr(out, "lbd_worker_accepted_total{worker=\"1\"} 30338\n"));
 	assert_null(strstr(out, "{worker=\"2\"}"));
 	assert_non_null(strstr(out, "lbd_backend_bytes_out_total{service=\"web\","
@@ -405,6 +449,13 @@ test_prom(void **state)
 	assert_non_null(strstr(out, "lbd_backend_check_latency_seconds{service=\"web\","
 	    "backend=\"app2\"} 0.000412\n"));
 	assert_non_null(strstr(out, "\nlbd_up 1\n"));
+	assert_non_null(strstr(out, "# TYPE lbd_backend_spliced_total counter\n"
+	    "lbd_backend_spliced_total{service=\"web\",backend=\"a\\\"b\","
+	    "direction=\"in\"} 2\n"
+	    "lbd_backend_spliced_total{service=\"web\",backend=\"a\\\"b\","
+	    "direction=\"out\"} 9\n"
+	    "lbd_backend_spliced_total{service=\"web\",backend=\"app2\","
+	    "direction=\"in\"} 0\n"));
 	for (line = strtok(out, "\n"); line != NULL; line = strtok(NULL, "\n")) {
 		if (strncmp(line, "# HELP ", 7) == 0) {
 			helps++;
@@ -418,7 +469,7 @@ test_prom(void **state)
 			assert_int_equal(strncmp(line, family, strlen(family)), 0);
 	}
 	assert_int_equal(helps, types);
-	assert_int_equal(helps, 20);
+	assert_int_equal(helps, 21);
 	free(out);
 	free(snap);
 }
@@ -441,6 +492,7 @@ main(void)
 		cmocka_unit_test(test_weighted_imbalance),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_prom),
+		cmocka_unit_test(test_disabled_and_retired),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
