@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 /*
@@ -73,7 +74,11 @@ struct conn {
 	uint64_t bytes_up;
 	uint64_t bytes_down;
 	struct conn *prev, *next;	/* the service's connecting or idle list */
-	struct sockaddr_storage peer;
+	union {				/* the client: TCP over IPv4 or IPv6 only */
+		struct sockaddr sa;
+		struct sockaddr_in sin;
+		struct sockaddr_in6 sin6;
+	} peer;
 };
 
 

@@ -242,7 +242,7 @@ pick_backend(struct worker *w, struct conn *c)
 	for (i = 0; i < svc->nbackends; i++)
 		weights[i] = c->tried & (UINT64_C(1) << i) ? 0 : s->weights[i];
 	if (svc->balance == LBD_BALANCE_SOURCE)
-		return balance_rendezvous(balance_client_hash((struct sockaddr *)&c->peer),
+		return balance_rendezvous(balance_client_hash(&c->peer.sa),
 		    s->slots, weights, svc->nbackends);
 	for (i = 0; i < svc->nbackends; i++)
 		active[i] = weights[i] != 0 ? stats_backend_active(w->map, s->slots[i]) : 0;
@@ -272,7 +272,7 @@ conn_log(struct worker *w, struct conn *c)
 	const struct lbd_service_conf *svc = &w->conf->services[c->service];
 	char peer[LBD_ADDR_LEN];
 
-	addr_format((struct sockaddr *)&c->peer, peer, sizeof(peer));
+	addr_format(&c->peer.sa, peer, sizeof(peer));
 	log_info("%s %s -> %s %s %llums in %llu out %llu: %s", svc->name, peer,
 	    c->backend >= 0 ? svc->backends[c->backend].name : "-",
 	    c->backend >= 0 ? svc->backends[c->backend].addr.text : "-",
@@ -420,7 +420,7 @@ send_proxy_header(struct worker *w, struct conn *c)
 
 	if (getsockname(c->client_fd, (struct sockaddr *)&local, &len) == -1)
 		return -1;
-	n = proxy_header(svc->proxy_protocol, (struct sockaddr *)&c->peer,
+	n = proxy_header(svc->proxy_protocol, &c->peer.sa,
 	    (struct sockaddr *)&local, hdr, sizeof(hdr));
 	/* A fresh socket's buffer always takes a few dozen bytes at once. */
 	return n > 0 && send(c->backend_fd, hdr, n, MSG_NOSIGNAL) == (ssize_t)n ? 0 : -1;
@@ -568,7 +568,8 @@ resume_accepting(struct worker *w)
 }
 
 static void
-conn_new(struct worker *w, struct listener *l, int fd, const struct sockaddr_storage *peer)
+conn_new(struct worker *w, struct listener *l, int fd, const struct sockaddr_storage *peer,
+    socklen_t peerlen)
 {
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET };
 	struct conn *c;
@@ -583,7 +584,7 @@ conn_new(struct worker *w, struct listener *l, int fd, const struct sockaddr_sto
 	c->backend = -1;
 	c->service = (uint16_t)l->service;
 	c->listener = (uint16_t)(l - w->listeners);
-	c->peer = *peer;
+	memcpy(&c->peer, peer, peerlen < sizeof(c->peer) ? peerlen : sizeof(c->peer));
 	c->started_ms = c->last_ms = w->now_ms;
 	half_init(&c->up);
 	half_init(&c->down);
@@ -618,7 +619,7 @@ accept_ready(struct worker *w, struct listener *l)
 		len = sizeof(peer);
 		fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
-			conn_new(w, l, fd, &peer);
+			conn_new(w, l, fd, &peer, len);
 			continue;
 		}
 		switch (errno) {

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+import backend as backend_mod
 import lbdtest
 from lbdtest import SCALE, service
 
@@ -430,19 +431,22 @@ def parse_prometheus(text):
 
 PROM_FAMILIES = {
     "lbd_up": (), "lbd_uptime_seconds": (), "lbd_workers": (),
-    "lbd_worker_restarts_total": (), "lbd_generation": (),
+    "lbd_worker_restarts_total": (), "lbd_reloads_total": (),
+    "lbd_generation": (),
     "lbd_worker_accepted_total": ("worker",),
     "lbd_worker_active_connections": ("worker",),
     "lbd_service_accepted_total": ("service",),
     "lbd_service_rejected_total": ("service",),
     "lbd_service_active_connections": ("service",),
     "lbd_backend_up": ("service", "backend"),
+    "lbd_backend_state": ("service", "backend", "state"),
     "lbd_backend_weight": ("service", "backend"),
     "lbd_backend_active_connections": ("service", "backend"),
     "lbd_backend_connections_total": ("service", "backend"),
     "lbd_backend_connect_failures_total": ("service", "backend"),
     "lbd_backend_bytes_in_total": ("service", "backend"),
     "lbd_backend_bytes_out_total": ("service", "backend"),
+    "lbd_backend_spliced_total": ("service", "backend", "direction"),
     "lbd_backend_check_latency_seconds": ("service", "backend"),
 }
 
@@ -525,11 +529,49 @@ def test_json_keys(lbd, backend, lbstat_bin):
             "backends"} <= set(svc)
     for b in svc["backends"]:
         assert {"name", "address", "state", "weight", "active", "connections",
-                "connect_failures", "bytes_in", "bytes_out", "check"} <= set(b)
+                "connect_failures", "bytes_in", "bytes_out", "spliced_in",
+                "spliced_out", "check"} <= set(b)
         assert b["check"]["status"] in ("ok", "failed", "none")
         assert isinstance(b["check"]["latency_ms"], (int, float))
         assert b["check"]["last_change_s"] >= 0
     assert [b["address"] for b in svc["backends"]] == [b.address for b in bs]
+
+
+def test_spliced_counts_bulk_directions(lbd, backend, lbstat_bin):
+    """A download of more than 1 MiB moves its backend-to-client direction
+    from copying to splice(); a small echo exchange stays copied both ways.
+    JSON and Prometheus agree on the counts."""
+    size = (1 << 20) + 12345
+    src = backend("source", size, "spliced")
+    echo = backend("ident", "echo1")
+    d = lbd([service("bulk", [src]), service("small", [echo])], workers=1)
+    s = lbdtest.connect(d.port["bulk"])
+    try:
+        got = lbdtest.recv_until_eof(s, size + 1)
+    finally:
+        s.close()
+    assert got == backend_mod.stream_bytes("spliced", size)
+    name, _, _ = exchange(d.port["small"], 100)
+    assert name == "echo1"
+
+    def settled(js):
+        return backends(js, "bulk")[src.name]["bytes_out"] == size and \
+            backends(js, "small")["echo1"]["connections"] == 1 and \
+            service_of(js, "bulk")["active"] == 0
+    js = wait_for(lbstat_bin, d, settled)
+    bulk, small = backends(js, "bulk")[src.name], backends(js, "small")["echo1"]
+    print("bulk: %s\nsmall: %s" % (bulk, small))
+    assert settled(js)
+    assert bulk["connections"] == 1
+    assert bulk["spliced_out"] >= 1
+    assert bulk["spliced_in"] == 0		# the client sent nothing
+    assert small["spliced_in"] == 0 and small["spliced_out"] == 0
+    fams = parse_prometheus(run(lbstat_bin, "-p", "-s", stats_path(d)).stdout)
+    spliced = {(l["backend"], l["direction"]): v for l, v in
+               fams["lbd_backend_spliced_total"]["samples"]}
+    assert spliced == {(src.name, "in"): 0.0,
+                       (src.name, "out"): float(bulk["spliced_out"]),
+                       ("echo1", "in"): 0.0, ("echo1", "out"): 0.0}
 
 
 def test_json_shows_a_failing_backend(lbd, backend, lbstat_bin):
@@ -794,7 +836,7 @@ def test_damaged_segments(lbd, backend, lbstat_bin, tmp_path):
     d = lbd([service("web", [b])], workers=1)
     with open(stats_path(d), "rb") as f:
         image = bytearray(f.read())
-    assert int.from_bytes(image[HDR_VERSION:HDR_VERSION + 4], "little") == 1
+    assert int.from_bytes(image[HDR_VERSION:HDR_VERSION + 4], "little") == 2
 
     def check(name, data, message):
         path = tmp_path / name
@@ -817,7 +859,7 @@ def test_damaged_segments(lbd, backend, lbstat_bin, tmp_path):
     newer = bytearray(image)
     newer[HDR_VERSION:HDR_VERSION + 4] = (99).to_bytes(4, "little")
     check("v99.stats", newer, "stats layout version 99 is not the one this "
-          "program reads (1)")
+          "program reads (2)")
     check("short.stats", image[:8192], "segment is truncated")
     check("empty.stats", b"", "not an lbd stats segment")
 
