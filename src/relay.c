@@ -222,6 +222,19 @@ half_finish(struct half *h, const struct half *other, int dst, struct pipe_pool 
 	return RELAY_MORE;
 }
 
+/* A read that moved nothing: 0 to go on, -1 when the source failed. */
+static int
+half_read_nothing(struct half *h, ssize_t n)
+{
+	if (n == 0)
+		h->src_eof = true;
+	else if (errno == EAGAIN)
+		h->src_ready = false;
+	else if (errno != EINTR)
+		return -1;
+	return 0;
+}
+
 /* One splice from src into the (empty) pipe.  0 to go on, or a result. */
 static int
 half_splice_in(struct half *h, int src, struct pipe_pool *pool)
@@ -231,16 +244,11 @@ half_splice_in(struct half *h, int src, struct pipe_pool *pool)
 	if (h->pipe_rd == -1 && pipe_get(pool, h) == -1)
 		return RELAY_NOPIPE;
 	n = splice(src, NULL, h->pipe_wr, NULL, h->pipe_cap, SPLICE_FLAGS);
-	if (n > 0) {
-		h->inpipe = (uint32_t)n;
-		if ((uint32_t)n == h->pipe_cap)
-			pipe_grow(pool, h);
-	} else if (n == 0) {
-		h->src_eof = true;
-	} else if (errno == EAGAIN) {
-		h->src_ready = false;
-	} else if (errno != EINTR)
-		return -1;
+	if (n <= 0)
+		return half_read_nothing(h, n);
+	h->inpipe = (uint32_t)n;
+	if ((uint32_t)n == h->pipe_cap)
+		pipe_grow(pool, h);
 	return 0;
 }
 
@@ -251,21 +259,16 @@ half_copy_in(struct half *h, int src, int dst, char *scratch, uint64_t *moved)
 	ssize_t n;
 
 	n = recv(src, scratch, RELAY_COPY_MAX, 0);
-	if (n > 0) {
-		if (half_send_copy(h, dst, scratch, (size_t)n, moved) == -1)
-			return -2;
-		if (n == RELAY_COPY_MAX)
-			h->spliced = true;	/* bulk: splice the rest */
-		else if (h->src_hup)
-			h->src_eof = true;	/* drained up to the FIN epoll reported */
-		else
-			h->src_ready = false;	/* drained; new bytes raise an edge */
-	} else if (n == 0) {
-		h->src_eof = true;
-	} else if (errno == EAGAIN) {
-		h->src_ready = false;
-	} else if (errno != EINTR)
-		return -1;
+	if (n <= 0)
+		return half_read_nothing(h, n);
+	if (half_send_copy(h, dst, scratch, (size_t)n, moved) == -1)
+		return -2;
+	if (n == RELAY_COPY_MAX)
+		h->spliced = true;	/* bulk: splice the rest */
+	else if (h->src_hup)
+		h->src_eof = true;	/* drained up to the FIN epoll reported */
+	else
+		h->src_ready = false;	/* drained; new bytes raise an edge */
 	return 0;
 }
 
