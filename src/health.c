@@ -322,10 +322,12 @@ health_probe_send(struct health_check *c)
 	health_want(c, EPOLLIN);
 }
 
+/* Nothing to send and nothing expected: the connect was the check.  With
+ * only expect set, the reply is a banner the server sends first (SMTP's 220). */
 static void
 health_probe_connected(struct health_check *c)
 {
-	if (c->svc->send_len == 0) {
+	if (c->svc->send_len == 0 && c->svc->expect_len == 0) {
 		health_probe_done(c, 1, "ok");
 		return;
 	}

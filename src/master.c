@@ -319,10 +319,13 @@ schedule_respawn(struct master *m, const struct worker_proc *wp, int status)
 		if (delay > RESPAWN_MAX_DELAY_MS)
 			delay = RESPAWN_MAX_DELAY_MS;
 	}
-	log_warnx("worker %u (pid %d) %s after %llums; restarting%s%llu%s", wp->id,
-	    (int)wp->pid, how, (unsigned long long)lived,
-	    delay > 0 ? " in " : "", (unsigned long long)delay,
-	    delay > 0 ? "ms (crash loop back-off)" : "");
+	if (delay > 0)
+		log_warnx("worker %u (pid %d) %s after %llums; restarting in %llums "
+		    "(crash loop back-off)", wp->id, (int)wp->pid, how,
+		    (unsigned long long)lived, (unsigned long long)delay);
+	else
+		log_warnx("worker %u (pid %d) %s after %llums; restarting", wp->id,
+		    (int)wp->pid, how, (unsigned long long)lived);
 	r->restarts++;
 	r->due_ms = now_ms() + delay;
 	stats_write_begin(&m->map);

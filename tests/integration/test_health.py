@@ -408,3 +408,19 @@ def test_disabled_backend_is_not_probed(lbd, backend):
     time.sleep(interval * 5)
     assert accepts(b) >= n0 + 2, "checks did not resume after enable"
     assert not log_lines(d, r"web/app1 is "), d.describe()
+
+
+def test_banner_expect_without_send(lbd, backend):
+    """expect alone waits for what the backend says first: ident backends
+    greet with their name, so expecting it keeps them up and expecting
+    something else takes them down."""
+    good = backend("ident", "hello")
+    bad = backend("ident", "other")
+    svc = lbdtest.service("web", [good, bad])
+    svc["health"] = {"interval": '"200ms"', "timeout": '"150ms"', "fall": 2,
+                     "rise": 1, "expect": '"hello"'}
+    inst = lbd([svc])
+    assert lbdtest.poll_until(lambda: "web/other is DOWN" in inst.stderr(),
+                              5 * lbdtest.SCALE), inst.describe()
+    assert "web/hello is DOWN" not in inst.stderr()
+    assert "expect: 'hello' not found" in inst.stderr()
