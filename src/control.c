@@ -1,6 +1,7 @@
 /*
  * The control socket in the master: lbadmin's commands, admission by file
- * mode and SO_PEERCRED, and the admin state file.
+ * mode and SO_PEERCRED, and the replies.  The admin state the commands
+ * change, in the segment and in the state file, is admin.c's.
  *
  * Every client has one owner, its struct control_client, and one teardown,
  * control_client_close().  A client is only ever freed from its own epoll
@@ -10,7 +11,6 @@
  * the client's own callback, woken by the hang-up, closes it.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "lbd/control.h"
+#include "admin.h"
 #include "control.h"
 #include "event.h"
 #include "log.h"
@@ -38,7 +39,6 @@
 #define CONTROL_ACCEPT_BATCH	16
 #define CONTROL_PAUSE_MS	1000		/* accept paused this long on EMFILE */
 #define CONTROL_BACKLOG		CONTROL_MAX_CLIENTS
-#define CONTROL_STATE_LINE	512
 
 #define CONTROL_OF(h, type, member) \
 	((type *)(void *)((char *)(h) - offsetof(type, member)))
@@ -80,7 +80,6 @@ struct control {
 static void control_client_close(struct control_client *c);
 static int control_reply(struct control_client *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static int control_save_state(struct control *ctl, char *err, size_t errlen);
 
 static uint64_t
 control_now(void)
@@ -89,309 +88,6 @@ control_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* ---- the segment: finding backends, reading and changing admin state ---- */
-
-static int
-control_find_service(struct control *ctl, const char *name)
-{
-	uint32_t i;
-
-	for (i = 0; i < LBD_MAX_SERVICES; i++) {
-		struct lbd_stats_service *s = stats_service(ctl->map, i);
-
-		if (s->state == LBD_SLOT_LIVE && strcmp(s->name, name) == 0)
-			return (int)i;
-	}
-	return -1;
-}
-
-static int
-control_find_backend(struct control *ctl, uint32_t sslot, const char *name)
-{
-	struct lbd_stats_service *s = stats_service(ctl->map, sslot);
-	uint32_t j;
-
-	for (j = 0; j < s->nbackends && j < LBD_MAX_SERVICE_BACKENDS; j++) {
-		uint16_t b = s->backends[j];
-
-		if (b < LBD_MAX_BACKENDS &&
-		    strcmp(stats_backend(ctl->map, b)->name, name) == 0)
-			return b;
-	}
-	return -1;
-}
-
-/* Finds SERVICE (and BACKEND, when not ""), or says which is missing. */
-static int
-control_find(struct control *ctl, const struct lbd_ctl_request *req, int *sslot,
-    int *bslot, char *err, size_t errlen)
-{
-	if ((*sslot = control_find_service(ctl, req->service)) == -1) {
-		snprintf(err, errlen, "%s: no such service", req->service);
-		return -1;
-	}
-	*bslot = -1;
-	if (req->backend[0] != '\0' && (*bslot = control_find_backend(ctl,
-	    (uint32_t)*sslot, req->backend)) == -1) {
-		snprintf(err, errlen, "%s/%s: no such backend", req->service, req->backend);
-		return -1;
-	}
-	return 0;
-}
-
-static const char *
-control_admin_name(uint32_t admin)
-{
-	return admin == LBD_ADMIN_DRAIN ? "drain" :
-	    admin == LBD_ADMIN_DISABLED ? "disabled" : "none";
-}
-
-/* What show and lbstat call the state: disabled > drain > health. */
-static const char *
-control_state_name(const struct lbd_stats_backend *b)
-{
-	if (b->admin == LBD_ADMIN_DISABLED)
-		return "disabled";
-	if (b->admin == LBD_ADMIN_DRAIN)
-		return "drain";
-	return b->health == LBD_HEALTH_UP ? "up" : "down";
-}
-
-/*
- * Sets a backend's admin state (admin -1: keep) and weight (-1: keep; any
- * other value also marks it as set by lbadmin, so a reload keeps it).
- * Workers rebuild their schedules when the service's sched_version moves.
- * Returns 1 when something changed.
- */
-static int
-control_set(struct control *ctl, uint32_t sslot, uint32_t bslot, int admin, int weight)
-{
-	struct lbd_stats_backend *b = stats_backend(ctl->map, bslot);
-	int new_admin = admin >= 0 && b->admin != (uint32_t)admin;
-	int new_weight = weight >= 0 &&
-	    (b->weight != (uint32_t)weight || b->admin_weight_set == 0);
-
-	if (!new_admin && !new_weight)
-		return 0;
-	stats_write_begin(ctl->map);
-	if (new_admin)
-		b->admin = (uint32_t)admin;
-	if (new_weight) {
-		b->weight = (uint32_t)weight;
-		b->admin_weight_set = 1;
-	}
-	b->last_change = (uint64_t)time(NULL);
-	stats_service(ctl->map, sslot)->sched_version++;
-	stats_write_end(ctl->map);
-	return 1;
-}
-
-/* ---- the admin state file ---- */
-
-static void
-control_write_state(struct control *ctl, FILE *fp)
-{
-	uint32_t i, j;
-
-	fprintf(fp, "# lbd admin state, rewritten by lbadmin commands: "
-	    "SERVICE BACKEND ADMIN WEIGHT\n");
-	for (i = 0; i < LBD_MAX_SERVICES; i++) {
-		struct lbd_stats_service *s = stats_service(ctl->map, i);
-
-		if (s->state != LBD_SLOT_LIVE)
-			continue;
-		for (j = 0; j < s->nbackends && j < LBD_MAX_SERVICE_BACKENDS; j++) {
-			struct lbd_stats_backend *b;
-
-			if (s->backends[j] >= LBD_MAX_BACKENDS)
-				continue;
-			b = stats_backend(ctl->map, s->backends[j]);
-			if (b->admin == LBD_ADMIN_NONE && !b->admin_weight_set)
-				continue;
-			if (b->admin_weight_set)
-				fprintf(fp, "%s %s %s %u\n", s->name, b->name,
-				    control_admin_name(b->admin), b->weight);
-			else
-				fprintf(fp, "%s %s %s -\n", s->name, b->name,
-				    control_admin_name(b->admin));
-		}
-	}
-}
-
-/* The directory entry of the rename is durable too. */
-static void
-control_sync_dir(const char *path)
-{
-	char dir[PATH_MAX];
-	char *slash;
-	int fd;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	if ((slash = strrchr(dir, '/')) == NULL)
-		snprintf(dir, sizeof(dir), ".");
-	else if (slash == dir)
-		slash[1] = '\0';
-	else
-		*slash = '\0';
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
-		return;
-	(void)fsync(fd);
-	close(fd);
-}
-
-/*
- * Writes the admin state of every live backend that differs from the
- * default to state_path, atomically: a crash leaves the old file or the
- * new one, never half of one.
- */
-static int
-control_save_state(struct control *ctl, char *err, size_t errlen)
-{
-	char tmp[PATH_MAX + 8];
-	FILE *fp;
-	int fd;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", ctl->state_path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd == -1 || (fp = fdopen(fd, "w")) == NULL) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-		if (fd != -1)
-			close(fd);
-		return -1;
-	}
-	control_write_state(ctl, fp);
-	if (fflush(fp) == EOF || ferror(fp) || fsync(fd) == -1) {
-		snprintf(err, errlen, "%s: write: %s", tmp, strerror(errno));
-		fclose(fp);
-		unlink(tmp);
-		return -1;
-	}
-	if (fclose(fp) == EOF || rename(tmp, ctl->state_path) == -1) {
-		snprintf(err, errlen, "%s: %s", ctl->state_path, strerror(errno));
-		unlink(tmp);
-		return -1;
-	}
-	control_sync_dir(ctl->state_path);
-	return 0;
-}
-
-static int
-control_parse_admin(const char *word)
-{
-	if (strcmp(word, "none") == 0)
-		return LBD_ADMIN_NONE;
-	if (strcmp(word, "drain") == 0)
-		return LBD_ADMIN_DRAIN;
-	if (strcmp(word, "disabled") == 0)
-		return LBD_ADMIN_DISABLED;
-	return -1;
-}
-
-/* "-" (-1), or a decimal 0..LBD_CTL_MAX_WEIGHT; -2 when malformed. */
-static int
-control_parse_weight(const char *word)
-{
-	int v = 0;
-
-	if (strcmp(word, "-") == 0)
-		return -1;
-	if (*word == '\0' || strlen(word) > 3)
-		return -2;
-	for (; *word != '\0'; word++) {
-		if (*word < '0' || *word > '9')
-			return -2;
-		v = v * 10 + (*word - '0');
-	}
-	return v <= LBD_CTL_MAX_WEIGHT ? v : -2;
-}
-
-/* Applies one line of the state file; returns 1 if it named a live backend. */
-static int
-control_apply_line(struct control *ctl, char *line, int lineno)
-{
-	char *word[4], *tok, *save = NULL;
-	int n = 0, admin, weight, sslot, bslot;
-
-	for (tok = strtok_r(line, " \t\r\n", &save); tok != NULL;
-	    tok = strtok_r(NULL, " \t\r\n", &save)) {
-		if (n == 4) {
-			n++;		/* one word too many is enough to know */
-			break;
-		}
-		word[n++] = tok;
-	}
-	if (n == 0 || word[0][0] == '#')
-		return 1;
-	if (n != 4 || !ctl_name_valid(word[0]) || !ctl_name_valid(word[1]) ||
-	    (admin = control_parse_admin(word[2])) == -1 ||
-	    (weight = control_parse_weight(word[3])) == -2) {
-		log_warnx("%s:%d: malformed admin state line ignored: expected "
-		    "SERVICE BACKEND none|drain|disabled WEIGHT|-", ctl->state_path, lineno);
-		return 0;
-	}
-	if ((sslot = control_find_service(ctl, word[0])) == -1 ||
-	    (bslot = control_find_backend(ctl, (uint32_t)sslot, word[1])) == -1) {
-		log_debug("%s:%d: %s/%s is not configured: its admin state is dropped",
-		    ctl->state_path, lineno, word[0], word[1]);
-		return 0;
-	}
-	if (control_set(ctl, (uint32_t)sslot, (uint32_t)bslot, admin, weight))
-		log_info("%s/%s: admin state %s, weight %s, restored from %s", word[0],
-		    word[1], word[2], word[3], ctl->state_path);
-	return 1;
-}
-
-/*
- * Reads a line of at most len - 1 bytes; a longer one is consumed whole
- * and reported through *too_long.  Returns 0 at end of file.
- */
-static int
-control_read_line(FILE *fp, char *buf, size_t len, int *too_long)
-{
-	int c;
-
-	*too_long = 0;
-	if (fgets(buf, (int)len, fp) == NULL)
-		return 0;
-	if (strchr(buf, '\n') == NULL && !feof(fp)) {
-		*too_long = 1;
-		while ((c = getc(fp)) != EOF && c != '\n')
-			;
-	}
-	return 1;
-}
-
-void
-control_apply_state(struct control *ctl)
-{
-	char line[CONTROL_STATE_LINE], err[PATH_MAX + 128];
-	int lineno = 0, too_long, dropped = 0;
-	FILE *fp;
-
-	if ((fp = fopen(ctl->state_path, "re")) == NULL) {
-		if (errno != ENOENT)
-			log_warn("admin state %s", ctl->state_path);
-		return;
-	}
-	while (control_read_line(fp, line, sizeof(line), &too_long)) {
-		lineno++;
-		if (too_long) {
-			log_warnx("%s:%d: line too long, ignored", ctl->state_path, lineno);
-			dropped++;
-		} else if (!control_apply_line(ctl, line, lineno))
-			dropped++;
-	}
-	if (ferror(fp)) {
-		log_warn("admin state %s: read", ctl->state_path);
-		fclose(fp);
-		return;
-	}
-	fclose(fp);
-	/* Forget what no longer applies, so the file says what is in force. */
-	if (dropped > 0 && control_save_state(ctl, err, sizeof(err)) == -1)
-		log_warnx("admin state: %s", err);
 }
 
 /* ---- replies ---- */
@@ -466,7 +162,7 @@ control_show_backend(struct control_client *c, uint32_t sslot, uint32_t bslot)
 	struct lbd_stats_backend *b = stats_backend(c->ctl->map, bslot);
 
 	return control_reply(c, "%s/%s %s %u %llu", s->name, b->name,
-	    control_state_name(b), b->weight,
+	    admin_state_name(b), b->weight,
 	    (unsigned long long)stats_backend_active(c->ctl->map, bslot));
 }
 
@@ -492,7 +188,8 @@ control_show(struct control_client *c, const struct lbd_ctl_request *req)
 	uint32_t i;
 
 	if (req->service[0] != '\0' &&
-	    control_find(c->ctl, req, &sslot, &bslot, err, sizeof(err)) == -1)
+	    admin_find(c->ctl->map, req->service, req->backend, &sslot, &bslot,
+	    err, sizeof(err)) == -1)
 		return control_reply(c, "error: %s", err);
 	if (control_reply(c, "ok") == -1)
 		return -1;
@@ -522,7 +219,8 @@ control_change(struct control_client *c, const struct lbd_ctl_request *req)
 	char err[PATH_MAX + 160];
 	int sslot, bslot, admin = -1, weight = -1;
 
-	if (control_find(c->ctl, req, &sslot, &bslot, err, sizeof(err)) == -1)
+	if (admin_find(c->ctl->map, req->service, req->backend, &sslot, &bslot,
+	    err, sizeof(err)) == -1)
 		return control_reply(c, "error: %s", err);
 	if (req->command == LBD_CTL_DRAIN)
 		admin = LBD_ADMIN_DRAIN;
@@ -532,14 +230,14 @@ control_change(struct control_client *c, const struct lbd_ctl_request *req)
 		admin = LBD_ADMIN_NONE;
 	else
 		weight = (int)req->weight;
-	(void)control_set(c->ctl, (uint32_t)sslot, (uint32_t)bslot, admin, weight);
+	(void)admin_set(c->ctl->map, (uint32_t)sslot, (uint32_t)bslot, admin, weight);
 	if (weight >= 0)
 		log_info("%s/%s: weight %d (by uid %u, pid %d)", req->service,
 		    req->backend, weight, (unsigned)c->uid, (int)c->pid);
 	else
 		log_info("%s/%s: %s (by uid %u, pid %d)", req->service, req->backend,
 		    verb[req->command], (unsigned)c->uid, (int)c->pid);
-	if (control_save_state(c->ctl, err, sizeof(err)) == -1) {
+	if (admin_save(c->ctl->map, c->ctl->state_path, err, sizeof(err)) == -1) {
 		log_warnx("admin state: %s", err);
 		return control_reply(c, "error: %s/%s: %s done, but not saved (%s): "
 		    "it will not survive a restart", req->service, req->backend,
@@ -975,6 +673,12 @@ control_set_admin_gid(struct control *ctl, gid_t admin_gid)
 		return;
 	}
 	ctl->admin_gid = admin_gid;
+}
+
+void
+control_apply_state(struct control *ctl)
+{
+	admin_apply_file(ctl->map, ctl->state_path);
 }
 
 /*
