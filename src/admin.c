@@ -73,16 +73,6 @@ admin_name(uint32_t admin)
 	    admin == LBD_ADMIN_DISABLED ? "disabled" : "none";
 }
 
-const char *
-admin_state_name(const struct lbd_stats_backend *b)
-{
-	if (b->admin == LBD_ADMIN_DISABLED)
-		return "disabled";
-	if (b->admin == LBD_ADMIN_DRAIN)
-		return "drain";
-	return b->health == LBD_HEALTH_UP ? "up" : "down";
-}
-
 int
 admin_set(struct stats_map *map, uint32_t sslot, uint32_t bslot, int admin, int weight)
 {

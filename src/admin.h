@@ -19,8 +19,6 @@ struct lbd_stats_backend;
  */
 int admin_find(const struct stats_map *map, const char *service, const char *backend,
     int *sslot, int *bslot, char *err, size_t errlen);
-/* What show and lbstat call the state: disabled > drain > health. */
-const char *admin_state_name(const struct lbd_stats_backend *b);
 /*
  * Sets a backend's admin state (admin -1: keep) and weight (-1: keep; any
  * other value also marks it as set by lbadmin, so a reload keeps it).

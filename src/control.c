@@ -162,7 +162,7 @@ control_show_backend(struct control_client *c, uint32_t sslot, uint32_t bslot)
 	struct lbd_stats_backend *b = stats_backend(c->ctl->map, bslot);
 
 	return control_reply(c, "%s/%s %s %u %llu", s->name, b->name,
-	    admin_state_name(b), b->weight,
+	    stats_state_name(b->health, b->admin), b->weight,
 	    (unsigned long long)stats_backend_active(c->ctl->map, bslot));
 }
 

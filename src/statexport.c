@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "config.h"
 #include "statexport.h"
 
 #define JSON_STR_LEN	(6 * LBD_ADDR_LEN + 1)	/* every byte may become \ufffd */
@@ -200,7 +201,7 @@ json_service(FILE *out, const struct statview_snap *snap,
 		    statexport_json_escape(svc->listen[i], buf, sizeof(buf)));
 	}
 	fprintf(out, "],\"balance\":\"%s\",\"active\":%" PRIu64 ",\"accepted\":%"
-	    PRIu64 ",\"rejected\":%" PRIu64 ",", statview_balance_name(svc->balance),
+	    PRIu64 ",\"rejected\":%" PRIu64 ",", config_balance_name(svc->balance),
 	    svc->active, svc->accepted, svc->rejected);
 	if (snap->has_rates)
 		fprintf(out, "\"accepted_per_s\":%.3f,", svc->accepted_rate);

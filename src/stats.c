@@ -365,3 +365,13 @@ stats_retire_worker(struct stats_map *map, uint32_t slot)
 	}
 	stats_write_end(map);
 }
+
+const char *
+stats_state_name(uint32_t health, uint32_t admin)
+{
+	if (admin == LBD_ADMIN_DISABLED)
+		return "disabled";
+	if (admin == LBD_ADMIN_DRAIN)
+		return "drain";
+	return health == LBD_HEALTH_DOWN ? "down" : "up";
+}

@@ -103,6 +103,12 @@ stats_load(const uint64_t *counter)
 	return __atomic_load_n(counter, __ATOMIC_RELAXED);
 }
 
+/*
+ * "up", "down", "drain" or "disabled": admin state wins over health, since
+ * a disabled backend is not even checked and a drained one takes nothing new.
+ */
+const char *stats_state_name(uint32_t health, uint32_t admin);
+
 /* Sum of a backend's active connections over every worker row. */
 uint64_t stats_backend_active(const struct stats_map *map, uint32_t backend);
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "stats.h"
 #include "statview.h"
 
 #define CELL_LEN	80	/* a table cell: an address or a check text, sanitised */
@@ -22,21 +23,9 @@ enum col {
 /* ---- small helpers ---------------------------------------------------- */
 
 const char *
-statview_state(uint32_t health, uint32_t admin)
-{
-	/* Admin state wins over health: a disabled backend is not even
-	 * checked, and a drained one takes nothing new whatever its health. */
-	if (admin == LBD_ADMIN_DISABLED)
-		return "disabled";
-	if (admin == LBD_ADMIN_DRAIN)
-		return "drain";
-	return health == LBD_HEALTH_DOWN ? "down" : "up";
-}
-
-const char *
 statview_backend_state(const struct statview_backend *be)
 {
-	return be->retired ? "retired" : statview_state(be->health, be->admin);
+	return be->retired ? "retired" : stats_state_name(be->health, be->admin);
 }
 
 int
@@ -44,19 +33,6 @@ statview_backend_checked(const struct statview_backend *be)
 {
 	/* A disabled backend is not checked: its last result is stale. */
 	return be->admin != LBD_ADMIN_DISABLED && be->check_status != LBD_CHECK_NONE;
-}
-
-const char *
-statview_balance_name(uint32_t balance)
-{
-	switch (balance) {
-	case LBD_BALANCE_LEASTCONN:
-		return "leastconn";
-	case LBD_BALANCE_SOURCE:
-		return "source";
-	default:
-		return "roundrobin";
-	}
 }
 
 /*

@@ -125,13 +125,11 @@ int statview_want_backend(const struct statview_filter *filter,
 const char *statview_backend_state(const struct statview_backend *be);
 /* Its check result means something: checked, and not disabled since. */
 int statview_backend_checked(const struct statview_backend *be);
-const char *statview_balance_name(uint32_t balance);
 uint64_t statview_uptime_s(const struct statview_snap *snap);
 void statview_imbalance(const struct statview_snap *snap,
     const struct statview_service *svc, struct statview_imbalance *im);
 
 /* Helpers, public for the unit tests. */
-const char *statview_state(uint32_t health, uint32_t admin);
 char *statview_human(double n, char *buf, size_t len);
 char *statview_uptime(uint64_t seconds, char *buf, size_t len);
 double statview_rate(uint64_t before, uint64_t after, double seconds);

@@ -110,11 +110,11 @@ static void
 test_state(void **state)
 {
 	(void)state;
-	assert_string_equal(statview_state(LBD_HEALTH_UP, LBD_ADMIN_NONE), "up");
-	assert_string_equal(statview_state(LBD_HEALTH_DOWN, LBD_ADMIN_NONE), "down");
-	assert_string_equal(statview_state(LBD_HEALTH_DOWN, LBD_ADMIN_DRAIN), "drain");
-	assert_string_equal(statview_state(LBD_HEALTH_DOWN, LBD_ADMIN_DISABLED), "disabled");
-	assert_string_equal(statview_state(LBD_HEALTH_UP, LBD_ADMIN_DISABLED), "disabled");
+	assert_string_equal(stats_state_name(LBD_HEALTH_UP, LBD_ADMIN_NONE), "up");
+	assert_string_equal(stats_state_name(LBD_HEALTH_DOWN, LBD_ADMIN_NONE), "down");
+	assert_string_equal(stats_state_name(LBD_HEALTH_DOWN, LBD_ADMIN_DRAIN), "drain");
+	assert_string_equal(stats_state_name(LBD_HEALTH_DOWN, LBD_ADMIN_DISABLED), "disabled");
+	assert_string_equal(stats_state_name(LBD_HEALTH_UP, LBD_ADMIN_DISABLED), "disabled");
 }
 
 static void
