@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "statexport.h"
+#include "stats.h"
 #include "statview.h"
 
 static struct statview_backend *
