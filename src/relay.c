@@ -242,7 +242,7 @@ half_splice_in(struct half *h, int src, struct pipe_pool *pool)
 	ssize_t n;
 
 	if (h->pipe_rd == -1 && pipe_get(pool, h) == -1)
-		return RELAY_NOPIPE;
+		return RELAY_NOPIPE;	/* out of descriptors: the caller copies */
 	n = splice(src, NULL, h->pipe_wr, NULL, h->pipe_cap, SPLICE_FLAGS);
 	if (n <= 0)
 		return half_read_nothing(h, n);
@@ -272,7 +272,7 @@ half_copy_in(struct half *h, int src, int dst, char *scratch, uint64_t *moved)
 	return 0;
 }
 
-/* Returns RELAY_MORE, RELAY_NOPIPE, or -1 (src failed) / -2 (dst failed). */
+/* Returns RELAY_MORE, or -1 (src failed) / -2 (dst failed). */
 static int
 half_pump(struct half *h, const struct half *other, int src, int dst,
     struct pipe_pool *pool, char *scratch, uint64_t *moved)
@@ -287,8 +287,11 @@ half_pump(struct half *h, const struct half *other, int src, int dst,
 			return half_finish(h, other, dst, pool);
 		if (!h->dst_ready)
 			return RELAY_MORE;	/* read no more than the peer can take */
-		rc = h->spliced ? half_splice_in(h, src, pool) :
-		    half_copy_in(h, src, dst, scratch, moved);
+		rc = h->spliced ? half_splice_in(h, src, pool) : RELAY_NOPIPE;
+		/* Copy when not spliced, and when no pipe is to be had: at the
+		 * descriptor limit a copied byte beats a stalled connection. */
+		if (rc == RELAY_NOPIPE)
+			rc = half_copy_in(h, src, dst, scratch, moved);
 		if (rc != 0)
 			return rc;
 	}
@@ -302,12 +305,10 @@ relay_pump(struct conn *c, struct pipe_pool *pool, char *scratch, uint64_t *up,
 
 	st = half_pump(&c->up, &c->down, c->client_fd, c->backend_fd, pool, scratch, up);
 	if (st != RELAY_MORE)
-		return st == RELAY_NOPIPE ? RELAY_NOPIPE :
-		    st == -1 ? RELAY_RESET_CLIENT : RELAY_RESET_BACKEND;
+		return st == -1 ? RELAY_RESET_CLIENT : RELAY_RESET_BACKEND;
 	st = half_pump(&c->down, &c->up, c->backend_fd, c->client_fd, pool, scratch, down);
 	if (st != RELAY_MORE)
-		return st == RELAY_NOPIPE ? RELAY_NOPIPE :
-		    st == -1 ? RELAY_RESET_BACKEND : RELAY_RESET_CLIENT;
+		return st == -1 ? RELAY_RESET_BACKEND : RELAY_RESET_CLIENT;
 	if (c->up.dst_shut && c->down.dst_shut)
 		return RELAY_DONE;
 	return RELAY_MORE;

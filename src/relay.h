@@ -64,7 +64,7 @@ struct conn {
 	uint8_t attempts;		/* connects tried */
 	uint8_t close_reason;		/* enum close_reason */
 	uint8_t closed;			/* freed at the end of the event batch */
-	uint8_t stalled;		/* a pipe could not be had: pump on the next tick */
+	uint8_t fd_wait;		/* no descriptor for the backend socket yet */
 	uint64_t tried;			/* backend indexes already tried */
 	uint32_t rr_pos;		/* place in the service's sequence, for retries */
 	struct half up;			/* client -> backend */
@@ -100,7 +100,7 @@ enum relay_status {
 	RELAY_DONE,			/* both directions finished: close cleanly */
 	RELAY_RESET_CLIENT,		/* the client side failed or reset */
 	RELAY_RESET_BACKEND,		/* the backend side failed or reset */
-	RELAY_NOPIPE,			/* out of descriptors for a pipe: retry later */
+	RELAY_NOPIPE,			/* internal: no pipe to be had, copy instead */
 };
 
 int pipe_pool_init(struct pipe_pool *pool, size_t max_free, uint32_t big_size);

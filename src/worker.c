@@ -76,7 +76,7 @@ struct worker {
 	uint64_t next_tick_ms;
 	uint64_t paused_until_ms;	/* 0 = not paused for EMFILE */
 	uint32_t nconns;
-	uint32_t nstalled;
+	uint64_t accept_logged_ms;	/* last "accept: pausing" line */
 	int accepting;			/* listeners are in the epoll set */
 	int stopping;
 	struct conn *graveyard;		/* closed this batch, freed after it */
@@ -84,6 +84,7 @@ struct worker {
 };
 
 static void conn_connect(struct worker *w, struct conn *c);
+static void pause_accepting(struct worker *w, uint64_t until_ms);
 
 static uint64_t
 now_ms(void)
@@ -322,8 +323,6 @@ conn_close(struct worker *w, struct conn *c, enum close_reason reason)
 	c->client_fd = -1;
 	stats_sub(&service_counter(w, c)->active, 1);
 	stats_sub(&stats_worker(w->map, w->slot)->active, 1);
-	if (c->stalled)
-		w->nstalled--;
 	c->closed = 1;
 	c->next = w->graveyard;
 	w->graveyard = c;
@@ -345,8 +344,15 @@ static void
 connect_failed(struct worker *w, struct conn *c, int err)
 {
 	const struct lbd_service_conf *svc = &w->conf->services[c->service];
-	const struct lbd_backend_conf *be = &svc->backends[c->backend];
-	uint64_t *logged = &w->fail_logged_ms[be->slot];
+	const struct lbd_backend_conf *be;
+	uint64_t *logged;
+
+	if (c->fd_wait) {		/* never got a descriptor to try with */
+		conn_reject(w, c, CLOSE_LOCAL);
+		return;
+	}
+	be = &svc->backends[c->backend];
+	logged = &w->fail_logged_ms[be->slot];
 
 	stats_add(&backend_counter(w, c)->connect_failures, 1);
 	if (*logged == 0 || w->now_ms - *logged >= FAIL_LOG_MS) {
@@ -358,6 +364,32 @@ connect_failed(struct worker *w, struct conn *c, int err)
 	backend_release(w, c);
 	c->state = CONN_CONNECTING;
 	conn_connect(w, c);
+}
+
+/*
+ * No descriptor for the backend socket (EMFILE, ENFILE...): the client
+ * waits, accepting pauses, and the tick tries again -- rejecting it would
+ * free its descriptor only for the next accept to fail the same way.
+ */
+static void
+conn_wait_fd(struct worker *w, struct conn *c, int b)
+{
+	const struct lbd_service_conf *svc = &w->conf->services[c->service];
+
+	if (w->now_ms - w->accept_logged_ms >= FAIL_LOG_MS) {
+		w->accept_logged_ms = w->now_ms;
+		log_warn("backend %s/%s: socket (clients wait, accepting paused)",
+		    svc->name, svc->backends[b].name);
+	}
+	c->attempts--;
+	c->tried &= ~(UINT64_C(1) << b);
+	c->backend = -1;
+	c->fd_wait = 1;
+	c->state = CONN_CONNECTING;
+	if (c->attempts == 0)
+		c->last_ms = w->now_ms;
+	list_append(&w->rt[c->service].connecting, c);
+	pause_accepting(w, w->now_ms + PAUSE_MS);
 }
 
 /* Starts a connect to the next eligible backend, or rejects the client. */
@@ -380,9 +412,7 @@ conn_connect(struct worker *w, struct conn *c)
 		c->attempts++;
 		fd = socket(be->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd == -1) {
-			log_warn("backend %s/%s: socket", svc->name, be->name);
-			c->backend = -1;
-			conn_reject(w, c, CLOSE_LOCAL);
+			conn_wait_fd(w, c, b);
 			return;
 		}
 		c->backend_fd = fd;
@@ -472,11 +502,7 @@ conn_pump(struct worker *w, struct conn *c)
 		conn_close(w, c, CLOSE_RESET_BACKEND);
 		break;
 	case RELAY_NOPIPE:
-		if (!c->stalled) {
-			c->stalled = 1;
-			w->nstalled++;
-		}
-		break;
+		break;			/* never returned: relay copies instead */
 	}
 }
 
@@ -634,7 +660,10 @@ accept_ready(struct worker *w, struct listener *l)
 		case ENOBUFS:
 		case ENOMEM:
 			/* Nothing to accept into: pause rather than spin on a ready queue. */
-			log_warn("listener %s: accept (pausing %dms)", l->addr.text, PAUSE_MS);
+			if (w->now_ms - w->accept_logged_ms >= FAIL_LOG_MS) {
+				w->accept_logged_ms = w->now_ms;
+				log_warn("listener %s: accept (pausing)", l->addr.text);
+			}
 			pause_accepting(w, w->now_ms + PAUSE_MS);
 			return;
 		default:
@@ -659,13 +688,22 @@ tick_service(struct worker *w, size_t s)
 	while ((c = rt->idle.head) != NULL &&
 	    w->now_ms - c->last_ms >= svc->idle_timeout_ms)
 		conn_close(w, c, CLOSE_IDLE);
-	for (c = rt->idle.head; w->nstalled > 0 && c != NULL; c = next) {
+	/* Clients still waiting for a descriptor: try again (connect-timeout
+	 * above bounds the wait).  Taken off the list first, since a retry
+	 * that fails again puts the client back at its end. */
+	struct conn_list waiting = { NULL, NULL };
+
+	for (c = rt->connecting.head; c != NULL; c = next) {
 		next = c->next;
-		if (c->stalled) {
-			c->stalled = 0;
-			w->nstalled--;
-			conn_pump(w, c);
+		if (c->fd_wait) {
+			list_remove(&rt->connecting, c);
+			list_append(&waiting, c);
 		}
+	}
+	while ((c = waiting.head) != NULL) {
+		list_remove(&waiting, c);
+		c->fd_wait = 0;
+		conn_connect(w, c);
 	}
 }
 
