@@ -680,6 +680,7 @@ tick_service(struct worker *w, size_t s)
 {
 	const struct lbd_service_conf *svc = &w->conf->services[s];
 	struct service_rt *rt = &w->rt[s];
+	struct conn_list waiting = { NULL, NULL };
 	struct conn *c, *next;
 
 	while ((c = rt->connecting.head) != NULL &&
@@ -691,8 +692,6 @@ tick_service(struct worker *w, size_t s)
 	/* Clients still waiting for a descriptor: try again (connect-timeout
 	 * above bounds the wait).  Taken off the list first, since a retry
 	 * that fails again puts the client back at its end. */
-	struct conn_list waiting = { NULL, NULL };
-
 	for (c = rt->connecting.head; c != NULL; c = next) {
 		next = c->next;
 		if (c->fd_wait) {
