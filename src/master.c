@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -68,6 +69,7 @@ struct master {
 	struct ev_handler sig;
 	struct listener *listeners;	/* owned, for conf */
 	size_t nlisteners;
+	int kick_fd;			/* owned eventfd the workers share */
 	struct worker_proc workers[LBD_WORKER_SLOTS];
 	struct respawn respawn[LBD_MAX_WORKERS + 1];	/* by worker id */
 	uint32_t generation;
@@ -199,12 +201,13 @@ cmp_int(const void *a, const void *b)
  * probe or an admin connection never lives on in a worker.
  */
 static void
-close_inherited(const struct listener *ls, size_t n)
+close_inherited(const struct listener *ls, size_t n, int kick_fd)
 {
-	int keep[LBD_MAX_SERVICES * LBD_MAX_LISTEN];
+	int keep[LBD_MAX_SERVICES * LBD_MAX_LISTEN + 1];
 	unsigned lo = 3;
 	size_t i, k = 0;
 
+	keep[k++] = kick_fd;
 	for (i = 0; i < n && k < sizeof(keep) / sizeof(keep[0]); i++)
 		if (ls[i].fd >= 3)
 			keep[k++] = ls[i].fd;
@@ -244,19 +247,21 @@ worker_spawn(struct master *m, uint32_t id)
 		return -1;
 	}
 	if (pid == 0) {
-		close_inherited(m->listeners, m->nlisteners);
+		close_inherited(m->listeners, m->nlisteners, m->kick_fd);
 		privs_drop_worker(&m->privs);
 		/* Set after the uid change, which clears it; catch a master already gone. */
 		(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != master_pid)
 			_exit(0);
 		worker_main(m->conf, &m->map, (uint32_t)slot, id, m->listeners,
-		    m->nlisteners, m->foreground);
+		    m->nlisteners, m->kick_fd);
 	}
 	m->workers[slot] = (struct worker_proc){ .pid = pid, .id = id,
 	    .generation = m->generation, .started_ms = now_ms() };
 	rec = stats_worker(&m->map, (uint32_t)slot);
 	stats_write_begin(&m->map);
+	if ((uint32_t)slot >= m->map.hdr->worker_slots_used)
+		m->map.hdr->worker_slots_used = (uint32_t)slot + 1;
 	rec->pid = pid;
 	rec->id = id;
 	rec->generation = m->generation;
@@ -669,6 +674,8 @@ master_setup(struct master *m)
 	}
 	if ((m->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		fatal("epoll_create1");
+	if ((m->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
+		fatal("eventfd");
 	signals_setup(m);
 	if (config_stats_path(m->conf, path, sizeof(path)) == -1 ||
 	    stats_create(&m->map, path, m->conf->workers) == -1)
@@ -721,6 +728,7 @@ master_cleanup(struct master *m)
 	stats_unmap(&m->map);
 	pidfile_remove(m->pidfh);
 	close(m->sig.fd);
+	close(m->kick_fd);
 	close(m->epfd);
 	config_free(m->conf);
 	log_info("stopped");

@@ -26,7 +26,7 @@
 #include "relay.h"
 #include "worker.h"
 
-#define ACCEPT_BATCH		32	/* accepts per wake-up: leave some for siblings */
+#define ACCEPT_BATCH		1	/* accepts per wake-up: leave some for siblings */
 #define TICK_MS			100	/* timeout scan period */
 #define PAUSE_MS		100	/* accept pause after EMFILE/ENFILE */
 #define POOL_MAX_FREE		256	/* free pipes kept per worker */
@@ -63,6 +63,7 @@ struct service_rt {
 struct worker {
 	int epfd;
 	int sigfd;
+	int kick_fd;			/* shared eventfd, see worker.h */
 	struct lbd_config *conf;
 	struct stats_map *map;
 	uint32_t slot;
@@ -85,6 +86,7 @@ struct worker {
 
 static void conn_connect(struct worker *w, struct conn *c);
 static void pause_accepting(struct worker *w, uint64_t until_ms);
+static void accept_ready(struct worker *w, struct listener *l);
 
 static uint64_t
 now_ms(void)
@@ -630,6 +632,63 @@ conn_new(struct worker *w, struct listener *l, int fd, const struct sockaddr_sto
 	conn_connect(w, c);
 }
 
+/* The fewest active connections among this worker's running siblings. */
+static uint64_t
+sibling_min_active(struct worker *w)
+{
+	uint32_t used = __atomic_load_n(&w->map->hdr->worker_slots_used, __ATOMIC_RELAXED);
+	uint32_t gen = stats_worker(w->map, w->slot)->generation, i;
+	uint64_t min = UINT64_MAX, active;
+
+	for (i = 0; i < used && i < LBD_WORKER_SLOTS; i++) {
+		const struct lbd_stats_worker *rec = stats_worker(w->map, i);
+
+		if (i == w->slot || rec->state != LBD_WORKER_RUNNING || rec->generation != gen)
+			continue;
+		if ((active = stats_load(&rec->active)) < min)
+			min = active;
+	}
+	return min;
+}
+
+/*
+ * The kernel wakes the first idle waiter in the listen socket's queue
+ * (EPOLLEXCLUSIVE), and a burst that lands before that worker runs is all
+ * reported to it alone: four bulk downloads end up on one core.  A worker
+ * clearly busier than a sibling therefore (1) re-registers the listener,
+ * which moves it to the back of that queue, so the next connection wakes
+ * the sibling, and (2) writes the shared eventfd, which wakes an idle
+ * worker (exclusively, too) to accept what is already queued.
+ */
+static void
+accept_rebalance(struct worker *w, struct listener *l)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
+	uint64_t mine = stats_load(&stats_worker(w->map, w->slot)->active);
+	uint64_t min = sibling_min_active(w), one = 1;
+
+	if (min == UINT64_MAX || mine <= min + min / 8)
+		return;
+	ev.data.u64 = tag(l, TAG_LISTENER);
+	if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->fd, NULL) == -1 ||
+	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, l->fd, &ev) == -1)
+		log_warn("listener %s: epoll_ctl (rebalance)", l->addr.text);
+	if (write(w->kick_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
+		log_warn("eventfd write");
+}
+
+/* Woken by a busier sibling: take what waits in the listen queues. */
+static void
+kick_ready(struct worker *w)
+{
+	uint64_t count;
+	size_t i;
+
+	(void)read(w->kick_fd, &count, sizeof(count));	/* EAGAIN: a sibling got it */
+	for (i = 0; i < w->nlisteners && w->accepting; i++)
+		accept_ready(w, &w->listeners[i]);
+}
+
 static void
 accept_ready(struct worker *w, struct listener *l)
 {
@@ -646,6 +705,8 @@ accept_ready(struct worker *w, struct listener *l)
 		fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
 			conn_new(w, l, fd, &peer, len);
+			if (w->accepting)
+				accept_rebalance(w, l);
 			continue;
 		}
 		switch (errno) {
@@ -728,6 +789,8 @@ worker_stop_accepting(struct worker *w)
 
 	pause_accepting(w, 0);
 	w->stopping = 1;
+	/* A kick meant for a worker that accepts must not wake this one. */
+	(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->kick_fd, NULL);
 	for (i = 0; i < w->nlisteners; i++) {
 		close(w->listeners[i].fd);
 		w->listeners[i].fd = -1;
@@ -785,7 +848,10 @@ dispatch(struct worker *w, struct epoll_event *ev)
 			accept_ready(w, ptr);
 		break;
 	case TAG_SIGNAL:
-		signal_ready(w);
+		if (ptr == &w->kick_fd)
+			kick_ready(w);
+		else
+			signal_ready(w);
 		break;
 	}
 }
@@ -818,6 +884,10 @@ worker_setup(struct worker *w)
 	ev.data.u64 = tag(NULL, TAG_SIGNAL);
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->sigfd, &ev) == -1)
 		fatal("epoll_ctl(ADD) signalfd");
+	ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+	ev.data.u64 = tag(&w->kick_fd, TAG_SIGNAL);
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->kick_fd, &ev) == -1)
+		fatal("epoll_ctl(ADD) eventfd");
 	if (pipe_pool_init(&w->pool, POOL_MAX_FREE, BIG_PIPE) == -1 ||
 	    (w->rt = calloc(w->conf->nservices, sizeof(*w->rt))) == NULL)
 		fatalx("out of memory");
@@ -829,15 +899,15 @@ worker_setup(struct worker *w)
 
 void
 worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
-    uint32_t id, struct listener *listeners, size_t nlisteners, int foreground)
+    uint32_t id, struct listener *listeners, size_t nlisteners, int kick_fd)
 {
 	struct worker w;
 	struct epoll_event events[256];
 	char prefix[32];
 	int n, i, timeout;
 
-	(void)foreground;
 	memset(&w, 0, sizeof(w));
+	w.kick_fd = kick_fd;
 	proctitle_set("worker %u", id);
 	snprintf(prefix, sizeof(prefix), "worker %u: ", id);
 	log_set_prefix(prefix);

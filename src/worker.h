@@ -18,9 +18,13 @@ struct listener {
 	size_t service;			/* index into the config's services */
 };
 
-/* Runs the worker's loop; never returns. */
+/*
+ * Runs the worker's loop; never returns.  kick_fd is an eventfd shared by
+ * all workers: a worker that is busier than a sibling writes it to wake an
+ * idle one into accepting.
+ */
 __attribute__((noreturn))
 void worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
-    uint32_t id, struct listener *listeners, size_t nlisteners, int foreground);
+    uint32_t id, struct listener *listeners, size_t nlisteners, int kick_fd);
 
 #endif

@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define LBD_STATS_MAGIC		UINT64_C(0x3153544154534c42)	/* "LBSTATS1" */
-#define LBD_STATS_VERSION	2
+#define LBD_STATS_VERSION	3
 #define LBD_STATS_FILE		"lbd.stats"
 
 #define LBD_NAME_LEN		48	/* service and backend names, with NUL */
@@ -106,7 +106,8 @@ struct lbd_stats_header {
 	uint64_t worker_restarts;	/* workers replaced after dying */
 	uint64_t reloads;
 	char lbd_version[LBD_VERSION_LEN];
-	uint8_t reserved[104];
+	uint32_t worker_slots_used;	/* worker records below this index may be live */
+	uint8_t reserved[100];
 };
 
 /* Written by the master; rr_counter by every worker (atomic add). */
