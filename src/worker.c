@@ -27,6 +27,8 @@
 #include "worker.h"
 
 #define ACCEPT_BATCH		1	/* accepts per wake-up: leave some for siblings */
+#define ACCEPT_KICKED		16	/* accepts when a sibling hands work over */
+#define DEFER_MS		1	/* a busier worker steps aside this long */
 #define TICK_MS			100	/* timeout scan period */
 #define PAUSE_MS		100	/* accept pause after EMFILE/ENFILE */
 #define POOL_MAX_FREE		256	/* free pipes kept per worker */
@@ -75,7 +77,8 @@ struct worker {
 	char scratch[RELAY_COPY_MAX];	/* copied directions pass through here */
 	uint64_t now_ms;
 	uint64_t next_tick_ms;
-	uint64_t paused_until_ms;	/* 0 = not paused for EMFILE */
+	uint64_t paused_until_ms;	/* 0 = not paused for a while */
+	int deferred;			/* stepped aside once: accept the next one */
 	uint32_t nconns;
 	uint64_t accept_logged_ms;	/* last "accept: pausing" line */
 	int accepting;			/* listeners are in the epoll set */
@@ -86,7 +89,7 @@ struct worker {
 
 static void conn_connect(struct worker *w, struct conn *c);
 static void pause_accepting(struct worker *w, uint64_t until_ms);
-static void accept_ready(struct worker *w, struct listener *l);
+static void accept_ready(struct worker *w, struct listener *l, int max);
 
 static uint64_t
 now_ms(void)
@@ -654,27 +657,30 @@ sibling_min_active(struct worker *w)
 /*
  * The kernel wakes the first idle waiter in the listen socket's queue
  * (EPOLLEXCLUSIVE), and a burst that lands before that worker runs is all
- * reported to it alone: four bulk downloads end up on one core.  A worker
- * clearly busier than a sibling therefore (1) re-registers the listener,
- * which moves it to the back of that queue, so the next connection wakes
- * the sibling, and (2) writes the shared eventfd, which wakes an idle
- * worker (exclusively, too) to accept what is already queued.
+ * reported to it alone: four bulk downloads end up on one core.  So a
+ * worker clearly busier than a sibling steps aside instead of accepting:
+ * it writes the shared eventfd, which wakes an idle worker (exclusively,
+ * too) to accept what is queued, and pauses its own accepting for DEFER_MS.
+ * It steps aside once at a time, so a stuck sibling costs latency, not
+ * connections.
  */
-static void
-accept_rebalance(struct worker *w, struct listener *l)
+static int
+accept_defer(struct worker *w)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
 	uint64_t mine = stats_load(&stats_worker(w->map, w->slot)->active);
-	uint64_t min = sibling_min_active(w), one = 1;
+	uint64_t min, one = 1;
 
-	if (min == UINT64_MAX || mine <= min + min / 8)
-		return;
-	ev.data.u64 = tag(l, TAG_LISTENER);
-	if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->fd, NULL) == -1 ||
-	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, l->fd, &ev) == -1)
-		log_warn("listener %s: epoll_ctl (rebalance)", l->addr.text);
+	if (w->deferred) {
+		w->deferred = 0;
+		return 0;
+	}
+	if ((min = sibling_min_active(w)) == UINT64_MAX || mine <= min + min / 8)
+		return 0;
 	if (write(w->kick_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
 		log_warn("eventfd write");
+	pause_accepting(w, w->now_ms + DEFER_MS);
+	w->deferred = 1;
+	return 1;
 }
 
 /* Woken by a busier sibling: take what waits in the listen queues. */
@@ -686,27 +692,27 @@ kick_ready(struct worker *w)
 
 	(void)read(w->kick_fd, &count, sizeof(count));	/* EAGAIN: a sibling got it */
 	for (i = 0; i < w->nlisteners && w->accepting; i++)
-		accept_ready(w, &w->listeners[i]);
+		accept_ready(w, &w->listeners[i], ACCEPT_KICKED);
 }
 
 static void
-accept_ready(struct worker *w, struct listener *l)
+accept_ready(struct worker *w, struct listener *l, int max)
 {
 	struct sockaddr_storage peer;
 	socklen_t len;
 	int i, fd;
 
-	for (i = 0; i < ACCEPT_BATCH; i++) {
+	for (i = 0; i < max && w->accepting; i++) {
 		if (w->nconns >= w->conf->maxconn) {
 			pause_accepting(w, 0);
 			return;
 		}
+		if (accept_defer(w))
+			return;
 		len = sizeof(peer);
 		fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
 			conn_new(w, l, fd, &peer, len);
-			if (w->accepting)
-				accept_rebalance(w, l);
 			continue;
 		}
 		switch (errno) {
@@ -845,7 +851,7 @@ dispatch(struct worker *w, struct epoll_event *ev)
 		break;
 	case TAG_LISTENER:
 		if (w->accepting)
-			accept_ready(w, ptr);
+			accept_ready(w, ptr, ACCEPT_BATCH);
 		break;
 	case TAG_SIGNAL:
 		if (ptr == &w->kick_fd)
@@ -897,6 +903,21 @@ worker_setup(struct worker *w)
 	resume_accepting(w);
 }
 
+/* Until the next timeout scan, or the end of an accept pause; -1: none due. */
+static int
+worker_timeout(const struct worker *w)
+{
+	uint64_t due = UINT64_MAX;
+
+	if (w->nconns > 0)
+		due = w->next_tick_ms;
+	if (w->paused_until_ms != 0 && w->paused_until_ms < due)
+		due = w->paused_until_ms;
+	if (due == UINT64_MAX)
+		return -1;
+	return due > w->now_ms ? (int)(due - w->now_ms) : 0;
+}
+
 void
 worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
     uint32_t id, struct listener *listeners, size_t nlisteners, int kick_fd)
@@ -922,8 +943,7 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 	for (;;) {
 		if (w.stopping && w.nconns == 0)
 			exit(0);
-		timeout = w.nconns > 0 || w.paused_until_ms != 0 ?
-		    (int)(w.next_tick_ms > w.now_ms ? w.next_tick_ms - w.now_ms : 0) : -1;
+		timeout = worker_timeout(&w);
 		n = epoll_wait(w.epfd, events, 256, timeout);
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
@@ -932,6 +952,10 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 			dispatch(&w, &events[i]);
 		if (w.now_ms >= w.next_tick_ms)
 			tick(&w);
+		else if (w.paused_until_ms != 0 && w.now_ms >= w.paused_until_ms) {
+			w.paused_until_ms = 0;
+			resume_accepting(&w);
+		}
 		bury(&w);
 	}
 }
