@@ -28,7 +28,6 @@
 
 #define ACCEPT_BATCH		1	/* accepts per wake-up: leave some for siblings */
 #define ACCEPT_KICKED		16	/* accepts when a sibling hands work over */
-#define DEFER_MS		1	/* a busier worker steps aside this long */
 #define TICK_MS			100	/* timeout scan period */
 #define PAUSE_MS		100	/* accept pause after EMFILE/ENFILE */
 #define POOL_MAX_FREE		256	/* free pipes kept per worker */
@@ -660,9 +659,10 @@ sibling_min_active(struct worker *w)
  * reported to it alone: four bulk downloads end up on one core.  So a
  * worker clearly busier than a sibling steps aside instead of accepting:
  * it writes the shared eventfd, which wakes an idle worker (exclusively,
- * too) to accept what is queued, and pauses its own accepting for DEFER_MS.
- * It steps aside once at a time, so a stuck sibling costs latency, not
- * connections.
+ * too) to accept what is queued, and leaves the connection in the queue
+ * for one turn of its loop.  It steps aside once at a time, so a stuck
+ * sibling costs one loop, never a connection; no pause, since pausing a
+ * worker under steady load costs more than an uneven split.
  */
 static int
 accept_defer(struct worker *w)
@@ -674,11 +674,12 @@ accept_defer(struct worker *w)
 		w->deferred = 0;
 		return 0;
 	}
-	if ((min = sibling_min_active(w)) == UINT64_MAX || mine <= min + min / 8)
+	/* Half again as busy (and two ahead): steady load never jitters that far. */
+	if ((min = sibling_min_active(w)) == UINT64_MAX ||
+	    mine <= min + (min / 2 > 1 ? min / 2 : 1))
 		return 0;
 	if (write(w->kick_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
 		log_warn("eventfd write");
-	pause_accepting(w, w->now_ms + DEFER_MS);
 	w->deferred = 1;
 	return 1;
 }
