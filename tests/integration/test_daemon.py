@@ -1042,3 +1042,22 @@ def test_keepalived_failover(tmp_path, lbd_bin):
             n.stop()
         for ns in reversed(created):
             ip("netns", "del", ns, check=False)
+
+
+def test_keepalived_example_is_valid(tmp_path):
+    """keepalived -t accepts contrib's example, with the check script at
+    this tree's path instead of /etc/keepalived."""
+    keepalived = shutil.which("keepalived")
+    if keepalived is None:
+        pytest.skip("keepalived is not installed")
+    contrib = os.path.join(os.path.dirname(__file__), "..", "..", "contrib",
+                           "keepalived")
+    script = os.path.abspath(os.path.join(contrib, "check_lbd.sh"))
+    with open(os.path.join(contrib, "keepalived.conf")) as f:
+        text = f.read()
+    assert "/etc/keepalived/check_lbd.sh" in text
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(text.replace("/etc/keepalived/check_lbd.sh", script))
+    r = subprocess.run([keepalived, "-t", "-f", str(conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
