@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "lbd/control.h"
 #include "admin.h"
 #include "control.h"
@@ -80,15 +81,6 @@ struct control {
 static void control_client_close(struct control_client *c);
 static int control_reply(struct control_client *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-
-static uint64_t
-control_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- replies ---- */
 
@@ -316,7 +308,7 @@ control_read(struct control_client *c)
 		return 0;
 	}
 	c->inlen += (size_t)n;
-	c->deadline = control_now() + CONTROL_IDLE_MS;
+	c->deadline = clock_ms() + CONTROL_IDLE_MS;
 	return control_lines(c);
 }
 
@@ -469,7 +461,7 @@ control_admit(struct control *ctl, int fd, const struct ucred *cr, int slot)
 	c->uid = cr->uid;
 	c->pid = cr->pid;
 	c->events = EPOLLIN;
-	c->deadline = control_now() + CONTROL_IDLE_MS;
+	c->deadline = clock_ms() + CONTROL_IDLE_MS;
 	if (ev_add(ctl->epfd, &c->ev, c->events) == -1) {
 		log_warn("control: client uid %u pid %d: epoll_ctl", (unsigned)cr->uid,
 		    (int)cr->pid);
@@ -529,7 +521,7 @@ control_accept_cb(struct ev_handler *h, uint32_t events)
 				log_warn("control: accept on %s, paused for %d ms",
 				    ctl->path, CONTROL_PAUSE_MS);
 				(void)ev_mod(ctl->epfd, &ctl->listen_ev, 0);
-				ctl->resume_at = control_now() + CONTROL_PAUSE_MS;
+				ctl->resume_at = clock_ms() + CONTROL_PAUSE_MS;
 			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR && errno != ECONNABORTED)
 				log_warn("control: accept on %s", ctl->path);
@@ -545,7 +537,7 @@ static void
 control_timer_cb(struct ev_handler *h, uint32_t events)
 {
 	struct control *ctl = CONTROL_OF(h, struct control, timer_ev);
-	uint64_t expirations, now = control_now();
+	uint64_t expirations, now = clock_ms();
 	int i;
 
 	(void)events;

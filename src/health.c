@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "event.h"
 #include "health.h"
 #include "healthstate.h"
@@ -91,15 +92,6 @@ struct health {
 	size_t nsvcs;
 	int local_error;		/* a socket() failure was logged */
 };
-
-static uint64_t
-health_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 /* Sets the timerfd for the earliest deadline, only when it changed. */
 static void
@@ -223,7 +215,7 @@ health_disabled(const struct health_check *c)
 static void
 health_probe_done(struct health_check *c, int ok, const char *text)
 {
-	uint64_t now = health_now(), next;
+	uint64_t now = clock_us(), next;
 
 	health_probe_close(c);
 	/* Disabled while the probe ran: maintenance, not a verdict. */
@@ -467,7 +459,7 @@ health_timer_cb(struct ev_handler *ev, uint32_t events)
 	struct health *h = HEALTH_OUTER(ev, struct health, timer);
 	struct hheap_node *nd;
 	struct health_check *c;
-	uint64_t ticks, now = health_now();
+	uint64_t ticks, now = clock_us();
 	size_t i;
 
 	(void)events;
@@ -604,7 +596,7 @@ health_load(struct health *h, const struct lbd_config *conf)
 {
 	struct health_service *svcs;
 	uint8_t seen[LBD_MAX_BACKENDS] = { 0 };
-	uint64_t now = health_now();
+	uint64_t now = clock_us();
 	size_t i, j;
 
 	if ((svcs = calloc(conf->nservices ? conf->nservices : 1, sizeof(*svcs))) == NULL)

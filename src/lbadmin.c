@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "lbd/control.h"
 #include "config.h"
 
@@ -85,15 +86,6 @@ die_usage(const char *why)
 	exit(2);
 }
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Waits for events on the connection until deadline; exits on timeout. */
 static void
 conn_wait(struct lbadmin_conn *c, short events, uint64_t deadline, const char *what)
@@ -103,7 +95,7 @@ conn_wait(struct lbadmin_conn *c, short events, uint64_t deadline, const char *w
 	int r;
 
 	for (;;) {
-		if ((now = now_ms()) >= deadline)
+		if ((now = clock_ms()) >= deadline)
 			die("%s: no %s within %d s", c->path, what, LBADMIN_TIMEOUT_MS / 1000);
 		r = poll(&pfd, 1, (int)(deadline - now));
 		if (r > 0)
@@ -117,7 +109,7 @@ static void
 conn_open(struct lbadmin_conn *c, const char *path)
 {
 	struct sockaddr_un sun;
-	uint64_t deadline = now_ms() + LBADMIN_TIMEOUT_MS;
+	uint64_t deadline = clock_ms() + LBADMIN_TIMEOUT_MS;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -135,7 +127,7 @@ conn_open(struct lbadmin_conn *c, const char *path)
 	while (connect(c->fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
 		if (errno != EAGAIN && errno != EINTR)
 			die("%s: %s", path, strerror(errno));
-		if (now_ms() >= deadline)
+		if (clock_ms() >= deadline)
 			die("%s: lbd did not accept the connection within %d s", path,
 			    LBADMIN_TIMEOUT_MS / 1000);
 		(void)poll(NULL, 0, 50);
@@ -145,7 +137,7 @@ conn_open(struct lbadmin_conn *c, const char *path)
 static void
 conn_send(struct lbadmin_conn *c, const char *line)
 {
-	uint64_t deadline = now_ms() + LBADMIN_TIMEOUT_MS;
+	uint64_t deadline = clock_ms() + LBADMIN_TIMEOUT_MS;
 	size_t off = 0, len = strlen(line);
 	ssize_t n;
 
@@ -204,7 +196,7 @@ conn_request(struct lbadmin_conn *c, const char *request, char *reply, size_t si
 
 	snprintf(line, sizeof(line), "%s\n", request);
 	conn_send(c, line);
-	conn_line(c, reply, size, now_ms() + LBADMIN_TIMEOUT_MS);
+	conn_line(c, reply, size, clock_ms() + LBADMIN_TIMEOUT_MS);
 	if (strncmp(reply, "error:", 6) == 0)
 		die("%s", reply + 6 + strspn(reply + 6, " "));
 	if (strcmp(reply, "ok") != 0 && strncmp(reply, "ok ", 3) != 0)
@@ -231,7 +223,7 @@ conn_show(struct lbadmin_conn *c, const char *request, struct lbadmin_row *rows,
 	size_t n = 0;
 
 	conn_request(c, request, line, sizeof(line));
-	deadline = now_ms() + LBADMIN_TIMEOUT_MS;
+	deadline = clock_ms() + LBADMIN_TIMEOUT_MS;
 	for (;;) {
 		conn_line(c, line, sizeof(line), deadline);
 		if (strcmp(line, ".") == 0)
@@ -277,7 +269,7 @@ row_active(struct lbadmin_conn *c, const struct lbadmin_row *row)
 static int
 wait_drained(struct lbadmin_conn *c, const char *target, unsigned wait_s)
 {
-	uint64_t now, deadline = now_ms() + (uint64_t)wait_s * 1000;
+	uint64_t now, deadline = clock_ms() + (uint64_t)wait_s * 1000;
 	unsigned long long active, last = ULLONG_MAX;
 	struct lbadmin_row row;
 	char request[LBD_CTL_LINE_MAX];
@@ -296,7 +288,7 @@ wait_drained(struct lbadmin_conn *c, const char *target, unsigned wait_s)
 			fflush(stdout);
 			last = active;
 		}
-		if ((now = now_ms()) >= deadline)
+		if ((now = clock_ms()) >= deadline)
 			die("%s: still %llu active after %u s", target, active, wait_s);
 		(void)poll(NULL, 0, deadline - now < LBADMIN_POLL_MS ?
 		    (int)(deadline - now) : LBADMIN_POLL_MS);

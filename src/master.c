@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "control.h"
 #include "event.h"
@@ -80,15 +81,6 @@ struct master {
 	int reload_pending;
 	uint64_t stop_deadline_ms;
 };
-
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- listeners ---- */
 
@@ -257,7 +249,7 @@ worker_spawn(struct master *m, uint32_t id)
 		    m->nlisteners, m->kick_fd);
 	}
 	m->workers[slot] = (struct worker_proc){ .pid = pid, .id = id,
-	    .generation = m->generation, .started_ms = now_ms() };
+	    .generation = m->generation, .started_ms = clock_ms() };
 	rec = stats_worker(&m->map, (uint32_t)slot);
 	stats_write_begin(&m->map);
 	if ((uint32_t)slot >= m->map.hdr->worker_slots_used)
@@ -280,7 +272,7 @@ worker_signal_stop(struct master *m, int slot, uint64_t grace_ms)
 	if (wp->pid == 0 || wp->stopping)
 		return;
 	wp->stopping = 1;
-	wp->kill_at_ms = now_ms() + grace_ms;
+	wp->kill_at_ms = clock_ms() + grace_ms;
 	stats_worker(&m->map, (uint32_t)slot)->state = LBD_WORKER_STOPPING;
 	(void)kill(wp->pid, SIGTERM);
 }
@@ -311,7 +303,7 @@ static void
 schedule_respawn(struct master *m, const struct worker_proc *wp, int status)
 {
 	struct respawn *r = &m->respawn[wp->id];
-	uint64_t lived = now_ms() - wp->started_ms, delay = 0;
+	uint64_t lived = clock_ms() - wp->started_ms, delay = 0;
 	char how[64];
 
 	if (WIFSIGNALED(status))
@@ -332,7 +324,7 @@ schedule_respawn(struct master *m, const struct worker_proc *wp, int status)
 		log_warnx("worker %u (pid %d) %s after %llums; restarting", wp->id,
 		    (int)wp->pid, how, (unsigned long long)lived);
 	r->restarts++;
-	r->due_ms = now_ms() + delay;
+	r->due_ms = clock_ms() + delay;
 	stats_write_begin(&m->map);
 	m->map.hdr->worker_restarts++;
 	stats_write_end(&m->map);
@@ -399,7 +391,7 @@ worker_abort(struct master *m, int slot, uint64_t now)
 static void
 run_timers(struct master *m)
 {
-	uint64_t now = now_ms();
+	uint64_t now = clock_ms();
 	uint32_t id;
 	int i;
 
@@ -416,7 +408,7 @@ run_timers(struct master *m)
 static int
 next_timeout(const struct master *m)
 {
-	uint64_t now = now_ms(), next = UINT64_MAX;
+	uint64_t now = clock_ms(), next = UINT64_MAX;
 	uint32_t id;
 	int i;
 
@@ -443,7 +435,7 @@ master_stop(struct master *m)
 		log_notice("second stop request: stopping now");
 		for (i = 0; i < LBD_WORKER_SLOTS; i++)
 			if (m->workers[i].pid != 0 && !m->workers[i].aborted)
-				worker_abort(m, i, now_ms());
+				worker_abort(m, i, clock_ms());
 		return;
 	}
 	m->stopping = 1;

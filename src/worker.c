@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "addr.h"
 #include "balance.h"
 #include "log.h"
@@ -89,15 +90,6 @@ struct worker {
 static void conn_connect(struct worker *w, struct conn *c);
 static void pause_accepting(struct worker *w, uint64_t until_ms);
 static void accept_ready(struct worker *w, struct listener *l, int max);
-
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static uint64_t
 tag(void *ptr, enum tag_kind kind)
@@ -939,7 +931,7 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 	w.id = id;
 	w.listeners = listeners;
 	w.nlisteners = nlisteners;
-	w.now_ms = now_ms();
+	w.now_ms = clock_ms();
 	worker_setup(&w);
 	for (;;) {
 		if (w.stopping && w.nconns == 0)
@@ -948,7 +940,7 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 		n = epoll_wait(w.epfd, events, 256, timeout);
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
-		w.now_ms = now_ms();
+		w.now_ms = clock_ms();
 		for (i = 0; i < n; i++)
 			dispatch(&w, &events[i]);
 		if (w.now_ms >= w.next_tick_ms)
