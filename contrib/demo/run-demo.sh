@@ -20,7 +20,15 @@ cleanup() {
 	wait 2>/dev/null || true
 	rm -rf "$tmp"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM PIPE
+
+for port in 8080 9001 9002 9003; do
+	if ss -Hltn "sport = :$port" | grep -q .; then
+		echo "demo: port $port on 127.0.0.1 is in use; stop what listens there first" >&2
+		exit 1
+	fi
+done
 
 for n in 1 2 3; do
 	/usr/bin/python3 contrib/demo/backend.py "app$n" "900$n" &
