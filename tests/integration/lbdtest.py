@@ -64,14 +64,25 @@ def version():
 
 # -- ports -------------------------------------------------------------------
 
+_handed_out = set()
+
+
 def free_port():
-    """A loopback port nobody listens on right now (bind 0, read, close)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    """A loopback port nobody listens on right now (bind 0, read, close),
+    and never one this process was given before: the kernel hands the same
+    ephemeral port out again at once, and two callers that each ask for a
+    port (nginx's two listeners, say) must not get the same one."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        finally:
+            s.close()
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no fresh loopback port after 100 tries")
 
 
 def dead_port():
