@@ -227,42 +227,8 @@ class FaultLbd(lbdtest.Lbd):
         super().__init__(tmp_path, services, workers=workers,
                          globals_=globals_, extra_env=extra_env)
         os.makedirs(self.tmp_path, exist_ok=True)
-        self.prefix = list(prefix or [])
+        self.prefix = tuple(prefix or ())
         self.ready = ready
-
-    def start(self, timeout=10.0):
-        for attempt in range(self.START_TRIES):
-            self.port = {}
-            svcs = []
-            for svc in self.services:
-                port = lbdtest.free_port()
-                self.port[svc["name"]] = port
-                svcs.append(dict(svc, listen=["127.0.0.1:%d" % port]))
-            self.conf_text = lbdtest.render_config(
-                self.runtime_dir, svcs, self.workers_wanted, self.globals)
-            with open(self.conf_path, "w") as f:
-                f.write(self.conf_text)
-            with open(self.stderr_path, "ab") as err:
-                self.stderr_offset = err.tell()
-                env = dict(os.environ)
-                env.pop("LBD_CONF", None)
-                env.update(self.extra_env)
-                self.proc = subprocess.Popen(
-                    self.prefix + [os.path.join(lbdtest.build_dir(), "lbd"),
-                                   "-d", "-f", self.conf_path],
-                    stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                    env=env)
-            self.pid = self.proc.pid
-            try:
-                self._wait_ready(timeout * SCALE)
-                return self
-            except lbdtest.LbdFailed:
-                if self.proc.poll() is not None and "in use" in \
-                        self.stderr() and attempt + 1 < self.START_TRIES:
-                    continue
-                self.kill_all()
-                raise
-        raise AssertionError("unreachable")
 
     def children(self):
         kids = lbdtest.children(self.pid)

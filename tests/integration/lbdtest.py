@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,6 +61,34 @@ def version():
     except OSError:
         pass
     return None
+
+
+# -- clients -----------------------------------------------------------------
+
+def run_parallel(fn, args_list, threads):
+    """fn(*args) for each args on a pool of threads; returns the results in
+    order, an exception object standing in for a call that raised."""
+    results = [None] * len(args_list)
+    lock = threading.Lock()
+    todo = list(enumerate(args_list))
+
+    def loop():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                i, args = todo.pop(0)
+            try:
+                results[i] = fn(*args)
+            except Exception as e:		# reported by the caller
+                results[i] = e
+
+    pool = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(300)
+    return results
 
 
 # -- ports -------------------------------------------------------------------
@@ -463,14 +492,22 @@ class Lbd:
 
     # start-up ---------------------------------------------------------------
 
+    # What subclasses change: where a service listens, and what runs lbd.
+    prefix = ()
+
+    def listen_for(self, svc):
+        """(port, listen addresses) for svc on this start attempt."""
+        port = free_port()
+        return port, ["127.0.0.1:%d" % port]
+
     def start(self, timeout=10.0):
         for attempt in range(self.START_TRIES):
             self.port = {}
             svcs = []
             for svc in self.services:
-                port = free_port()
+                port, listen = self.listen_for(svc)
                 self.port[svc["name"]] = port
-                svcs.append(dict(svc, listen=["127.0.0.1:%d" % port]))
+                svcs.append(dict(svc, listen=listen))
             self.conf_text = render_config(self.runtime_dir, svcs,
                                            self.workers_wanted, self.globals)
             with open(self.conf_path, "w") as f:
@@ -481,8 +518,8 @@ class Lbd:
                 env.pop("LBD_CONF", None)
                 env.update(self.extra_env)
                 self.proc = subprocess.Popen(
-                    [os.path.join(build_dir(), "lbd"), "-d", "-f",
-                     self.conf_path],
+                    list(self.prefix) + [os.path.join(build_dir(), "lbd"),
+                                         "-d", "-f", self.conf_path],
                     stdin=subprocess.DEVNULL, stdout=err, stderr=err,
                     env=env)
             self.pid = self.proc.pid

@@ -20,7 +20,7 @@ import time
 import pytest
 
 import lbdtest
-from lbdtest import SCALE, ident, service
+from lbdtest import SCALE, ident, run_parallel, service
 
 
 # -- helpers -------------------------------------------------------------------
@@ -76,30 +76,6 @@ def lbadmin(d, *args):
     return p.stdout
 
 
-def run_parallel(fn, args_list, threads):
-    """fn(*args) on a pool of threads; results in order, an exception object
-    standing in for a call that raised."""
-    results = [None] * len(args_list)
-    lock = threading.Lock()
-    todo = list(enumerate(args_list))
-
-    def loop():
-        while True:
-            with lock:
-                if not todo:
-                    return
-                i, args = todo.pop()
-            try:
-                results[i] = fn(*args)
-            except Exception as e:		# reported by the caller
-                results[i] = e
-
-    pool = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join(120 * SCALE)
-    return results
 
 
 def open_held(port, src=None):

@@ -19,35 +19,11 @@ import pytest
 
 import backend as backend_mod
 import lbdtest
-from lbdtest import SCALE, ident, service
+from lbdtest import SCALE, ident, run_parallel, service
 
 MiB = 1 << 20
 
 
-def run_parallel(fn, args_list, threads):
-    """fn(*args) for each args on a pool of threads; returns the results in
-    order, an exception object standing in for a call that raised."""
-    results = [None] * len(args_list)
-    lock = threading.Lock()
-    todo = list(enumerate(args_list))
-
-    def loop():
-        while True:
-            with lock:
-                if not todo:
-                    return
-                i, args = todo.pop(0)
-            try:
-                results[i] = fn(*args)
-            except Exception as e:		# reported by the caller
-                results[i] = e
-
-    pool = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join(300)
-    return results
 
 
 def failures(results):

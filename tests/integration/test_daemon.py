@@ -126,39 +126,13 @@ class DualLbd(lbdtest.Lbd):
 
     v6 = True
 
-    def start(self, timeout=10.0):
+    def listen_for(self, svc):
         assert len(self.services) == 1
-        for attempt in range(self.START_TRIES):
-            port = dual_port() if self.v6 else lbdtest.free_port()
-            self.port = {self.services[0]["name"]: port}
-            listen = ["127.0.0.1:%d" % port]
-            if self.v6:
-                listen.append("[::1]:%d" % port)
-            svcs = [dict(self.services[0], listen=listen)]
-            self.conf_text = lbdtest.render_config(
-                self.runtime_dir, svcs, self.workers_wanted, self.globals)
-            with open(self.conf_path, "w") as f:
-                f.write(self.conf_text)
-            with open(self.stderr_path, "ab") as err:
-                self.stderr_offset = err.tell()
-                env = dict(os.environ)
-                env.pop("LBD_CONF", None)
-                self.proc = subprocess.Popen(
-                    [os.path.join(lbdtest.build_dir(), "lbd"), "-d", "-f",
-                     self.conf_path],
-                    stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                    env=env)
-            self.pid = self.proc.pid
-            try:
-                self._wait_ready(timeout * SCALE)
-                return self
-            except lbdtest.LbdFailed:
-                if self.proc.poll() is not None and "in use" in \
-                        self.stderr() and attempt + 1 < self.START_TRIES:
-                    continue
-                self.kill_all()
-                raise
-        raise AssertionError("unreachable")
+        port = dual_port() if self.v6 else lbdtest.free_port()
+        listen = ["127.0.0.1:%d" % port]
+        if self.v6:
+            listen.append("[::1]:%d" % port)
+        return port, listen
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ reset connection, listeners stay open, old workers finish and go, and a
 broken file changes nothing."""
 
 import collections
-import os
 import signal
 import socket
 import threading
