@@ -44,7 +44,9 @@ FD_LIMIT_NOTE = ("every process (balancers, backends, clients) is limited to "
 # (key, label, better: "hi" | "lo" | None)
 ROWS = [
     ("short_rps", "short_conn req/s", "hi"),
+    ("short_cpu", "short_conn CPU us/conn", "lo"),
     ("ka_rps", "keepalive req/s", "hi"),
+    ("ka_cpu", "keepalive CPU us/req", "lo"),
     ("ka_p50", "keepalive p50 ms", "lo"),
     ("ka_p99", "keepalive p99 ms", "lo"),
     ("bulk_mbps", "bulk MB/s (4 x 256 MiB)", "hi"),
@@ -315,6 +317,9 @@ def wrk(port, duration, close, notes, label):
                                                      out.strip()[-200:]))
         return res
     res["rps"] = float(m.group(1))
+    m = re.search(r"(\d+) requests in", out)
+    if m:
+        res["requests"] = int(m.group(1))
     for pct, key in (("50", "p50"), ("99", "p99")):
         m = re.search(r"^\s+%s%%\s+(\S+)" % pct, out, re.M)
         if m:
@@ -739,13 +744,25 @@ def test_evenness(b, cfg, res, notes):
                               for i in (1, 2, 3))
 
 
+def wrk_with_cpu(b, cfg, close, notes, label):
+    """wrk against b, plus the balancer's CPU microseconds per request."""
+    pids = [] if b.name == "direct" else b.pids()
+    t0 = cpu_ticks(pids)
+    r = wrk(b.port, cfg["duration"], close, notes, label)
+    ticks = cpu_ticks(pids) - t0
+    if pids and r.get("requests"):
+        r["cpu"] = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / r["requests"]
+    return r
+
+
 def test_throughput(b, cfg, res, notes):
-    r = wrk(b.port, cfg["duration"], True, notes, b.name + " short_conn")
-    if "rps" in r:
-        res["short_rps"] = r["rps"]
+    r = wrk_with_cpu(b, cfg, True, notes, b.name + " short_conn")
+    for k in ("rps", "cpu"):
+        if k in r:
+            res["short_" + k] = r[k]
     time.sleep(1)
-    r = wrk(b.port, cfg["duration"], False, notes, b.name + " keepalive")
-    for k in ("rps", "p50", "p99"):
+    r = wrk_with_cpu(b, cfg, False, notes, b.name + " keepalive")
+    for k in ("rps", "p50", "p99", "cpu"):
         if k in r:
             res["ka_" + k] = r[k]
     time.sleep(1)
@@ -876,7 +893,7 @@ def fmt(v, key):
         return "-"
     if isinstance(v, str):
         return v
-    if key in ("ka_p50", "ka_p99", "bulk_cpu"):
+    if key in ("ka_p50", "ka_p99", "bulk_cpu", "short_cpu", "ka_cpu"):
         return "%.3f" % v if v < 10 else "%.1f" % v
     if key == "conc_rss":
         return "%.1f" % v
