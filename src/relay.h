@@ -65,6 +65,7 @@ struct conn {
 	uint8_t close_reason;		/* enum close_reason */
 	uint8_t closed;			/* freed at the end of the event batch */
 	uint8_t fd_wait;		/* no descriptor for the backend socket yet */
+	uint8_t client_out;		/* the client socket's output is watched */
 	uint64_t tried;			/* backend indexes already tried */
 	uint32_t rr_pos;		/* place in the service's sequence, for retries */
 	struct half up;			/* client -> backend */

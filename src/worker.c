@@ -1,8 +1,11 @@
 /*
  * The worker process: accept, pick, connect, relay, count.
  *
- * Every socket is registered once, edge-triggered, for input and output, so
- * a connection costs two epoll_ctl calls in its life and none per event.
+ * Every socket is registered once, edge-triggered, so a connection costs
+ * two epoll_ctl calls in its life and none per event.  A backend socket
+ * watches output from the start (that is how a connect completes); a client
+ * socket only once it has refused bytes, which small request/response
+ * traffic never does -- an EPOLLOUT nobody needs is an event per connection.
  * Listeners are level-triggered with EPOLLEXCLUSIVE: one worker wakes per
  * connection, and a worker that dies takes nothing from the shared queue.
  */
@@ -454,6 +457,23 @@ send_proxy_header(struct worker *w, struct conn *c)
 
 /* ---- relaying ---- */
 
+/* The client refused bytes: watch its output from now on, for good. */
+static void
+client_watch_output(struct worker *w, struct conn *c)
+{
+	struct epoll_event ev = {
+		.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+		.data.u64 = tag(c, TAG_CLIENT),
+	};
+
+	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->client_fd, &ev) == -1) {
+		log_warn("epoll_ctl(MOD) client");
+		conn_close(w, c, CLOSE_LOCAL);
+		return;
+	}
+	c->client_out = 1;
+}
+
 static void
 conn_pump(struct worker *w, struct conn *c)
 {
@@ -500,6 +520,8 @@ conn_pump(struct worker *w, struct conn *c)
 	case RELAY_NOPIPE:
 		break;			/* never returned: relay copies instead */
 	}
+	if (!c->closed && !c->client_out && !c->down.dst_ready && !c->down.dst_shut)
+		client_watch_output(w, c);
 }
 
 static void
@@ -593,7 +615,7 @@ static void
 conn_new(struct worker *w, struct listener *l, int fd, const struct sockaddr_storage *peer,
     socklen_t peerlen)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET };
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET };
 	struct conn *c;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
@@ -610,8 +632,8 @@ conn_new(struct worker *w, struct listener *l, int fd, const struct sockaddr_sto
 	c->started_ms = c->last_ms = w->now_ms;
 	half_init(&c->up);
 	half_init(&c->down);
-	/* Readiness comes from epoll, which reports what is already there. */
-	c->up.src_ready = c->down.dst_ready = false;
+	/* Input readiness comes from epoll; a new socket takes bytes at once. */
+	c->up.src_ready = false;
 	w->nconns++;
 	stats_add(&stats_worker(w->map, w->slot)->accepted, 1);
 	stats_add(&stats_worker(w->map, w->slot)->active, 1);

@@ -443,6 +443,33 @@ def test_download_byte_exact(lbd, backend):
     assert not bad, "%d failed: %s" % (len(bad), bad[:3])
 
 
+def test_stalled_reader_gets_every_byte(lbd, backend):
+    """A client that stops reading fills its socket: lbd must then watch
+    that socket for room (it does not from the start) and finish the
+    stream once the client reads again."""
+    n, seed = 6 * MiB + 77, "stall"
+    bs = [backend("source", n, seed)]
+    streams = {backend_mod.stream_tag(seed):
+               (seed, backend_mod.stream_bytes(seed, n))}
+    d = lbd([service("web", bs)], workers=1)
+    s = lbdtest.connect(d.port["web"], timeout=30, rcvbuf=16384)
+    try:
+        head = lbdtest.recv_exact(s, backend_mod.HEADER)
+        time.sleep(1.0)         # lbd fills the client socket and must wait
+        rest = bytearray()
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+            time.sleep(0.001)   # slower than lbd: it blocks again and again
+    finally:
+        s.close()
+    got = head + bytes(rest)
+    assert len(got) == n, "%d of %d bytes" % (len(got), n)
+    assert got == streams[head][1], "wrong bytes"
+
+
 def test_half_close(lbd, backend):
     b = backend("halfclose")
     d = lbd([service("web", [b])], workers=2)
