@@ -45,6 +45,7 @@ FD_LIMIT_NOTE = ("every process (balancers, backends, clients) is limited to "
 ROWS = [
     ("short_rps", "short_conn req/s", "hi"),
     ("short_cpu", "short_conn CPU us/conn", "lo"),
+    ("short_segs", "short_conn TCP segments/conn", "lo"),
     ("ka_rps", "keepalive req/s", "hi"),
     ("ka_cpu", "keepalive CPU us/req", "lo"),
     ("ka_p50", "keepalive p50 ms", "lo"),
@@ -744,20 +745,31 @@ def test_evenness(b, cfg, res, notes):
                               for i in (1, 2, 3))
 
 
+def tcp_out_segments():
+    """TCP segments sent by this host (all of them: on loopback, every one
+    is also received here)."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Tcp:")]
+    return int(rows[1][rows[0].index("OutSegs")])
+
+
 def wrk_with_cpu(b, cfg, close, notes, label):
-    """wrk against b, plus the balancer's CPU microseconds per request."""
+    """wrk against b, plus the balancer's CPU microseconds per request and
+    the TCP segments per request (health checks included: a few per s)."""
     pids = [] if b.name == "direct" else b.pids()
-    t0 = cpu_ticks(pids)
+    t0, s0 = cpu_ticks(pids), tcp_out_segments()
     r = wrk(b.port, cfg["duration"], close, notes, label)
-    ticks = cpu_ticks(pids) - t0
-    if pids and r.get("requests"):
-        r["cpu"] = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / r["requests"]
+    ticks, segs = cpu_ticks(pids) - t0, tcp_out_segments() - s0
+    if r.get("requests"):
+        r["segs"] = segs / r["requests"]
+        if pids:
+            r["cpu"] = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / r["requests"]
     return r
 
 
 def test_throughput(b, cfg, res, notes):
     r = wrk_with_cpu(b, cfg, True, notes, b.name + " short_conn")
-    for k in ("rps", "cpu"):
+    for k in ("rps", "cpu", "segs"):
         if k in r:
             res["short_" + k] = r[k]
     time.sleep(1)
@@ -893,7 +905,8 @@ def fmt(v, key):
         return "-"
     if isinstance(v, str):
         return v
-    if key in ("ka_p50", "ka_p99", "bulk_cpu", "short_cpu", "ka_cpu"):
+    if key in ("ka_p50", "ka_p99", "bulk_cpu", "short_cpu", "ka_cpu",
+               "short_segs"):
         return "%.3f" % v if v < 10 else "%.1f" % v
     if key == "conc_rss":
         return "%.1f" % v
