@@ -279,6 +279,23 @@ half_copy_in(struct half *h, int src, int dst, char *scratch, uint64_t *moved)
 	return 0;
 }
 
+ssize_t
+relay_read_first(struct half *h, int src, char *scratch)
+{
+	ssize_t n;
+
+	n = recv(src, scratch, RELAY_COPY_MAX, 0);
+	if (n <= 0)
+		return half_read_nothing(h, n) == 0 ? 0 : -1;
+	if ((h->pending = malloc((size_t)n)) == NULL)
+		return -1;
+	memcpy(h->pending, scratch, (size_t)n);
+	h->pending_off = 0;
+	h->pending_len = (uint32_t)n;
+	h->src_ready = n == RELAY_COPY_MAX;	/* short: drained, as in half_copy_in */
+	return n;
+}
+
 /* Returns RELAY_MORE, or -1 (src failed) / -2 (dst failed). */
 static int
 half_pump(struct half *h, const struct half *other, int src, int dst,

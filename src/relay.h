@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 /*
  * One direction: bytes read from one socket and written to the other.
@@ -66,6 +67,7 @@ struct conn {
 	uint8_t closed;			/* freed at the end of the event batch */
 	uint8_t fd_wait;		/* no descriptor for the backend socket yet */
 	uint8_t client_out;		/* the client socket's output is watched */
+	uint8_t ack_held;		/* connect holds its last ACK for our first bytes */
 	uint64_t tried;			/* backend indexes already tried */
 	uint32_t rr_pos;		/* place in the service's sequence, for retries */
 	struct half up;			/* client -> backend */
@@ -116,6 +118,15 @@ void half_init(struct half *h);
  * bytes, and frees what the copy path held.
  */
 void relay_release(struct conn *c, struct pipe_pool *pool);
+
+/*
+ * Reads what a just-accepted client has sent already and keeps it as bytes
+ * owed to the backend; call it before the socket joins the epoll set, so
+ * that the registration raises no event for the bytes taken here.  Returns
+ * the bytes kept, 0 for none yet (or the client's FIN, noted in h), and -1
+ * when the client failed or memory ran out.
+ */
+ssize_t relay_read_first(struct half *h, int src, char *scratch);
 
 /*
  * Moves what readiness allows in both directions, passing FINs on.  Adds

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,7 +399,7 @@ conn_connect(struct worker *w, struct conn *c)
 	const struct lbd_service_conf *svc = &w->conf->services[c->service];
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET };
 	const struct lbd_backend_conf *be;
-	int b, fd;
+	int b, fd, zero = 0;
 
 	for (;;) {
 		if (c->attempts > svc->retries || (b = pick_backend(w, c)) < 0) {
@@ -416,6 +417,11 @@ conn_connect(struct worker *w, struct conn *c)
 		}
 		c->backend_fd = fd;
 		stats_add(&backend_counter(w, c)->active, 1);
+		/* With client bytes in hand the handshake's last ACK can ride on
+		 * them: a packet less, and the backend wakes once to accept and
+		 * read.  See connect_result for the way back. */
+		c->ack_held = c->up.pending_len > 0 &&
+		    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero)) == 0;
 		if (connect(fd, (struct sockaddr *)&be->addr.ss, be->addr.len) == -1 &&
 		    errno != EINPROGRESS) {
 			int err = errno;
@@ -552,6 +558,15 @@ connect_result(struct worker *w, struct conn *c, uint32_t events)
 		return;
 	}
 	conn_pump(w, c);
+	/* The held ACK has ridden out on the first bytes.  Quick ACKs again:
+	 * a reply this soon after the handshake would otherwise count as an
+	 * interactive exchange, and a delayed ACK of the backend's first reply
+	 * stalls a backend that writes it in two pieces (Nagle). */
+	if (c->ack_held && !c->closed) {
+		int one = 1;
+
+		(void)setsockopt(c->backend_fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+	}
 }
 
 static void
@@ -639,6 +654,12 @@ conn_new(struct worker *w, struct listener *l, int fd, const struct sockaddr_sto
 	stats_add(&stats_worker(w->map, w->slot)->active, 1);
 	stats_add(&service_counter(w, c)->accepted, 1);
 	stats_add(&service_counter(w, c)->active, 1);
+	/* Most clients speak first, and their bytes are usually here by now:
+	 * holding them lets the connect below save a packet. */
+	if (relay_read_first(&c->up, fd, w->scratch) == -1) {
+		conn_close(w, c, CLOSE_RESET_CLIENT);
+		return;
+	}
 	ev.data.u64 = tag(c, TAG_CLIENT);
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
 		log_warn("listener %s: epoll_ctl(ADD) client", l->addr.text);
