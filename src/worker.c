@@ -35,6 +35,8 @@
 #define ACCEPT_KICKED		16	/* accepts when a sibling hands work over */
 #define TICK_MS			100	/* timeout scan period */
 #define PAUSE_MS		100	/* accept pause after EMFILE/ENFILE */
+#define DEFER_MS		2	/* accept pause while a kicked sibling takes over */
+#define DEFER_GAP_MS		100	/* accepting at least this long between pauses */
 #define POOL_MAX_FREE		256	/* free pipes kept per worker */
 #define BIG_PIPE		(1u << 20)
 #define FAIL_LOG_MS		5000	/* at most one connect-failure line per backend */
@@ -82,7 +84,7 @@ struct worker {
 	uint64_t now_ms;
 	uint64_t next_tick_ms;
 	uint64_t paused_until_ms;	/* 0 = not paused for a while */
-	int deferred;			/* stepped aside once: accept the next one */
+	uint64_t deferred_ms;		/* last stepped aside for a sibling */
 	uint32_t nconns;
 	uint64_t accept_logged_ms;	/* last "accept: pausing" line */
 	int accepting;			/* listeners are in the epoll set */
@@ -419,7 +421,7 @@ conn_connect(struct worker *w, struct conn *c)
 		stats_add(&backend_counter(w, c)->active, 1);
 		/* With client bytes in hand the handshake's last ACK can ride on
 		 * them: a packet less, and the backend wakes once to accept and
-		 * read.  See connect_result for the way back. */
+		 * read.  See backend_reply_started for the way back. */
 		c->ack_held = c->up.pending_len > 0 &&
 		    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero)) == 0;
 		if (connect(fd, (struct sockaddr *)&be->addr.ss, be->addr.len) == -1 &&
@@ -558,15 +560,24 @@ connect_result(struct worker *w, struct conn *c, uint32_t events)
 		return;
 	}
 	conn_pump(w, c);
-	/* The held ACK has ridden out on the first bytes.  Quick ACKs again:
-	 * a reply this soon after the handshake would otherwise count as an
-	 * interactive exchange, and a delayed ACK of the backend's first reply
-	 * stalls a backend that writes it in two pieces (Nagle). */
-	if (c->ack_held && !c->closed) {
-		int one = 1;
+}
 
+/*
+ * The ACK held at connect rode out on our first bytes, but sending them so
+ * soon after the handshake made the kernel take the socket for interactive
+ * and delay its ACKs -- which stalls a backend that writes its first reply
+ * in two pieces (Nagle) until the delayed-ACK timer.  So once the reply
+ * starts: quick ACKs again (sending the one due now), unless the backend's
+ * FIN came with it, which pushes out all it had.
+ */
+static void
+backend_reply_started(struct conn *c, uint32_t events)
+{
+	int one = 1;
+
+	c->ack_held = 0;
+	if (!(events & EPOLLRDHUP))
 		(void)setsockopt(c->backend_fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
-	}
 }
 
 static void
@@ -577,6 +588,8 @@ conn_event(struct worker *w, struct conn *c, int is_backend, uint32_t events)
 
 	if (c->closed)
 		return;
+	if (is_backend && c->ack_held && (events & EPOLLIN))
+		backend_reply_started(c, events);
 	if (is_backend && c->state == CONN_CONNECTING) {
 		connect_result(w, c, events);
 		return;
@@ -692,30 +705,28 @@ sibling_min_active(struct worker *w)
  * The kernel wakes the first idle waiter in the listen socket's queue
  * (EPOLLEXCLUSIVE), and a burst that lands before that worker runs is all
  * reported to it alone: four bulk downloads end up on one core.  So a
- * worker clearly busier than a sibling steps aside instead of accepting:
- * it writes the shared eventfd, which wakes an idle worker (exclusively,
- * too) to accept what is queued, and leaves the connection in the queue
- * for one turn of its loop.  It steps aside once at a time, so a stuck
- * sibling costs one loop, never a connection; no pause, since pausing a
- * worker under steady load costs more than an uneven split.
+ * worker holding two or more connections while a sibling holds none steps
+ * aside: it writes the shared eventfd, which wakes an idle worker
+ * (exclusively, too) to accept what is queued, and stops accepting for
+ * DEFER_MS, long enough for the sibling to run.  Then it accepts for at
+ * least DEFER_GAP_MS before stepping aside again, so a stuck sibling costs
+ * a 2% pause, never a connection.  Only an idle sibling counts:
+ * under steady load the counts swing widely (a worker off the CPU keeps
+ * its count), and stepping aside there costs far more than an uneven split.
  */
 static int
 accept_defer(struct worker *w)
 {
-	uint64_t mine = stats_load(&stats_worker(w->map, w->slot)->active);
-	uint64_t min, one = 1;
+	uint64_t one = 1;
 
-	if (w->deferred) {
-		w->deferred = 0;
-		return 0;
-	}
-	/* Half again as busy (and two ahead): steady load never jitters that far. */
-	if ((min = sibling_min_active(w)) == UINT64_MAX ||
-	    mine <= min + (min / 2 > 1 ? min / 2 : 1))
+	if (w->now_ms - w->deferred_ms < DEFER_GAP_MS ||
+	    stats_load(&stats_worker(w->map, w->slot)->active) < 2 ||
+	    sibling_min_active(w) != 0)
 		return 0;
 	if (write(w->kick_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
 		log_warn("eventfd write");
-	w->deferred = 1;
+	w->deferred_ms = w->now_ms;
+	pause_accepting(w, w->now_ms + DEFER_MS);
 	return 1;
 }
 

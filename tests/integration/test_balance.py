@@ -11,6 +11,7 @@ import json
 import os
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -544,3 +545,39 @@ def test_connect_timeout_retries_elsewhere(lbd, backend):
     assert max(times) <= 1.5 * SCALE, times
     assert st["stuck"]["connect_failures"] == len(slow), (st["stuck"], times)
     assert st["stuck"]["connections"] == 0, st["stuck"]
+
+
+def test_burst_spreads_over_workers(lbd, backend):
+    """Connections queued while the workers are off the CPU are raced for
+    by both as they come back, and the first to run used to take them all.
+    A worker holding two while its sibling holds none steps aside and
+    kicks it, so a burst of long transfers does not pile on one core.
+    Three bursts: without the kick one of them lands whole on one worker
+    most of the time."""
+    b = backend("ident", "burst")
+    d = lbd([service("web", [b])], workers=2)
+    workers = list(d.workers())
+    assert len(workers) == 2
+    splits = []
+    for _ in range(3):
+        held = []
+        for w in workers:
+            os.kill(w, signal.SIGSTOP)
+        try:
+            for _ in range(6):
+                held.append(lbdtest.connect(d.port["web"]))
+        finally:
+            for w in workers:
+                os.kill(w, signal.SIGCONT)
+        try:
+            for s in held:
+                assert lbdtest.recv_line(s) == b"burst\n"
+            splits.append(sorted(w["active"] for w in lbstat(d)["workers"]))
+        finally:
+            close_all([(s, None) for s in held])
+        lbdtest.poll_until(lambda: sum(w["active"] for w in
+                                       lbstat(d)["workers"]) == 0, 5 * SCALE)
+        time.sleep(0.15)  # a worker steps aside at most once per 100 ms
+    print("6 queued connections, per-worker active: %s" % splits)
+    assert all(sum(sp) == 6 for sp in splits), splits
+    assert all(sp[0] >= 1 for sp in splits), "a worker took a whole burst: %s" % splits

@@ -470,6 +470,60 @@ def test_stalled_reader_gets_every_byte(lbd, backend):
     assert got == streams[head][1], "wrong bytes"
 
 
+class TwoWriteServer:
+    """A keep-alive backend that answers each 5-byte request with a 38-byte
+    head and a 5-byte body in two send() calls, Nagle on: the body waits
+    for the ACK of the head, so a delayed ACK from lbd stalls it."""
+
+    HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with c:
+                while len(c.recv(5)) == 5:
+                    c.send(self.HEAD)
+                    c.send(b"hello")
+
+
+def test_first_reply_in_two_writes_is_not_stalled(lbd):
+    """When the client's bytes are there at accept, lbd holds the connect's
+    last ACK for them, and the kernel then delays the ACK of the backend's
+    first reply: lbd must ACK it at once, or a backend writing head and body
+    separately waits ~40 ms for the delayed-ACK timer."""
+    srv = TwoWriteServer()
+    d = lbd([service("web", [("a", "127.0.0.1:%d" % srv.port)])], workers=1)
+    worker = next(iter(d.workers()))
+    times = []
+    for _ in range(5):
+        os.kill(worker, signal.SIGSTOP)   # the request is in before accept
+        try:
+            s = lbdtest.connect(d.port["web"])
+            s.sendall(b"ping\n")
+            time.sleep(0.05)
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        t0 = time.monotonic()
+        got = lbdtest.recv_exact(s, len(srv.HEAD) + 5)
+        times.append((time.monotonic() - t0) * 1000)
+        s.close()
+        assert got == srv.HEAD + b"hello"
+    srv.sock.close()
+    times.sort()
+    print("first reply through lbd: %s ms" % ", ".join("%.1f" % t for t in times))
+    assert times[2] < 25 * SCALE, "first replies took %s ms" % times
+
+
 def test_half_close(lbd, backend):
     b = backend("halfclose")
     d = lbd([service("web", [b])], workers=2)
