@@ -84,7 +84,8 @@ struct worker {
 	uint64_t now_ms;
 	uint64_t next_tick_ms;
 	uint64_t paused_until_ms;	/* 0 = not paused for a while */
-	uint64_t deferred_ms;		/* last stepped aside for a sibling */
+	uint64_t deferred_ms;		/* last paused for an idle sibling */
+	int deferred;			/* stepped aside once: accept the next one */
 	uint32_t nconns;
 	uint64_t accept_logged_ms;	/* last "accept: pausing" line */
 	int accepting;			/* listeners are in the epoll set */
@@ -703,30 +704,37 @@ sibling_min_active(struct worker *w)
 
 /*
  * The kernel wakes the first idle waiter in the listen socket's queue
- * (EPOLLEXCLUSIVE), and a burst that lands before that worker runs is all
- * reported to it alone: four bulk downloads end up on one core.  So a
- * worker holding two or more connections while a sibling holds none steps
- * aside: it writes the shared eventfd, which wakes an idle worker
- * (exclusively, too) to accept what is queued, and stops accepting for
- * DEFER_MS, long enough for the sibling to run.  Then it accepts for at
- * least DEFER_GAP_MS before stepping aside again, so a stuck sibling costs
- * a 2% pause, never a connection.  Only an idle sibling counts:
- * under steady load the counts swing widely (a worker off the CPU keeps
- * its count), and stepping aside there costs far more than an uneven split.
+ * (EPOLLEXCLUSIVE) and reports a burst that lands before that worker runs
+ * to it alone: four bulk downloads, or a client's 50 keep-alive
+ * connections, pile on one core.  So a worker clearly busier than a
+ * sibling -- half again as many connections, and two more -- steps aside:
+ * it writes the shared eventfd, which wakes an idle worker (exclusively,
+ * too) to accept what is queued, and skips one turn of its loop.  When the
+ * sibling holds nothing at all it stops accepting for DEFER_MS instead, as
+ * one turn is too short for a sleeping sibling to get a CPU; then it
+ * accepts for at least DEFER_GAP_MS, so a stuck sibling costs a 2% pause,
+ * never a connection.
  */
 static int
 accept_defer(struct worker *w)
 {
-	uint64_t one = 1;
+	uint64_t mine = stats_load(&stats_worker(w->map, w->slot)->active);
+	uint64_t min, one = 1;
 
-	if (w->now_ms - w->deferred_ms < DEFER_GAP_MS ||
-	    stats_load(&stats_worker(w->map, w->slot)->active) < 2 ||
-	    sibling_min_active(w) != 0)
+	if (w->deferred) {
+		w->deferred = 0;
+		return 0;
+	}
+	if ((min = sibling_min_active(w)) == UINT64_MAX ||
+	    mine <= min + (min / 2 > 1 ? min / 2 : 1))
 		return 0;
 	if (write(w->kick_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
 		log_warn("eventfd write");
-	w->deferred_ms = w->now_ms;
-	pause_accepting(w, w->now_ms + DEFER_MS);
+	if (min == 0 && w->now_ms - w->deferred_ms >= DEFER_GAP_MS) {
+		w->deferred_ms = w->now_ms;
+		pause_accepting(w, w->now_ms + DEFER_MS);
+	} else
+		w->deferred = 1;
 	return 1;
 }
 
