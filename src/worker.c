@@ -86,6 +86,7 @@ struct worker {
 	uint64_t paused_until_ms;	/* 0 = not paused for a while */
 	uint64_t deferred_ms;		/* last paused for an idle sibling */
 	int deferred;			/* stepped aside once: accept the next one */
+	int defer_paused;		/* paused until an idle sibling takes one */
 	uint32_t nconns;
 	uint64_t accept_logged_ms;	/* last "accept: pausing" line */
 	int accepting;			/* listeners are in the epoll set */
@@ -638,6 +639,7 @@ resume_accepting(struct worker *w)
 	}
 	w->accepting = 1;
 	w->paused_until_ms = 0;
+	w->defer_paused = 0;
 }
 
 static void
@@ -711,9 +713,10 @@ sibling_min_active(struct worker *w)
  * it writes the shared eventfd, which wakes an idle worker (exclusively,
  * too) to accept what is queued, and skips one turn of its loop.  When the
  * sibling holds nothing at all it stops accepting for DEFER_MS instead, as
- * one turn is too short for a sleeping sibling to get a CPU; then it
- * accepts for at least DEFER_GAP_MS, so a stuck sibling costs a 2% pause,
- * never a connection.
+ * one turn is too short for a sleeping sibling to get a CPU -- or until
+ * the sibling has taken one, as seen at the end of any turn of the loop.
+ * Then it accepts for at least DEFER_GAP_MS, so a stuck sibling costs a 2%
+ * pause, never a connection.
  */
 static int
 accept_defer(struct worker *w)
@@ -733,6 +736,7 @@ accept_defer(struct worker *w)
 	if (min == 0 && w->now_ms - w->deferred_ms >= DEFER_GAP_MS) {
 		w->deferred_ms = w->now_ms;
 		pause_accepting(w, w->now_ms + DEFER_MS);
+		w->defer_paused = 1;
 	} else
 		w->deferred = 1;
 	return 1;
@@ -1011,6 +1015,8 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 			w.paused_until_ms = 0;
 			resume_accepting(&w);
 		}
+		if (w.defer_paused && sibling_min_active(&w) > 0)
+			resume_accepting(&w);	/* the idle sibling woke up */
 		bury(&w);
 	}
 }
