@@ -46,8 +46,10 @@ ROWS = [
     ("short_rps", "short_conn req/s", "hi"),
     ("short_cpu", "short_conn CPU us/conn", "lo"),
     ("short_segs", "short_conn TCP segments/conn", "lo"),
+    ("short_sys", "short_conn syscalls/conn (perf)", "lo"),
     ("ka_rps", "keepalive req/s", "hi"),
     ("ka_cpu", "keepalive CPU us/req", "lo"),
+    ("ka_sys", "keepalive syscalls/req (perf)", "lo"),
     ("ka_p50", "keepalive p50 ms", "lo"),
     ("ka_p99", "keepalive p99 ms", "lo"),
     ("bulk_mbps", "bulk MB/s (4 x 256 MiB)", "hi"),
@@ -753,28 +755,64 @@ def tcp_out_segments():
     return int(rows[1][rows[0].index("OutSegs")])
 
 
+class SyscallCounter:
+    """perf stat counting raw_syscalls:sys_enter in pids: a kernel counter,
+    so unlike strace it does not slow the balancer down and change what it
+    does (how often a read finds bytes waiting, how often it sleeps)."""
+
+    def __init__(self, pids, out):
+        self.out, self.proc = out, None
+        if pids and shutil.which("perf"):
+            self.proc = PROCS.start(
+                ["perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter",
+                 "-o", out, "-p", ",".join(str(p) for p in pids)],
+                out + ".log")
+            time.sleep(0.5)  # attach
+
+    def stop(self):
+        """The count, or None (no perf, or it could not attach)."""
+        if self.proc is None:
+            return None
+        PROCS.stop(self.proc, sig=signal.SIGINT, grace=10.0, second_sig=True)
+        try:
+            with open(self.out) as f:
+                for line in f:
+                    w = line.split(",")
+                    if len(w) > 2 and w[2].startswith("raw_syscalls"):
+                        return int(w[0])
+        except (OSError, ValueError):
+            pass
+        return None
+
+
 def wrk_with_cpu(b, cfg, close, notes, label):
-    """wrk against b, plus the balancer's CPU microseconds per request and
-    the TCP segments per request (health checks included: a few per s)."""
+    """wrk against b, plus per request: the balancer's CPU microseconds and
+    system calls, and the TCP segments (health checks included: a few per
+    second)."""
     pids = [] if b.name == "direct" else b.pids()
+    counter = SyscallCounter(pids, os.path.join(
+        b.env.tmp, "perf-%s.txt" % label.replace(" ", "-")))
     t0, s0 = cpu_ticks(pids), tcp_out_segments()
     r = wrk(b.port, cfg["duration"], close, notes, label)
     ticks, segs = cpu_ticks(pids) - t0, tcp_out_segments() - s0
+    calls = counter.stop()
     if r.get("requests"):
         r["segs"] = segs / r["requests"]
         if pids:
             r["cpu"] = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / r["requests"]
+        if calls:
+            r["sys"] = calls / r["requests"]
     return r
 
 
 def test_throughput(b, cfg, res, notes):
     r = wrk_with_cpu(b, cfg, True, notes, b.name + " short_conn")
-    for k in ("rps", "cpu", "segs"):
+    for k in ("rps", "cpu", "segs", "sys"):
         if k in r:
             res["short_" + k] = r[k]
     time.sleep(1)
     r = wrk_with_cpu(b, cfg, False, notes, b.name + " keepalive")
-    for k in ("rps", "p50", "p99", "cpu"):
+    for k in ("rps", "p50", "p99", "cpu", "sys"):
         if k in r:
             res["ka_" + k] = r[k]
     time.sleep(1)
@@ -906,7 +944,7 @@ def fmt(v, key):
     if isinstance(v, str):
         return v
     if key in ("ka_p50", "ka_p99", "bulk_cpu", "short_cpu", "ka_cpu",
-               "short_segs"):
+               "short_segs", "short_sys", "ka_sys"):
         return "%.3f" % v if v < 10 else "%.1f" % v
     if key == "conc_rss":
         return "%.1f" % v
