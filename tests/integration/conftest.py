@@ -44,21 +44,10 @@ def backend(tmp_path):
 
 @pytest.fixture
 def lbd(tmp_path, lbd_bin):
-    instances = []
+    def make(i, services, workers=2, **globals_):
+        return lbdtest.Lbd(tmp_path / ("lbd%d" % i), services,
+                           workers=workers,
+                           globals_=lbdtest.globals_from(globals_))
 
-    def start(services, workers=2, timeout=10.0, **globals_):
-        g = {k.replace("_", "-"): lbdtest.value(v)
-             for k, v in globals_.items()}
-        inst = lbdtest.Lbd(tmp_path / ("lbd%d" % len(instances)), services,
-                           workers=workers, globals_=g)
-        os.makedirs(inst.tmp_path, exist_ok=True)
-        instances.append(inst)
-        return inst.start(timeout)
-
-    yield start
-    problems = []
-    for inst in instances:
-        problems.extend(inst.finish())
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    yield from lbdtest.lbd_fixture(make)
 

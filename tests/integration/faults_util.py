@@ -283,13 +283,7 @@ class SlowSource:
         return faults_backend.expected(self.seed, start, n)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-        self.proc.stdout.close()
+        lbdtest.stop_child(self.proc)
 
 
 # -- descriptor limits -------------------------------------------------------

@@ -376,13 +376,18 @@ class Backend:
             return []
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-        self.proc.stdout.close()
+        stop_child(self.proc)
+
+
+def stop_child(proc):
+    """Kill a helper process started with stdout=PIPE and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
+    proc.stdout.close()
 
 
 # -- configuration -----------------------------------------------------------
@@ -662,3 +667,30 @@ class Lbd:
                 found.append("sanitizer report in lbd's stderr (%s):\n%s"
                              % (pat, text[max(0, i - 200):i + 3000]))
         return found
+
+
+# -- fixtures ----------------------------------------------------------------
+
+def globals_from(kwargs):
+    """Config globals from keyword arguments ('_' for '-')."""
+    return {k.replace("_", "-"): value(v) for k, v in kwargs.items()}
+
+
+def lbd_fixture(make):
+    """Body of an lbd fixture (use with yield from): the test gets
+    start(*args, timeout=10.0, **kwargs), which builds an instance with
+    make(index, *args, **kwargs) and starts it; at teardown every instance
+    is finished, and what any of them reports fails the test."""
+    import pytest
+    instances = []
+
+    def start(*args, timeout=10.0, **kwargs):
+        inst = make(len(instances), *args, **kwargs)
+        os.makedirs(inst.tmp_path, exist_ok=True)
+        instances.append(inst)
+        return inst.start(timeout)
+
+    yield start
+    problems = [p for inst in instances for p in inst.finish()]
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)

@@ -137,24 +137,13 @@ class DualLbd(lbdtest.Lbd):
 
 @pytest.fixture
 def dual_lbd(tmp_path, lbd_bin):
-    instances = []
-
-    def start(services, v6=True, workers=2, **globals_):
-        g = {k.replace("_", "-"): lbdtest.value(v)
-             for k, v in globals_.items()}
-        inst = DualLbd(tmp_path / ("dual%d" % len(instances)), services,
-                       workers=workers, globals_=g)
+    def make(i, services, v6=True, workers=2, **globals_):
+        inst = DualLbd(tmp_path / ("dual%d" % i), services, workers=workers,
+                       globals_=lbdtest.globals_from(globals_))
         inst.v6 = v6
-        os.makedirs(inst.tmp_path, exist_ok=True)
-        instances.append(inst)
-        return inst.start()
+        return inst
 
-    yield start
-    problems = []
-    for inst in instances:
-        problems.extend(inst.finish())
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    yield from lbdtest.lbd_fixture(make)
 
 
 # -- nginx -------------------------------------------------------------------

@@ -28,24 +28,14 @@ POOL_MAX_FREE = 256		# src/worker.c: free pipes a worker keeps
 @pytest.fixture
 def flbd(tmp_path, lbd_bin):
     """Like conftest's lbd fixture, with FaultLbd's extra knobs."""
-    instances = []
+    def make(i, services, workers=2, extra_env=None, prefix=None,
+             ready="workers", **globals_):
+        return fu.FaultLbd(tmp_path / ("flbd%d" % i), services,
+                           workers=workers,
+                           globals_=lbdtest.globals_from(globals_),
+                           extra_env=extra_env, prefix=prefix, ready=ready)
 
-    def start(services, workers=2, timeout=10.0, extra_env=None, prefix=None,
-              ready="workers", **globals_):
-        g = {k.replace("_", "-"): lbdtest.value(v)
-             for k, v in globals_.items()}
-        inst = fu.FaultLbd(tmp_path / ("flbd%d" % len(instances)), services,
-                           workers=workers, globals_=g, extra_env=extra_env,
-                           prefix=prefix, ready=ready)
-        instances.append(inst)
-        return inst.start(timeout)
-
-    yield start
-    problems = []
-    for inst in instances:
-        problems.extend(inst.finish())
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    yield from lbdtest.lbd_fixture(make)
 
 
 @pytest.fixture
