@@ -552,14 +552,15 @@ def test_burst_spreads_over_workers(lbd, backend):
     by both as they come back, and the first to run used to take them all.
     A worker holding two while its sibling holds none steps aside and
     kicks it, so a burst of long transfers does not pile on one core.
-    Three bursts: without the kick one of them lands whole on one worker
-    most of the time."""
+    It is a race the kick only tilts: without it about one burst in three
+    lands whole on one worker, with it about one in forty.  So six bursts,
+    and at most one of them whole on one worker."""
     b = backend("ident", "burst")
     d = lbd([service("web", [b])], workers=2)
     workers = list(d.workers())
     assert len(workers) == 2
     splits = []
-    for _ in range(3):
+    for _ in range(6):
         held = []
         for w in workers:
             os.kill(w, signal.SIGSTOP)
@@ -580,4 +581,5 @@ def test_burst_spreads_over_workers(lbd, backend):
         time.sleep(0.15)  # a worker steps aside at most once per 100 ms
     print("6 queued connections, per-worker active: %s" % splits)
     assert all(sum(sp) == 6 for sp in splits), splits
-    assert all(sp[0] >= 1 for sp in splits), "a worker took a whole burst: %s" % splits
+    whole = [sp for sp in splits if sp[0] == 0]
+    assert len(whole) <= 1, "a worker took a whole burst: %s" % splits
