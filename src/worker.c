@@ -31,7 +31,7 @@
 #include "relay.h"
 #include "worker.h"
 
-#define ACCEPT_BATCH		1	/* accepts per wake-up: leave some for siblings */
+#define ACCEPT_BATCH		8	/* accepts per wake-up, while balanced */
 #define ACCEPT_KICKED		16	/* accepts when a sibling hands work over */
 #define TICK_MS			100	/* timeout scan period */
 #define PAUSE_MS		100	/* accept pause after EMFILE/ENFILE */
@@ -685,21 +685,27 @@ conn_new(struct worker *w, struct listener *l, int fd, const struct sockaddr_sto
 	conn_connect(w, c);
 }
 
-/* The fewest active connections among this worker's running siblings. */
+/*
+ * The fewest active connections among this worker's running siblings, and
+ * whether that sibling sleeps in epoll_wait.
+ */
 static uint64_t
-sibling_min_active(struct worker *w)
+sibling_min_active(struct worker *w, int *sleeping)
 {
 	uint32_t used = __atomic_load_n(&w->map->hdr->worker_slots_used, __ATOMIC_RELAXED);
 	uint32_t gen = stats_worker(w->map, w->slot)->generation, i;
 	uint64_t min = UINT64_MAX, active;
 
+	*sleeping = 0;
 	for (i = 0; i < used && i < LBD_WORKER_SLOTS; i++) {
 		const struct lbd_stats_worker *rec = stats_worker(w->map, i);
 
 		if (i == w->slot || rec->state != LBD_WORKER_RUNNING || rec->generation != gen)
 			continue;
-		if ((active = stats_load(&rec->active)) < min)
+		if ((active = stats_load(&rec->active)) < min) {
 			min = active;
+			*sleeping = (int)__atomic_load_n(&rec->sleeping, __ATOMIC_RELAXED);
+		}
 	}
 	return min;
 }
@@ -709,29 +715,32 @@ sibling_min_active(struct worker *w)
  * (EPOLLEXCLUSIVE) and reports a burst that lands before that worker runs
  * to it alone: four bulk downloads, or a client's 50 keep-alive
  * connections, pile on one core.  So a worker clearly busier than a
- * sibling -- half again as many connections, and two more -- steps aside:
- * it writes the shared eventfd, which wakes an idle worker (exclusively,
- * too) to accept what is queued, and skips one turn of its loop.  When the
- * sibling holds nothing at all it stops accepting for DEFER_MS instead, as
- * one turn is too short for a sleeping sibling to get a CPU -- or until
- * the sibling has taken one, as seen at the end of any turn of the loop.
- * Then it accepts for at least DEFER_GAP_MS, so a stuck sibling costs a 2%
- * pause, never a connection.
+ * sibling -- half again as many connections, and two more -- makes way.
+ * A sibling asleep in epoll_wait may never hear of the queue, so it is
+ * woken through the shared eventfd (exclusively, too) and this worker
+ * skips one turn of its loop; an awake sibling comes back to the queue by
+ * itself, and a kick would only cost both of them a system call.  When
+ * the sibling holds nothing at all this worker stops accepting for
+ * DEFER_MS instead, as one turn is too short for a sleeping sibling to get
+ * a CPU -- or until the sibling has taken one, as seen at the end of any
+ * turn of the loop.  Then it accepts for at least DEFER_GAP_MS, so a stuck
+ * sibling costs a 2% pause, never a connection.
  */
 static int
 accept_defer(struct worker *w)
 {
 	uint64_t mine = stats_load(&stats_worker(w->map, w->slot)->active);
 	uint64_t min, one = 1;
+	int sleeping;
 
 	if (w->deferred) {
 		w->deferred = 0;
 		return 0;
 	}
-	if ((min = sibling_min_active(w)) == UINT64_MAX ||
+	if ((min = sibling_min_active(w, &sleeping)) == UINT64_MAX ||
 	    mine <= min + (min / 2 > 1 ? min / 2 : 1))
 		return 0;
-	if (write(w->kick_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
+	if (sleeping && write(w->kick_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
 		log_warn("eventfd write");
 	if (min == 0 && w->now_ms - w->deferred_ms >= DEFER_GAP_MS) {
 		w->deferred_ms = w->now_ms;
@@ -984,7 +993,8 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 	struct worker w;
 	struct epoll_event events[256];
 	char prefix[32];
-	int n, i, timeout;
+	uint32_t *sleeping_flag;
+	int n, i, timeout, sleeping;
 
 	memset(&w, 0, sizeof(w));
 	w.kick_fd = kick_fd;
@@ -999,11 +1009,16 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 	w.nlisteners = nlisteners;
 	w.now_ms = clock_ms();
 	worker_setup(&w);
+	sleeping_flag = &stats_worker(map, slot)->sleeping;
 	for (;;) {
 		if (w.stopping && w.nconns == 0)
 			exit(0);
 		timeout = worker_timeout(&w);
+		if (timeout != 0)
+			__atomic_store_n(sleeping_flag, 1, __ATOMIC_RELAXED);
 		n = epoll_wait(w.epfd, events, 256, timeout);
+		if (timeout != 0)
+			__atomic_store_n(sleeping_flag, 0, __ATOMIC_RELAXED);
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
 		w.now_ms = clock_ms();
@@ -1015,7 +1030,7 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 			w.paused_until_ms = 0;
 			resume_accepting(&w);
 		}
-		if (w.defer_paused && sibling_min_active(&w) > 0)
+		if (w.defer_paused && sibling_min_active(&w, &sleeping) > 0)
 			resume_accepting(&w);	/* the idle sibling woke up */
 		bury(&w);
 	}

@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define LBD_STATS_MAGIC		UINT64_C(0x3153544154534c42)	/* "LBSTATS1" */
-#define LBD_STATS_VERSION	3
+#define LBD_STATS_VERSION	4
 #define LBD_STATS_FILE		"lbd.stats"
 
 #define LBD_NAME_LEN		48	/* service and backend names, with NUL */
@@ -156,7 +156,8 @@ struct lbd_stats_worker {
 	uint64_t started;		/* unix seconds */
 	uint64_t accepted;
 	uint64_t active;
-	uint8_t pad[16];
+	uint32_t sleeping;		/* 1 while blocked in epoll_wait */
+	uint8_t pad[12];
 } __attribute__((aligned(LBD_CACHELINE)));
 
 /* One per (worker slot, backend slot): written only by that worker, or by
