@@ -54,6 +54,9 @@ ROWS = [
     ("ka_p99", "keepalive p99 ms", "lo"),
     ("bulk_mbps", "bulk MB/s (4 x 256 MiB)", "hi"),
     ("bulk_cpu", "bulk CPU s/GB", "lo"),
+    ("bulk_sys", "bulk syscalls/MiB (perf)", "lo"),
+    ("bulk_csw", "bulk context switches/MiB", "lo"),
+    ("bulk_segs", "bulk TCP segments/MiB", "lo"),
     ("idle_held", "idle_mem conns held", "hi"),
     ("idle_rss", "idle_mem total RSS B/conn", "lo"),
     ("idle_pss", "idle_mem Pss growth B/conn", "lo"),
@@ -185,6 +188,25 @@ def cpu_ticks(pids):
         st = proc_stat(p)
         if st:
             total += int(st[11]) + int(st[12])  # utime + stime
+    return total
+
+
+def context_switches(pids):
+    """Voluntary plus involuntary context switches of every thread of pids."""
+    total = 0
+    for p in pids:
+        try:
+            tids = os.listdir("/proc/%d/task" % p)
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                with open("/proc/%d/task/%s/status" % (p, t)) as f:
+                    for line in f:
+                        if "ctxt_switches:" in line:
+                            total += int(line.split()[1])
+            except (OSError, ValueError):
+                pass
     return total
 
 
@@ -731,16 +753,26 @@ def test_bulk(b, cfg, res, notes):
     too short a sample on a noisy 2-core machine."""
     url = "http://127.0.0.1:%d/big" % b.port
     pids = b.pids()
+    counter = SyscallCounter([] if b.name == "direct" else pids,
+                             os.path.join(b.env.tmp, "perf-%s-bulk.txt" % b.name))
+    csw0, segs0 = context_switches(pids), tcp_out_segments()
     rounds = []
     for _ in range(cfg["bulk_rounds"]):
         r = bulk_round(b, url, pids, notes)
         if r is None:
+            counter.stop()
             res["bulk_mbps"] = res["bulk_cpu"] = "incomplete"
             return
         rounds.append(r)
+    mib = len(rounds) * 4 * BIG_SIZE / float(1 << 20)
+    res["bulk_segs"] = (tcp_out_segments() - segs0) / mib
+    csw, calls = context_switches(pids) - csw0, counter.stop()
     res["bulk_mbps"] = statistics.median(r[0] for r in rounds)
     if b.name != "direct":
         res["bulk_cpu"] = statistics.median(r[1] for r in rounds)
+        res["bulk_csw"] = csw / mib
+        if calls:
+            res["bulk_sys"] = calls / mib
 
 
 def test_evenness(b, cfg, res, notes):
@@ -956,7 +988,8 @@ def fmt(v, key):
     if isinstance(v, str):
         return v
     if key in ("ka_p50", "ka_p99", "bulk_cpu", "short_cpu", "ka_cpu",
-               "short_segs", "short_sys", "ka_sys"):
+               "short_segs", "short_sys", "ka_sys", "bulk_sys", "bulk_csw",
+               "bulk_segs"):
         return "%.3f" % v if v < 10 else "%.1f" % v
     if key == "conc_rss":
         return "%.1f" % v
