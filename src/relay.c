@@ -13,6 +13,9 @@
  * (haproxy#2505): socket -> pipe means "socket empty" only because we never
  * read into a pipe that still holds bytes; pipe -> socket means "socket
  * full", and the bytes stay counted in inpipe until the peer takes them.
+ *
+ * A direction yields after its turn of bytes even when both sockets could
+ * go on; the worker keeps it in a run queue, as no new edge will come.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -296,10 +299,10 @@ relay_read_first(struct half *h, int src, char *scratch)
 	return n;
 }
 
-/* Returns RELAY_MORE, or -1 (src failed) / -2 (dst failed). */
+/* Returns RELAY_MORE, RELAY_YIELD, or -1 (src failed) / -2 (dst failed). */
 static int
 half_pump(struct half *h, const struct half *other, int src, int dst,
-    struct pipe_pool *pool, char *scratch, uint64_t *moved)
+    struct pipe_pool *pool, char *scratch, uint64_t turn, uint64_t *moved)
 {
 	int rc;
 
@@ -311,6 +314,8 @@ half_pump(struct half *h, const struct half *other, int src, int dst,
 			return half_finish(h, other, dst, pool);
 		if (!h->dst_ready)
 			return RELAY_MORE;	/* read no more than the peer can take */
+		if (*moved >= turn)
+			return RELAY_YIELD;
 		rc = h->spliced ? half_splice_in(h, src, pool) : RELAY_NOPIPE;
 		/* Copy when not spliced, and when no pipe is to be had: at the
 		 * descriptor limit a copied byte beats a stalled connection. */
@@ -322,18 +327,20 @@ half_pump(struct half *h, const struct half *other, int src, int dst,
 }
 
 enum relay_status
-relay_pump(struct conn *c, struct pipe_pool *pool, char *scratch, uint64_t *up,
-    uint64_t *down)
+relay_pump(struct conn *c, struct pipe_pool *pool, char *scratch, uint64_t turn,
+    uint64_t *up, uint64_t *down)
 {
-	int st;
+	int st_up, st_down;
 
-	st = half_pump(&c->up, &c->down, c->client_fd, c->backend_fd, pool, scratch, up);
-	if (st != RELAY_MORE)
-		return st == -1 ? RELAY_RESET_CLIENT : RELAY_RESET_BACKEND;
-	st = half_pump(&c->down, &c->up, c->backend_fd, c->client_fd, pool, scratch, down);
-	if (st != RELAY_MORE)
-		return st == -1 ? RELAY_RESET_BACKEND : RELAY_RESET_CLIENT;
+	st_up = half_pump(&c->up, &c->down, c->client_fd, c->backend_fd, pool, scratch, turn, up);
+	if (st_up < 0)
+		return st_up == -1 ? RELAY_RESET_CLIENT : RELAY_RESET_BACKEND;
+	st_down = half_pump(&c->down, &c->up, c->backend_fd, c->client_fd, pool, scratch, turn, down);
+	if (st_down < 0)
+		return st_down == -1 ? RELAY_RESET_BACKEND : RELAY_RESET_CLIENT;
 	if (c->up.dst_shut && c->down.dst_shut)
 		return RELAY_DONE;
+	if (st_up == RELAY_YIELD || st_down == RELAY_YIELD)
+		return RELAY_YIELD;
 	return RELAY_MORE;
 }

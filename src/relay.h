@@ -58,7 +58,7 @@ enum close_reason {
 struct conn {
 	int client_fd;			/* owned */
 	int backend_fd;			/* owned, -1 before a connect */
-	enum conn_state state;
+	uint8_t state;			/* enum conn_state */
 	uint16_t service;		/* index into the config's services */
 	uint16_t listener;		/* index into the worker's listeners */
 	int16_t backend;		/* index into the service's backends, -1 none */
@@ -68,8 +68,14 @@ struct conn {
 	uint8_t fd_wait;		/* no descriptor for the backend socket yet */
 	uint8_t client_out;		/* the client socket's output is watched */
 	uint8_t ack_held;		/* connect holds its last ACK for our first bytes */
+	uint8_t queued;			/* yielded: in the worker's run queue */
 	uint64_t tried;			/* backend indexes already tried */
 	uint32_t rr_pos;		/* place in the service's sequence, for retries */
+	union {				/* the client: TCP over IPv4 or IPv6 only */
+		struct sockaddr sa;
+		struct sockaddr_in sin;
+		struct sockaddr_in6 sin6;
+	} peer;
 	struct half up;			/* client -> backend */
 	struct half down;		/* backend -> client */
 	uint64_t started_ms;		/* accept time */
@@ -77,13 +83,8 @@ struct conn {
 	uint64_t bytes_up;
 	uint64_t bytes_down;
 	struct conn *prev, *next;	/* the service's connecting or idle list */
-	union {				/* the client: TCP over IPv4 or IPv6 only */
-		struct sockaddr sa;
-		struct sockaddr_in sin;
-		struct sockaddr_in6 sin6;
-	} peer;
+	struct conn *run_next;		/* the worker's run queue, while queued */
 };
-
 
 /*
  * Free pipes kept for the next connection that has bytes to move.  Pipes
@@ -104,6 +105,7 @@ enum relay_status {
 	RELAY_RESET_CLIENT,		/* the client side failed or reset */
 	RELAY_RESET_BACKEND,		/* the backend side failed or reset */
 	RELAY_NOPIPE,			/* internal: no pipe to be had, copy instead */
+	RELAY_YIELD,			/* bytes still flow: pump again after the others */
 };
 
 int pipe_pool_init(struct pipe_pool *pool, size_t max_free, uint32_t big_size);
@@ -111,6 +113,14 @@ void pipe_pool_destroy(struct pipe_pool *pool);
 
 /* The worker's scratch buffer for copied directions; a full read means bulk. */
 #define RELAY_COPY_MAX	16384
+
+/*
+ * Bytes a direction moves before it yields the worker to its other
+ * connections: one round through a 1 MiB pipe.  Without a limit, a
+ * download whose peers keep up holds the worker for as long as they do
+ * (strace saw 24 MiB in one go) while everything else on it waits.
+ */
+#define RELAY_TURN_BYTES	(512u << 10)
 
 void half_init(struct half *h);
 /*
@@ -131,9 +141,12 @@ ssize_t relay_read_first(struct half *h, int src, char *scratch);
 /*
  * Moves what readiness allows in both directions, passing FINs on.  Adds
  * the bytes moved to *up and *down.  Never tears down a direction while its
- * pipe holds bytes for a peer that can still take them.
+ * pipe holds bytes for a peer that can still take them.  RELAY_YIELD: a
+ * direction moved turn bytes and could go on; no readiness event will
+ * announce those bytes again, so the caller pumps again after its other
+ * connections had their turn.
  */
 enum relay_status relay_pump(struct conn *c, struct pipe_pool *pool, char *scratch,
-    uint64_t *up, uint64_t *down);
+    uint64_t turn, uint64_t *up, uint64_t *down);
 
 #endif

@@ -92,6 +92,9 @@ struct worker {
 	int accepting;			/* listeners are in the epoll set */
 	int stopping;
 	struct conn *graveyard;		/* closed this batch, freed after it */
+	struct conn *run_head;		/* yielded connections, oldest first */
+	struct conn *run_tail;
+	uint32_t nrun;
 	uint64_t fail_logged_ms[LBD_MAX_BACKENDS];
 };
 
@@ -106,6 +109,55 @@ tag(void *ptr, enum tag_kind kind)
 }
 
 /* ---- lists ---- */
+
+/* A connection that yielded gets its next turn after the others. */
+static void
+runq_add(struct worker *w, struct conn *c)
+{
+	if (c->queued)
+		return;
+	c->queued = 1;
+	w->nrun++;
+	c->run_next = NULL;
+	if (w->run_tail != NULL)
+		w->run_tail->run_next = c;
+	else
+		w->run_head = c;
+	w->run_tail = c;
+}
+
+static struct conn *
+runq_pop(struct worker *w)
+{
+	struct conn *c;
+
+	if ((c = w->run_head) == NULL)
+		return NULL;
+	if ((w->run_head = c->run_next) == NULL)
+		w->run_tail = NULL;
+	c->run_next = NULL;
+	c->queued = 0;
+	w->nrun--;
+	return c;
+}
+
+/* A connection closed while queued (a timeout, a shutdown) leaves the queue. */
+static void
+runq_remove(struct worker *w, struct conn *c)
+{
+	struct conn **pp, *prev = NULL;
+
+	if (!c->queued)
+		return;
+	for (pp = &w->run_head; *pp != c; pp = &(*pp)->run_next)
+		prev = *pp;
+	*pp = c->run_next;
+	if (w->run_tail == c)
+		w->run_tail = prev;
+	c->run_next = NULL;
+	c->queued = 0;
+	w->nrun--;
+}
 
 static void
 list_remove(struct conn_list *l, struct conn *c)
@@ -328,6 +380,7 @@ conn_close(struct worker *w, struct conn *c, enum close_reason reason)
 	stats_sub(&service_counter(w, c)->active, 1);
 	stats_sub(&stats_worker(w->map, w->slot)->active, 1);
 	c->closed = 1;
+	runq_remove(w, c);
 	c->next = w->graveyard;
 	w->graveyard = c;
 	w->nconns--;
@@ -492,7 +545,7 @@ conn_pump(struct worker *w, struct conn *c)
 
 	bool was_spliced_up = c->up.spliced, was_spliced_down = c->down.spliced;
 
-	st = relay_pump(c, &w->pool, w->scratch, &up, &down);
+	st = relay_pump(c, &w->pool, w->scratch, RELAY_TURN_BYTES, &up, &down);
 	if (up + down > 0) {
 		struct lbd_stats_counter *ctr = backend_counter(w, c);
 
@@ -515,6 +568,9 @@ conn_pump(struct worker *w, struct conn *c)
 		c->close_reason = c->up.src_eof ? CLOSE_CLIENT : CLOSE_BACKEND;
 	switch (st) {
 	case RELAY_MORE:
+		break;
+	case RELAY_YIELD:
+		runq_add(w, c);
 		break;
 	case RELAY_DONE:
 		conn_close(w, c, CLOSE_NONE);
@@ -930,6 +986,17 @@ dispatch(struct worker *w, struct epoll_event *ev)
 	}
 }
 
+/* One more turn for each connection that yielded; a new yield queues it again. */
+static void
+runq_run(struct worker *w)
+{
+	uint32_t turns = w->nrun;
+	struct conn *c;
+
+	while (turns-- > 0 && (c = runq_pop(w)) != NULL)
+		conn_pump(w, c);
+}
+
 static void
 bury(struct worker *w)
 {
@@ -1013,7 +1080,7 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 	for (;;) {
 		if (w.stopping && w.nconns == 0)
 			exit(0);
-		timeout = worker_timeout(&w);
+		timeout = w.run_head != NULL ? 0 : worker_timeout(&w);
 		if (timeout != 0)
 			__atomic_store_n(sleeping_flag, 1, __ATOMIC_RELAXED);
 		n = epoll_wait(w.epfd, events, 256, timeout);
@@ -1024,6 +1091,7 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 		w.now_ms = clock_ms();
 		for (i = 0; i < n; i++)
 			dispatch(&w, &events[i]);
+		runq_run(&w);
 		if (w.now_ms >= w.next_tick_ms)
 			tick(&w);
 		else if (w.paused_until_ms != 0 && w.now_ms >= w.paused_until_ms) {

@@ -1,0 +1,222 @@
+/*
+ * The relay (src/relay.c) over AF_UNIX socket pairs: bytes arrive intact
+ * through the copy and splice paths, FINs pass on, and a direction that
+ * has moved its turn of bytes yields instead of holding the worker.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sys/socket.h>
+
+#include <cmocka.h>
+
+#include "relay.h"
+
+/* The relayed connection, and the test's ends of its two sockets. */
+struct rig {
+	struct conn c;
+	struct pipe_pool pool;
+	int client_peer;		/* the client's end: reads what came down */
+	int backend_peer;		/* the backend's end: writes what goes down */
+	char scratch[RELAY_COPY_MAX];
+};
+
+static void
+rig_open(struct rig *r)
+{
+	int sc[2], sb[2];
+
+	memset(r, 0, sizeof(*r));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sc), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sb), 0);
+	r->c.client_fd = sc[0];
+	r->client_peer = sc[1];
+	r->c.backend_fd = sb[0];
+	r->backend_peer = sb[1];
+	half_init(&r->c.up);
+	half_init(&r->c.down);
+	r->c.up.src_ready = false;	/* the client has said nothing */
+	assert_int_equal(pipe_pool_init(&r->pool, 4, 1 << 20), 0);
+}
+
+static void
+rig_close(struct rig *r)
+{
+	relay_release(&r->c, &r->pool);
+	pipe_pool_destroy(&r->pool);
+	close(r->c.client_fd);
+	close(r->c.backend_fd);
+	close(r->client_peer);
+	close(r->backend_peer);
+}
+
+static uint8_t
+pattern(size_t i)
+{
+	return (uint8_t)((i * 2654435761u) >> 13);
+}
+
+/* Writes bytes [*off, total) of the pattern into fd until it is full. */
+static void
+feed(int fd, size_t *off, size_t total)
+{
+	uint8_t buf[8192];
+	ssize_t n;
+	size_t i, len;
+
+	while (*off < total) {
+		len = total - *off < sizeof(buf) ? total - *off : sizeof(buf);
+		for (i = 0; i < len; i++)
+			buf[i] = pattern(*off + i);
+		if ((n = write(fd, buf, len)) == -1) {
+			assert_int_equal(errno, EAGAIN);
+			return;
+		}
+		*off += (size_t)n;
+	}
+}
+
+/* Reads what fd holds, checking it against the pattern from *off on. */
+static void
+drain(int fd, size_t *off)
+{
+	uint8_t buf[8192];
+	ssize_t n, i;
+
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		for (i = 0; i < n; i++, (*off)++)
+			assert_int_equal(buf[i], pattern(*off));
+	if (n == -1)
+		assert_int_equal(errno, EAGAIN);
+}
+
+/* The backend's readiness as epoll would report it: bytes may be waiting. */
+static void
+backend_readable(struct rig *r)
+{
+	r->c.down.src_ready = true;
+	r->c.down.dst_ready = true;
+}
+
+static void
+test_small_reply_is_copied(void **state)
+{
+	struct rig r;
+	uint64_t up = 0, down = 0;
+	char buf[64];
+
+	(void)state;
+	rig_open(&r);
+	assert_int_equal(write(r.backend_peer, "hello\n", 6), 6);
+	backend_readable(&r);
+	assert_int_equal(relay_pump(&r.c, &r.pool, r.scratch, RELAY_TURN_BYTES, &up, &down),
+	    RELAY_MORE);
+	assert_int_equal(down, 6);
+	assert_int_equal(read(r.client_peer, buf, sizeof(buf)), 6);
+	assert_memory_equal(buf, "hello\n", 6);
+	assert_false(r.c.down.spliced);
+	assert_int_equal(r.c.down.pipe_rd, -1);	/* no pipe held for small talk */
+	rig_close(&r);
+}
+
+/*
+ * 8 MiB through a relay whose turn is 64 KiB: every pump that could go on
+ * yields after its turn, the bytes arrive intact, and bulk goes through
+ * splice.
+ */
+static void
+test_bulk_yields_after_its_turn(void **state)
+{
+	const size_t total = 8 << 20, turn = 64 << 10;
+	size_t fed = 0, got = 0;
+	unsigned yields = 0, pumps = 0;
+	enum relay_status st;
+	struct rig r;
+
+	(void)state;
+	rig_open(&r);
+	while (got < total && pumps < 100000) {
+		uint64_t up = 0, down = 0;
+
+		feed(r.backend_peer, &fed, total);
+		backend_readable(&r);
+		st = relay_pump(&r.c, &r.pool, r.scratch, turn, &up, &down);
+		pumps++;
+		assert_true(st == RELAY_MORE || st == RELAY_YIELD);
+		/* One turn, give or take the last splice that crossed it. */
+		assert_true(down < turn + RELAY_COPY_MAX + (1 << 20));
+		if (st == RELAY_YIELD) {
+			yields++;
+			assert_true(down >= turn);
+		}
+		drain(r.client_peer, &got);
+	}
+	assert_int_equal(got, total);
+	assert_true(yields > 0);
+	assert_true(r.c.down.spliced);
+	rig_close(&r);
+}
+
+/* Without a turn limit the same pump runs until a socket stops it. */
+static void
+test_unlimited_turn_never_yields(void **state)
+{
+	size_t fed = 0, got = 0;
+	uint64_t up = 0, down = 0;
+	struct rig r;
+
+	(void)state;
+	rig_open(&r);
+	feed(r.backend_peer, &fed, 1 << 20);
+	backend_readable(&r);
+	assert_int_equal(relay_pump(&r.c, &r.pool, r.scratch, UINT64_MAX, &up, &down),
+	    RELAY_MORE);
+	assert_true(down > 0);
+	drain(r.client_peer, &got);
+	assert_int_equal(got, down);
+	rig_close(&r);
+}
+
+/* The backend's FIN reaches the client after its bytes; the client's closes it. */
+static void
+test_fins_pass_on(void **state)
+{
+	uint64_t up = 0, down = 0;
+	struct rig r;
+	char buf[16];
+
+	(void)state;
+	rig_open(&r);
+	assert_int_equal(write(r.backend_peer, "bye\n", 4), 4);
+	assert_int_equal(shutdown(r.backend_peer, SHUT_WR), 0);
+	backend_readable(&r);
+	r.c.down.src_hup = true;
+	assert_int_equal(relay_pump(&r.c, &r.pool, r.scratch, RELAY_TURN_BYTES, &up, &down),
+	    RELAY_MORE);
+	assert_int_equal(read(r.client_peer, buf, sizeof(buf)), 4);
+	assert_int_equal(read(r.client_peer, buf, sizeof(buf)), 0);	/* FIN */
+	assert_int_equal(shutdown(r.client_peer, SHUT_WR), 0);
+	r.c.up.src_ready = r.c.up.src_hup = true;
+	assert_int_equal(relay_pump(&r.c, &r.pool, r.scratch, RELAY_TURN_BYTES, &up, &down),
+	    RELAY_DONE);
+	rig_close(&r);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_small_reply_is_copied),
+		cmocka_unit_test(test_bulk_yields_after_its_turn),
+		cmocka_unit_test(test_unlimited_turn_never_yields),
+		cmocka_unit_test(test_fins_pass_on),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
