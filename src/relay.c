@@ -198,10 +198,11 @@ half_flush(struct half *h, int dst, uint64_t *moved)
 			return 0;
 		n = splice(h->pipe_rd, NULL, dst, NULL, h->inpipe, SPLICE_FLAGS);
 		if (n > 0) {
+			/* A short splice proves nothing: a signal (SIGSTOP, a
+			 * debugger, the freezer) cuts it short too, and then no
+			 * EPOLLOUT would come.  Only EAGAIN proves a full socket. */
 			h->inpipe -= (uint32_t)n;
 			*moved += (uint64_t)n;
-			if (h->inpipe > 0)
-				h->dst_ready = false;	/* socket buffer full */
 		} else if (n == -1 && errno == EAGAIN) {
 			h->dst_ready = false;
 		} else if (n == -1 && errno == EINTR) {
