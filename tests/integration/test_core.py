@@ -470,6 +470,87 @@ def test_stalled_reader_gets_every_byte(lbd, backend):
     assert got == streams[head][1], "wrong bytes"
 
 
+class BlastServer:
+    """A backend that answers a client's first bytes with one sendall() of
+    a prepared buffer and its FIN: as fast as the kernel moves bytes, so
+    lbd's worker is in splice() most of the time (backend.py is slower)."""
+
+    def __init__(self, data):
+        self.data = data
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.blast, args=(c,), daemon=True).start()
+
+    def blast(self, c):
+        with c:
+            try:
+                if c.recv(16):          # health probes send nothing
+                    c.sendall(self.data)
+                    c.shutdown(socket.SHUT_WR)
+                    c.recv(1)
+            except OSError:
+                pass
+
+
+def paused_download(port, worker, n):
+    """Reads n bytes through lbd, stopping its worker for a second once 32
+    MiB are in: the stop may cut a splice short, and the backend sends the
+    rest and its FIN meanwhile, so lbd wakes to MiB the kernel announces
+    only once.  The bytes, or a failure naming where they stalled."""
+    s = lbdtest.connect(port, timeout=30)
+    got = bytearray()
+    try:
+        s.sendall(b"go")
+        while len(got) < 32 * MiB:      # fast: the kernel grows the buffers
+            chunk = s.recv(MiB)
+            assert chunk, "EOF after %d of %d bytes" % (len(got), n)
+            got += chunk
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            time.sleep(1.0)
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        s.settimeout(5)
+        while True:
+            try:
+                chunk = s.recv(MiB)
+            except socket.timeout:
+                pytest.fail("stalled at %d of %d bytes" % (len(got), n))
+            if not chunk:
+                return bytes(got)
+            got += chunk
+    finally:
+        s.close()
+
+
+def test_paused_worker_resumes_every_download(lbd):
+    """Two ways a relayed download could stall for good after its worker
+    was stopped: a splice cut short by the signal taken for a full socket
+    (no EPOLLOUT ever comes), and a direction that yielded after its 2 MiB
+    turn never pumped again from the worker's run queue.  Each shows in some
+    pauses, not all: six pauses."""
+    n = 40 * MiB
+    data = random.Random(6).randbytes(n)
+    srv = BlastServer(data)
+    d = lbd([service("web", [("a", "127.0.0.1:%d" % srv.port)])], workers=1)
+    worker = next(iter(d.workers()))
+    for _ in range(6):
+        got = paused_download(d.port["web"], worker, n)
+        assert len(got) == n, "%d of %d bytes" % (len(got), n)
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    srv.sock.close()
+
+
 class TwoWriteServer:
     """A keep-alive backend that answers each 5-byte request with a 38-byte
     head and a 5-byte body in two send() calls, Nagle on: the body waits
