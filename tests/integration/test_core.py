@@ -470,13 +470,11 @@ def test_stalled_reader_gets_every_byte(lbd, backend):
     assert got == streams[head][1], "wrong bytes"
 
 
-class BlastServer:
-    """A backend that answers a client's first bytes with one sendall() of
-    a prepared buffer and its FIN: as fast as the kernel moves bytes, so
-    lbd's worker is in splice() most of the time (backend.py is slower)."""
+class LoopbackServer:
+    """A backend on a free loopback port whose accept loop runs in a thread
+    and hands each connection to handle(c) (which closes it)."""
 
-    def __init__(self, data):
-        self.data = data
+    def __init__(self):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -489,7 +487,20 @@ class BlastServer:
                 c, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self.blast, args=(c,), daemon=True).start()
+            self.handle(c)
+
+
+class BlastServer(LoopbackServer):
+    """A backend that answers a client's first bytes with one sendall() of
+    a prepared buffer and its FIN: as fast as the kernel moves bytes, so
+    lbd's worker is in splice() most of the time (backend.py is slower)."""
+
+    def __init__(self, data):
+        self.data = data
+        super().__init__()
+
+    def handle(self, c):
+        threading.Thread(target=self.blast, args=(c,), daemon=True).start()
 
     def blast(self, c):
         with c:
@@ -551,33 +562,22 @@ def test_paused_worker_resumes_every_download(lbd):
     srv.sock.close()
 
 
-class TwoWriteServer:
+class TwoWriteServer(LoopbackServer):
     """A keep-alive backend that answers each 5-byte request with a 38-byte
     head and a 5-byte body in two send() calls, Nagle on: the body waits
-    for the ACK of the head, so a delayed ACK from lbd stalls it."""
+    for the ACK of the head, so a delayed ACK from lbd stalls it.  One
+    connection at a time, in the accept thread."""
 
     HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
 
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
+    def handle(self, c):
+        with c:
             try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            with c:
-                try:
-                    while len(c.recv(5)) == 5:
-                        c.send(self.HEAD)
-                        c.send(b"hello")
-                except ConnectionResetError:
-                    pass        # lbd's health probes close with a reset
+                while len(c.recv(5)) == 5:
+                    c.send(self.HEAD)
+                    c.send(b"hello")
+            except ConnectionResetError:
+                pass            # lbd's health probes close with a reset
 
 
 def test_first_reply_in_two_writes_is_not_stalled(lbd):
