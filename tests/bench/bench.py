@@ -49,6 +49,7 @@ ROWS = [
     ("short_sys", "short_conn syscalls/conn (perf)", "lo"),
     ("ka_rps", "keepalive req/s", "hi"),
     ("ka_cpu", "keepalive CPU us/req", "lo"),
+    ("ka_segs", "keepalive TCP segments/req", "lo"),
     ("ka_sys", "keepalive syscalls/req (perf)", "lo"),
     ("ka_p50", "keepalive p50 ms", "lo"),
     ("ka_p99", "keepalive p99 ms", "lo"),
@@ -856,7 +857,7 @@ def test_throughput(b, cfg, res, notes):
             res["short_" + k] = r[k]
     time.sleep(1)
     r = wrk_with_cpu(b, cfg, False, notes, b.name + " keepalive")
-    for k in ("rps", "p50", "p99", "cpu", "sys"):
+    for k in ("rps", "p50", "p99", "cpu", "segs", "sys"):
         if k in r:
             res["ka_" + k] = r[k]
     time.sleep(1)
@@ -988,8 +989,8 @@ def fmt(v, key):
     if isinstance(v, str):
         return v
     if key in ("ka_p50", "ka_p99", "bulk_cpu", "short_cpu", "ka_cpu",
-               "short_segs", "short_sys", "ka_sys", "bulk_sys", "bulk_csw",
-               "bulk_segs"):
+               "short_segs", "short_sys", "ka_segs", "ka_sys", "bulk_sys",
+               "bulk_csw", "bulk_segs"):
         return "%.3f" % v if v < 10 else "%.1f" % v
     if key == "conc_rss":
         return "%.1f" % v
@@ -1046,6 +1047,32 @@ def table(cells, names):
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+# The rows the performance targets are stated in.
+TARGET_ROWS = ("short_rps", "short_cpu", "ka_rps", "ka_p99", "bulk_mbps",
+               "bulk_cpu")
+
+
+def per_repetition(runs, names):
+    """lbd's target ratios in each repetition alone: their spread says how
+    far the medians of one run can be trusted on a noisy machine."""
+    refs = [("HAProxy", [n for n in HAPROXIES if n in names]),
+            ("best peer", [n for n in PEERS if n in names])]
+    if "lbd" not in names or len(runs) < 2:
+        return []
+    lines = ["", "lbd's ratios in each repetition (1 .. %d), same references "
+             "as the table:" % len(runs)]
+    for key, label, better in ROWS:
+        if key not in TARGET_ROWS:
+            continue
+        for ref, others in refs:
+            if others:
+                per_run = [ratio(median_cells([r], names), key, better, others)
+                           for r in runs]
+                lines.append("  %-24s / %-10s %s" % (
+                    label, ref, "  ".join(per_run)))
+    return lines
 
 
 # --------------------------------------------------------------------- main
@@ -1243,7 +1270,7 @@ def render(vers, names, cfg, runs, syscalls, notes, started, elapsed):
         "direct = wrk/curl straight at backend b1 (no balancer)",
         "",
         table(median_cells(runs, names), names),
-    ]
+    ] + per_repetition(runs, names)
     for name, loads in syscalls.items():
         lines += ["", "%s system calls (strace -c -f on all its processes, "
                   "health checks included):" % name] + loads
