@@ -1,5 +1,5 @@
 /*
- * Durations and addresses, as the config file and the control protocol
+ * Durations, sizes and addresses, as the config file and the control protocol
  * write them.  Pure functions: unit-tested in tests/unit/test_addr.c.
  */
 #include <arpa/inet.h>
@@ -13,47 +13,101 @@
 
 #include "addr.h"
 
-int
-addr_parse_duration(const char *text, uint32_t *ms, const char **why)
+/* A number and a unit, as "3s" or "512K". */
+struct unit {
+	const char *name;
+	uint64_t scale;
+};
+
+struct scaled_kind {
+	const struct unit *units;	/* ends with a NULL name; "" is no unit */
+	uint64_t max;
+	const char *not_number, *no_unit, *bad_unit, *too_big;
+};
+
+static const struct unit duration_units[] = {
+	{ "ms", 1 }, { "s", 1000 }, { "m", 60 * 1000 }, { "h", 3600 * 1000 },
+	{ NULL, 0 },
+};
+
+static const struct scaled_kind duration_kind = {
+	duration_units, UINT32_MAX,
+	"a duration is a number followed by ms, s, m or h",
+	"a duration needs a unit: ms, s, m or h",
+	"unknown duration unit (use ms, s, m or h)",
+	"duration too long",
+};
+
+static const struct unit size_units[] = {
+	{ "", 1 }, { "K", 1 << 10 }, { "k", 1 << 10 }, { "M", 1 << 20 },
+	{ "m", 1 << 20 }, { "G", 1 << 30 }, { "g", 1 << 30 },
+	{ NULL, 0 },
+};
+
+static const struct scaled_kind size_kind = {
+	size_units, UINT32_MAX,
+	"a size is a number of bytes, or followed by K, M or G",
+	NULL,				/* a bare number is bytes */
+	"unknown size unit (use K, M or G)",
+	"size too large",
+};
+
+static int
+parse_scaled(const char *text, const struct scaled_kind *kind, uint64_t *out,
+    const char **why)
 {
 	const char *p = text;
-	uint64_t value = 0, scale;
+	const struct unit *u;
+	uint64_t value = 0;
 
 	while (isspace((unsigned char)*p))
 		p++;
 	if (!isdigit((unsigned char)*p)) {
-		*why = "a duration is a number followed by ms, s, m or h";
+		*why = kind->not_number;
 		return -1;
 	}
 	for (; isdigit((unsigned char)*p); p++) {
 		value = value * 10 + (uint64_t)(*p - '0');
-		if (value > UINT32_MAX) {
-			*why = "duration too long";
+		if (value > kind->max) {
+			*why = kind->too_big;
 			return -1;
 		}
 	}
 	while (isspace((unsigned char)*p))
 		p++;
-	if (strcmp(p, "ms") == 0)
-		scale = 1;
-	else if (strcmp(p, "s") == 0)
-		scale = 1000;
-	else if (strcmp(p, "m") == 0)
-		scale = 60 * 1000;
-	else if (strcmp(p, "h") == 0)
-		scale = 3600 * 1000;
-	else if (*p == '\0') {
-		*why = "a duration needs a unit: ms, s, m or h";
-		return -1;
-	} else {
-		*why = "unknown duration unit (use ms, s, m or h)";
+	for (u = kind->units; u->name != NULL && strcmp(p, u->name) != 0; u++)
+		;
+	if (u->name == NULL) {
+		*why = *p == '\0' ? kind->no_unit : kind->bad_unit;
 		return -1;
 	}
-	if (value * scale > UINT32_MAX) {
-		*why = "duration too long";
+	if (value > kind->max / u->scale) {
+		*why = kind->too_big;
 		return -1;
 	}
-	*ms = (uint32_t)(value * scale);
+	*out = value * u->scale;
+	return 0;
+}
+
+int
+addr_parse_duration(const char *text, uint32_t *ms, const char **why)
+{
+	uint64_t v;
+
+	if (parse_scaled(text, &duration_kind, &v, why) == -1)
+		return -1;
+	*ms = (uint32_t)v;
+	return 0;
+}
+
+int
+addr_parse_size(const char *text, uint32_t *bytes, const char **why)
+{
+	uint64_t v;
+
+	if (parse_scaled(text, &size_kind, &v, why) == -1)
+		return -1;
+	*bytes = (uint32_t)v;
 	return 0;
 }
 

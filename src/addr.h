@@ -1,6 +1,6 @@
 /*
  * Pure parsing of the values a config file and the control protocol carry:
- * durations and "host:port" addresses.  No logging, no globals.
+ * durations, sizes and "host:port" addresses.  No logging, no globals.
  */
 #ifndef LBD_ADDR_H
 #define LBD_ADDR_H
@@ -14,6 +14,12 @@
  * in *why (a static string).  The result must fit in a uint32_t.
  */
 int addr_parse_duration(const char *text, uint32_t *ms, const char **why);
+
+/*
+ * "65536", "512K", "8M", "1G" (K = 1024) -> bytes, at most UINT32_MAX.
+ * Returns 0, or -1 with a reason in *why (a static string).
+ */
+int addr_parse_size(const char *text, uint32_t *bytes, const char **why);
 
 /*
  * Splits "host:port" or "[v6]:port" into host and port.  "*" and "" hosts

@@ -1,5 +1,5 @@
 /*
- * Durations and "host:port" addresses as the config file and the control
+ * Durations, sizes and "host:port" addresses as the config file and the control
  * protocol write them (src/addr.c).  Only numeric hosts and "localhost":
  * these tests never wait on a name server.
  */
@@ -69,6 +69,57 @@ test_duration_limits(void **state)
 	check_bad_duration("1194h", "too long");
 	check_bad_duration("5000000h", "too long");
 	check_bad_duration("99999999999999999999999s", "too long");
+}
+
+static void
+check_size(const char *text, uint32_t want)
+{
+	const char *why = NULL;
+	uint32_t bytes = 12345;
+
+	if (addr_parse_size(text, &bytes, &why) != 0)
+		fail_msg("\"%s\" rejected: %s", text, why != NULL ? why : "(no reason)");
+	assert_int_equal(bytes, want);
+}
+
+/* Rejected, with a reason that contains word; *bytes is left alone. */
+static void
+check_bad_size(const char *text, const char *word)
+{
+	const char *why = NULL;
+	uint32_t bytes = 12345;
+
+	if (addr_parse_size(text, &bytes, &why) != -1)
+		fail_msg("\"%s\" accepted as %u bytes", text, bytes);
+	assert_non_null(why);
+	if (strstr(why, word) == NULL)
+		fail_msg("\"%s\": reason \"%s\" does not mention \"%s\"", text, why, word);
+	assert_int_equal(bytes, 12345);
+}
+
+static void
+test_sizes(void **state)
+{
+	(void)state;
+	check_size("65536", 65536);
+	check_size("0", 0);
+	check_size("512K", 512u << 10);
+	check_size("512k", 512u << 10);
+	check_size(" 8M", 8u << 20);
+	check_size("8 m", 8u << 20);
+	check_size("1G", 1u << 30);
+	check_size("3g", 3u << 30);
+	check_size("4294967295", UINT32_MAX);
+	check_bad_size("4294967296", "too large");
+	check_bad_size("4G", "too large");
+	check_bad_size("4194304K", "too large");
+	check_bad_size("99999999999999999999999", "too large");
+	check_bad_size("8MB", "unit");
+	check_bad_size("8T", "unit");
+	check_bad_size("1.5M", "unit");
+	check_bad_size("-1M", "number");
+	check_bad_size("M", "number");
+	check_bad_size("", "number");
 }
 
 static void
@@ -322,6 +373,7 @@ main(void)
 		cmocka_unit_test(test_duration_units),
 		cmocka_unit_test(test_duration_limits),
 		cmocka_unit_test(test_duration_rejects),
+		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_split_good),
 		cmocka_unit_test(test_split_bad),
 		cmocka_unit_test(test_split_host_too_long),
