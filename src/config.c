@@ -105,6 +105,25 @@ parse_duration_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
+/* The only size so far is relay-turn: its range is checked here too. */
+static int
+parse_turn_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	const char *why;
+	uint32_t bytes;
+
+	if (addr_parse_size(value, &bytes, &why) == -1) {
+		cfg_error(cfg, "%s = \"%s\": %s", opt->name, value, why);
+		return -1;
+	}
+	if (bytes < LBD_RELAY_TURN_MIN || bytes > LBD_RELAY_TURN_MAX) {
+		cfg_error(cfg, "%s = \"%s\": out of range 64K..1G", opt->name, value);
+		return -1;
+	}
+	*(const char **)result = value;
+	return 0;
+}
+
 static int
 parse_address_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
@@ -190,6 +209,7 @@ static cfg_opt_t top_opts[] = {
 	CFG_INT("maxconn", 20000, CFGF_NONE),
 	DURATION("shutdown-grace", "30s"),
 	CFG_BOOL("log-connections", cfg_false, CFGF_NONE),
+	CFG_STR_CB("relay-turn", "8M", CFGF_NONE, parse_turn_cb),
 	CFG_SEC("service", service_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END()
 };
@@ -616,6 +636,7 @@ static int
 load_globals(struct load_ctx *ctx, cfg_t *cfg, struct lbd_config *conf)
 {
 	long workers = cfg_getint(cfg, "workers");
+	const char *why;
 
 	if (workers == 0) {
 		long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -626,6 +647,8 @@ load_globals(struct load_ctx *ctx, cfg_t *cfg, struct lbd_config *conf)
 	conf->maxconn = (uint32_t)cfg_getint(cfg, "maxconn");
 	conf->shutdown_grace_ms = get_duration(cfg, "shutdown-grace");
 	conf->log_connections = cfg_getbool(cfg, "log-connections");
+	/* Already checked by parse_turn_cb; the default is valid. */
+	(void)addr_parse_size(cfg_getstr(cfg, "relay-turn"), &conf->relay_turn, &why);
 	conf->user = strdup(cfg_getstr(cfg, "user"));
 	conf->group = strdup(cfg_getstr(cfg, "group"));
 	conf->admin_group = strdup(cfg_getstr(cfg, "admin-group"));

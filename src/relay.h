@@ -114,15 +114,6 @@ void pipe_pool_destroy(struct pipe_pool *pool);
 /* The worker's scratch buffer for copied directions; a full read means bulk. */
 #define RELAY_COPY_MAX	16384
 
-/*
- * Bytes a direction moves before it yields the worker to its other
- * connections (nginx's sendfile_max_chunk, and for the same reason).
- * Without a limit, a download whose peers keep up holds the worker for as
- * long as they do (strace saw 24 MiB in one go) while everything else on
- * it waits.  A yield costs at most one epoll_wait per turn.
- */
-#define RELAY_TURN_BYTES	(2u << 20)
-
 void half_init(struct half *h);
 /*
  * Gives the connection's pipes back (emptied) or closes them when they hold

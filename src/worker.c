@@ -545,7 +545,7 @@ conn_pump(struct worker *w, struct conn *c)
 
 	bool was_spliced_up = c->up.spliced, was_spliced_down = c->down.spliced;
 
-	st = relay_pump(c, &w->pool, w->scratch, RELAY_TURN_BYTES, &up, &down);
+	st = relay_pump(c, &w->pool, w->scratch, w->conf->relay_turn, &up, &down);
 	if (up + down > 0) {
 		struct lbd_stats_counter *ctr = backend_counter(w, c);
 

@@ -547,13 +547,15 @@ def paused_download(port, worker, n):
 def test_paused_worker_resumes_every_download(lbd):
     """Two ways a relayed download could stall for good after its worker
     was stopped: a splice cut short by the signal taken for a full socket
-    (no EPOLLOUT ever comes), and a direction that yielded after its 2 MiB
-    turn never pumped again from the worker's run queue.  Each shows in some
-    pauses, not all: six pauses."""
+    (no EPOLLOUT ever comes), and a direction that yielded after its turn
+    never pumped again from the worker's run queue.  The turn is cut to
+    256K so that yields are many.  Each shows in some pauses, not all: six
+    pauses."""
     n = 40 * MiB
     data = random.Random(6).randbytes(n)
     srv = BlastServer(data)
-    d = lbd([service("web", [("a", "127.0.0.1:%d" % srv.port)])], workers=1)
+    d = lbd([service("web", [("a", "127.0.0.1:%d" % srv.port)])], workers=1,
+            relay_turn="256K")
     worker = next(iter(d.workers()))
     for _ in range(6):
         got = paused_download(d.port["web"], worker, n)

@@ -229,6 +229,7 @@ test_defaults(void **state)
 	assert_int_equal(conf->maxconn, 20000);
 	assert_int_equal(conf->shutdown_grace_ms, 30000);
 	assert_false(conf->log_connections);
+	assert_int_equal(conf->relay_turn, 8u << 20);
 	svc = &conf->services[0];
 	assert_int_equal(svc->line, 1);
 	assert_int_equal(svc->balance, LBD_BALANCE_ROUNDROBIN);
@@ -444,6 +445,25 @@ test_bad_durations(void **state)
 	    "too long");
 	expect_error(SERVICE_HEAD "  connect-timeout = \"0ms\"\n" BACKEND_A "}\n", 1,
 	    "at least 1ms");
+}
+
+static void
+test_relay_turn(void **state)
+{
+	struct lbd_config *conf;
+
+	(void)state;
+	conf = load_ok("relay-turn = \"256K\"\n" SERVICE_HEAD BACKEND_A "}\n");
+	assert_int_equal(conf->relay_turn, 256u << 10);
+	config_free(conf);
+	conf = load_ok("relay-turn = \"1G\"\n" SERVICE_HEAD BACKEND_A "}\n");
+	assert_int_equal(conf->relay_turn, 1u << 30);
+	config_free(conf);
+	expect_error("workers = 1\nrelay-turn = \"8MB\"\n" SERVICE_HEAD BACKEND_A "}\n", 2,
+	    "unit");
+	expect_error("relay-turn = \"32K\"\n" SERVICE_HEAD BACKEND_A "}\n", 1, "64K..1G");
+	expect_error("relay-turn = \"2G\"\n" SERVICE_HEAD BACKEND_A "}\n", 1, "64K..1G");
+	expect_error("relay-turn = \"8G\"\n" SERVICE_HEAD BACKEND_A "}\n", 1, "too large");
 }
 
 static void
@@ -863,6 +883,7 @@ main(void)
 		cmocka_unit_test_teardown(test_same_backend_name_two_services, teardown_case),
 		cmocka_unit_test_teardown(test_health_limits, teardown_case),
 		cmocka_unit_test_teardown(test_directory, teardown_case),
+		cmocka_unit_test_teardown(test_relay_turn, teardown_case),
 	};
 
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

@@ -27,6 +27,9 @@ struct rig {
 	char scratch[RELAY_COPY_MAX];
 };
 
+/* relay-turn's default: more than any of the small exchanges here moves. */
+#define TURN	(8u << 20)
+
 static void
 rig_open(struct rig *r)
 {
@@ -115,7 +118,7 @@ test_small_reply_is_copied(void **state)
 	rig_open(&r);
 	assert_int_equal(write(r.backend_peer, "hello\n", 6), 6);
 	backend_readable(&r);
-	assert_int_equal(relay_pump(&r.c, &r.pool, r.scratch, RELAY_TURN_BYTES, &up, &down),
+	assert_int_equal(relay_pump(&r.c, &r.pool, r.scratch, TURN, &up, &down),
 	    RELAY_MORE);
 	assert_int_equal(down, 6);
 	assert_int_equal(read(r.client_peer, buf, sizeof(buf)), 6);
@@ -197,13 +200,13 @@ test_fins_pass_on(void **state)
 	assert_int_equal(shutdown(r.backend_peer, SHUT_WR), 0);
 	backend_readable(&r);
 	r.c.down.src_hup = true;
-	assert_int_equal(relay_pump(&r.c, &r.pool, r.scratch, RELAY_TURN_BYTES, &up, &down),
+	assert_int_equal(relay_pump(&r.c, &r.pool, r.scratch, TURN, &up, &down),
 	    RELAY_MORE);
 	assert_int_equal(read(r.client_peer, buf, sizeof(buf)), 4);
 	assert_int_equal(read(r.client_peer, buf, sizeof(buf)), 0);	/* FIN */
 	assert_int_equal(shutdown(r.client_peer, SHUT_WR), 0);
 	r.c.up.src_ready = r.c.up.src_hup = true;
-	assert_int_equal(relay_pump(&r.c, &r.pool, r.scratch, RELAY_TURN_BYTES, &up, &down),
+	assert_int_equal(relay_pump(&r.c, &r.pool, r.scratch, TURN, &up, &down),
 	    RELAY_DONE);
 	rig_close(&r);
 }
