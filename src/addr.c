@@ -21,7 +21,7 @@ struct unit {
 
 struct scaled_kind {
 	const struct unit *units;	/* ends with a NULL name; "" is no unit */
-	uint64_t max;
+	uint64_t max;			/* at most UINT32_MAX */
 	const char *not_number, *no_unit, *bad_unit, *too_big;
 };
 
@@ -53,7 +53,7 @@ static const struct scaled_kind size_kind = {
 };
 
 static int
-parse_scaled(const char *text, const struct scaled_kind *kind, uint64_t *out,
+parse_scaled(const char *text, const struct scaled_kind *kind, uint32_t *out,
     const char **why)
 {
 	const char *p = text;
@@ -85,30 +85,20 @@ parse_scaled(const char *text, const struct scaled_kind *kind, uint64_t *out,
 		*why = kind->too_big;
 		return -1;
 	}
-	*out = value * u->scale;
+	*out = (uint32_t)(value * u->scale);
 	return 0;
 }
 
 int
 addr_parse_duration(const char *text, uint32_t *ms, const char **why)
 {
-	uint64_t v;
-
-	if (parse_scaled(text, &duration_kind, &v, why) == -1)
-		return -1;
-	*ms = (uint32_t)v;
-	return 0;
+	return parse_scaled(text, &duration_kind, ms, why);
 }
 
 int
 addr_parse_size(const char *text, uint32_t *bytes, const char **why)
 {
-	uint64_t v;
-
-	if (parse_scaled(text, &size_kind, &v, why) == -1)
-		return -1;
-	*bytes = (uint32_t)v;
-	return 0;
+	return parse_scaled(text, &size_kind, bytes, why);
 }
 
 int

@@ -18,31 +18,38 @@
 
 #include "addr.h"
 
+typedef int parse_fn(const char *text, uint32_t *out, const char **why);
+
 static void
-check_duration(const char *text, uint32_t want)
+check_value(parse_fn *parse, const char *text, uint32_t want)
 {
 	const char *why = NULL;
-	uint32_t ms = 12345;
+	uint32_t out = 12345;
 
-	if (addr_parse_duration(text, &ms, &why) != 0)
+	if (parse(text, &out, &why) != 0)
 		fail_msg("\"%s\" rejected: %s", text, why != NULL ? why : "(no reason)");
-	assert_int_equal(ms, want);
+	assert_int_equal(out, want);
 }
 
-/* Rejected, with a reason that contains word; *ms is left alone. */
+/* Rejected, with a reason that contains word; the result is left alone. */
 static void
-check_bad_duration(const char *text, const char *word)
+check_bad_value(parse_fn *parse, const char *text, const char *word)
 {
 	const char *why = NULL;
-	uint32_t ms = 12345;
+	uint32_t out = 12345;
 
-	if (addr_parse_duration(text, &ms, &why) != -1)
-		fail_msg("\"%s\" accepted as %u ms", text, ms);
+	if (parse(text, &out, &why) != -1)
+		fail_msg("\"%s\" accepted as %u", text, out);
 	assert_non_null(why);
 	if (strstr(why, word) == NULL)
 		fail_msg("\"%s\": reason \"%s\" does not mention \"%s\"", text, why, word);
-	assert_int_equal(ms, 12345);
+	assert_int_equal(out, 12345);
 }
+
+#define check_duration(text, want)	check_value(addr_parse_duration, text, want)
+#define check_bad_duration(text, word)	check_bad_value(addr_parse_duration, text, word)
+#define check_size(text, want)		check_value(addr_parse_size, text, want)
+#define check_bad_size(text, word)	check_bad_value(addr_parse_size, text, word)
 
 static void
 test_duration_units(void **state)
@@ -69,32 +76,6 @@ test_duration_limits(void **state)
 	check_bad_duration("1194h", "too long");
 	check_bad_duration("5000000h", "too long");
 	check_bad_duration("99999999999999999999999s", "too long");
-}
-
-static void
-check_size(const char *text, uint32_t want)
-{
-	const char *why = NULL;
-	uint32_t bytes = 12345;
-
-	if (addr_parse_size(text, &bytes, &why) != 0)
-		fail_msg("\"%s\" rejected: %s", text, why != NULL ? why : "(no reason)");
-	assert_int_equal(bytes, want);
-}
-
-/* Rejected, with a reason that contains word; *bytes is left alone. */
-static void
-check_bad_size(const char *text, const char *word)
-{
-	const char *why = NULL;
-	uint32_t bytes = 12345;
-
-	if (addr_parse_size(text, &bytes, &why) != -1)
-		fail_msg("\"%s\" accepted as %u bytes", text, bytes);
-	assert_non_null(why);
-	if (strstr(why, word) == NULL)
-		fail_msg("\"%s\": reason \"%s\" does not mention \"%s\"", text, why, word);
-	assert_int_equal(bytes, 12345);
 }
 
 static void
