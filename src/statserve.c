@@ -251,6 +251,22 @@ client_slot(struct serve *s, uint32_t *tag)
 	return NULL;
 }
 
+/*
+ * Over the limit: a polite word if the socket buffer takes it, then close.
+ * What the client already sent is read first, so that the close is a FIN
+ * and not a reset that would discard the answer.
+ */
+static void
+client_refuse(int fd)
+{
+	char sink[SERVE_HEAD_MAX];
+
+	(void)recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+	(void)send(fd, statroute_busy, strlen(statroute_busy), MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)shutdown(fd, SHUT_WR);
+	close(fd);
+}
+
 static void
 client_add(struct serve *s, int fd)
 {
@@ -258,10 +274,7 @@ client_add(struct serve *s, int fd)
 	uint32_t tag;
 
 	if ((c = client_slot(s, &tag)) == NULL) {
-		/* Over the limit: a polite word if the buffer takes it, then close. */
-		(void)send(fd, statroute_busy, strlen(statroute_busy),
-		    MSG_NOSIGNAL | MSG_DONTWAIT);
-		close(fd);
+		client_refuse(fd);
 		return;
 	}
 	if (serve_watch(s, EPOLL_CTL_ADD, fd, EPOLLIN, tag) == -1) {
