@@ -11,8 +11,6 @@
 
 #include "statview.h"
 
-#define STATSERVE_DEFAULT_PORT	9100
-
 /* Where the figures come from: lbstat's mapping of the segment. */
 struct statserve_source {
 	/*
