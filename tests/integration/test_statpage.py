@@ -89,8 +89,12 @@ class StatServer:
             self.proc.kill()
             self.proc.wait(10)
             rc = "ignored SIGTERM"
+        self.lines.append(self.proc.stderr.read().decode(errors="replace"))
         self.proc.stderr.close()
         return rc
+
+    def sanitizer_reports(self):
+        return [l for l in self.lines if "Sanitizer" in l or "runtime error" in l]
 
 
 @pytest.fixture
@@ -104,7 +108,8 @@ def statserver():
 
     yield start
     for s in started:
-        assert s.stop() == 0
+        assert s.stop() == 0, s.lines
+        assert not s.sanitizer_reports(), s.lines
 
 
 def get(srv, path, method="GET", body=None, timeout=10.0):
