@@ -67,7 +67,7 @@ help(void)
 	    "                 interrupted; after the first, show per-second rates\n"
 	    "  -j             JSON, one object per sample, one per line\n"
 	    "  -l addr:port   serve /, /metrics, /stats.json and /history.json over\n"
-	    "                 HTTP there (e.g. 127.0.0.1:9100) until interrupted\n"
+	    "                 HTTP there (e.g. 127.0.0.1:9477) until interrupted\n"
 	    "  -p             Prometheus text exposition format\n"
 	    "  -s statsfile   read this stats segment\n"
 	    "  service[/backend]  show only this service, or this backend\n");
@@ -99,6 +99,20 @@ parse_interval(const char *text)
 	    !(v >= MIN_INTERVAL && v <= MAX_INTERVAL))
 		usage("-i: not a number of seconds from 0.01 to 86400", text);
 	return v;
+}
+
+/* Options that make no sense together. */
+static void
+options_exclusive(const struct lbstat_opts *o, int jflag, int pflag)
+{
+	if (jflag && pflag)
+		usage("-j and -p exclude each other", NULL);
+	if (o->stats_path != NULL && o->conf_path != NULL)
+		usage("-s and -f exclude each other", NULL);
+	if (o->count != 0 && o->interval == 0)
+		usage("-c needs -i", NULL);
+	if (o->listen != NULL && (jflag || pflag || o->interval != 0))
+		usage("-l excludes -i, -j and -p", NULL);
 }
 
 static void
@@ -142,14 +156,7 @@ lbstat_options(int argc, char *argv[], struct lbstat_opts *o)
 	}
 	argc -= optind;
 	argv += optind;
-	if (jflag && pflag)
-		usage("-j and -p exclude each other", NULL);
-	if (o->stats_path != NULL && o->conf_path != NULL)
-		usage("-s and -f exclude each other", NULL);
-	if (o->count != 0 && o->interval == 0)
-		usage("-c needs -i", NULL);
-	if (o->listen != NULL && (jflag || pflag || o->interval != 0))
-		usage("-l excludes -i, -j and -p", NULL);
+	options_exclusive(o, jflag, pflag);
 	if (argc > 1)
 		usage("one service or service/backend at most", NULL);
 	if (argc == 1 && statview_filter_parse(argv[0], &o->filter, why, sizeof(why)) == -1)

@@ -226,6 +226,40 @@ def test_endpoints_match_lbstat(lbd, backend, statserver):
     assert 1 <= len(h["time"]) <= 300
 
 
+def test_usage_and_listen_errors(tmp_path):
+    lbstat = build_bin("lbstat")
+    seg = str(tmp_path / "none.stats")
+    for args in (["-l", "127.0.0.1:1", "-j"], ["-l", "127.0.0.1:1", "-p"],
+                 ["-l", "127.0.0.1:1", "-i", "1"]):
+        r = subprocess.run([lbstat, "-s", seg] + args, capture_output=True,
+                           text=True, timeout=10 * SCALE)
+        assert r.returncode == 2 and "-l excludes -i, -j and -p" in r.stderr, r
+    r = subprocess.run([lbstat, "-s", seg, "-l", "nonsense"], capture_output=True,
+                       text=True, timeout=10 * SCALE)
+    assert r.returncode == 1 and "-l nonsense: " in r.stderr, r
+    # A port taken: the error names the address and the system's reason.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        where = "127.0.0.1:%d" % taken.getsockname()[1]
+        r = subprocess.run([lbstat, "-s", seg, "-l", where], capture_output=True,
+                           text=True, timeout=10 * SCALE)
+    assert r.returncode == 1 and "-l %s: listen: Address already in use" % where \
+        in r.stderr, r
+
+
+def test_filter_argument(lbd, backend, statserver):
+    d = lbd([service("web", backend_set(2, backend)),
+             service("db", backend_set(1, backend, first=3))], workers=1)
+    srv = statserver(stats_path(d), "web")
+    js = json.loads(get(srv, "/stats.json")[2])
+    assert [s["name"] for s in js["services"]] == ["web"]
+    metrics = get(srv, "/metrics")[2].decode()
+    assert 'service="web"' in metrics and 'service="db"' not in metrics
+    assert without_uptime(metrics) == without_uptime(
+        lbstat_out("-p", "-s", stats_path(d), "web"))
+
+
 def test_page_is_self_contained(lbd, backend, statserver):
     d = lbd([service("web", backend_set(1, backend))], workers=1)
     srv = statserver(stats_path(d))
@@ -294,6 +328,42 @@ def test_clients_bounded_and_timed_out(lbd, backend, statserver):
     finally:
         for s in idle:
             s.close()
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def test_hours_of_polling_leak_nothing(lbd, backend, statserver):
+    """What a browser left open does for hours, compressed: many requests,
+    some abandoned half-way or reset, and the server's descriptors and
+    memory come back to where they were."""
+    d = lbd([service("web", backend_set(2, backend))], workers=1)
+    srv = statserver(stats_path(d))
+    get(srv, "/stats.json")
+    fds = fd_count(srv.proc.pid)
+    for i in range(400):
+        kind = i % 4
+        if kind == 0:
+            assert get(srv, "/stats.json")[0] == 200
+        elif kind == 1:
+            assert get(srv, "/history.json")[0] == 200
+        else:
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5 * SCALE)
+            s.sendall(b"GET /metrics HTTP/1.1\r\n" if kind == 2 else
+                      b"GET / HTTP/1.1\r\n\r\n")
+            if kind == 3:		# a reset instead of a FIN, unread response and all
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                             b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+    rss = lambda: int(re.search(r"VmRSS:\s+(\d+)", open(
+        "/proc/%d/status" % srv.proc.pid).read()).group(1))
+    before = rss()
+    for _ in range(200):
+        get(srv, "/stats.json")
+    assert poll(lambda: fd_count(srv.proc.pid) == fds, 5), (fd_count(srv.proc.pid), fds)
+    assert rss() - before < 2048, (before, rss())	# KiB: nothing grows per request
+    assert get(srv, "/metrics")[0] == 200
 
 
 def test_lbd_restarted_underneath(lbd, backend, statserver):
