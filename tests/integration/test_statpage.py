@@ -6,6 +6,7 @@ wait is bounded.
 """
 
 import http.client
+import http.server
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -525,3 +527,78 @@ def test_chromium_renders_page(lbd, backend, statserver):
                    srv.url("/")).stdout.decode(errors="replace")
     assert re.search(r'id="banner"[^>]*>lbstat: 503 Service Unavailable: .*is lbd running',
                      dom), dom[-2000:]
+
+
+class FakeStats(http.server.BaseHTTPRequestHandler):
+    """Serves the page lbstat serves, with figures lbstat cannot make yet:
+    exchanges, and a state the page does not know."""
+
+    page = b""
+    history = {"interval_s": 1, "time": [], "backends": []}
+
+    samples = 0
+
+    def do_GET(self):
+        # A second per sample, whatever the clock: Chromium's virtual time
+        # runs the page's refreshes faster than real seconds.
+        if self.path == "/stats.json":
+            FakeStats.samples += 1
+        t = 1800000000 + FakeStats.samples
+        stats = {"version": "9.9.9", "pid": 1, "running": True, "uptime_s": 5,
+                 "generation": 1, "time": t, "workers_configured": 1,
+                 "worker_restarts": 0, "reloads": 0, "interval_s": 1.0,
+                 "workers": [{"id": 1, "pid": 2, "active": 0, "accepted": 0,
+                              "restarts": 0, "generation": 1, "state": "running"}],
+                 "services": [{"name": "web", "listen": ["127.0.0.1:1"],
+                               "balance": "roundrobin", "active": 0, "accepted": 0,
+                               "rejected": 0, "accepted_per_s": 0, "imbalance": None,
+                               "backends": [self.backend("app1", "up", t),
+                                            self.backend("app2", "backup", t),
+                                            self.backend("app3", "ramp 40%", t)]}]}
+        body = {"/": self.page, "/stats.json": json.dumps(stats).encode(),
+                "/history.json": json.dumps(self.history).encode()}.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    @staticmethod
+    def backend(name, state, t):
+        return {"name": name, "address": "127.0.0.1:2", "state": state, "weight": 1,
+                "active": 0, "connections": 10, "connect_failures": 0, "bytes_in": 0,
+                "bytes_out": 0, "spliced_in": 0, "spliced_out": 0,
+                "connections_per_s": 1.0, "bytes_in_per_s": 0, "bytes_out_per_s": 0,
+                "exchanges": 1000 + 7 * t,
+                "check": {"status": "ok", "latency_ms": 0.1, "last_change_s": 1,
+                          "text": "ok"}}
+
+    def log_message(self, *args):
+        pass
+
+
+def test_chromium_page_takes_what_comes_later(lbd, backend, statserver):
+    """The page shows states it does not know as they are, and an exchanges
+    column once the JSON has exchanges (other issues add both)."""
+    d = lbd([service("web", backend_set(1, backend))], workers=1)
+    srv = statserver(stats_path(d))
+    FakeStats.page = get(srv, "/")[2]
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), FakeStats)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    try:
+        dom = chromium("--virtual-time-budget=4000", "--dump-dom",
+                       "http://127.0.0.1:%d/" % httpd.server_address[1]
+                       ).stdout.decode(errors="replace")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert rendered_rows(dom) == {"web/app1": "up", "web/app2": "backup",
+                                  "web/app3": "ramp 40%"}, dom[-3000:]
+    assert '<span class="s-other">ramp 40%</span>' in dom
+    assert "<th>exch/s</th>" in dom
+    # 7 exchanges a second, from the difference of two samples.
+    assert re.search(r'<td class="exch">7\.0</td>', dom), dom[-3000:]
+    # And without exchanges in the JSON (lbd today), no such column.
+    dom = chromium("--virtual-time-budget=3000", "--dump-dom",
+                   srv.url("/")).stdout.decode(errors="replace")
+    assert 'data-backend="web/app1"' in dom and "<th>exch/s</th>" not in dom
