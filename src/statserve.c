@@ -103,8 +103,9 @@ serve_tick(struct serve *s)
 		stathist_push(s->hist, NULL, (uint64_t)time(NULL));
 		return;
 	}
-	if (!s->have)
-		s->why[0] = '\0';
+	if (!s->have && s->why[0] != '\0')
+		log_info("stats segment readable again (lbd pid %d)", (int)s->spare->pid);
+	s->why[0] = '\0';
 	if (s->have)
 		statview_rates(s->spare, s->cur);
 	t = s->cur, s->cur = s->spare, s->spare = t;

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Takes docs/statpage.png: lbd in front of five demo backends, about a
-minute of traffic, lbstat -l serving the status page, and a headless
+"""Takes docs/statpage.png: lbd in front of six demo backends, two and a
+half minutes of traffic, lbstat -l serving the status page, and a headless
 Chromium's screenshot of it.
 
 usage: contrib/demo/statpage-shot.py [OUTPUT.png]   (run as root, after make)
@@ -9,7 +9,8 @@ Service "demo" spreads requests round-robin over app1..app3, and app2 is
 drained half-way (its chart drops, its state turns "drain").  Service "api"
 balances by source address: one client sends about 2500 requests a minute,
 another about 800, and they hash to different backends, so the imbalance
-figure shows what the seed's 2500 vs 800 req/min looks like.
+figure shows what the seed's 2500 vs 800 req/min looks like; its app6 has
+nothing listening, so it is down.
 """
 import http.client
 import os
@@ -23,8 +24,8 @@ import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("LBD_BUILD", os.path.join(TOP, "build"))
-TRAFFIC_S = 70
-DRAIN_AT_S = 40
+TRAFFIC_S = 150
+DRAIN_AT_S = 90
 
 
 def free_port():
@@ -67,7 +68,7 @@ def config(tmp, ports):
             '%s\n%s\n}\n\n'
             'service api {\n    listen = { "127.0.0.1:%d" }\n    balance = "source"\n'
             '%s\n%s\n}\n' % (tmp, ports["demo"], health, rows(["app1", "app2", "app3"]),
-                             ports["api"], health, rows(["app4", "app5"])))
+                             ports["api"], health, rows(["app4", "app5", "app6"])))
 
 
 def distinct_sources(port):
@@ -114,8 +115,8 @@ def main():
     os.chmod(tmp, 0o755)
     procs = []
     try:
-        ports = {n: free_port() for n in ["app%d" % i for i in range(1, 6)]
-                 + ["demo", "api", "http"]}
+        ports = {n: free_port() for n in ["app%d" % i for i in range(1, 7)]
+                 + ["demo", "api", "http"]}		# app6: nothing listens
         for i in range(1, 6):
             n = "app%d" % i
             procs.append(subprocess.Popen([sys.executable, os.path.join(
