@@ -767,12 +767,6 @@ config_balance_name(enum lbd_balance balance)
 	}
 }
 
-const char *
-config_proxy_protocol_name(enum lbd_proxy_protocol pp)
-{
-	return pp == LBD_PROXY_V1 ? "v1" : pp == LBD_PROXY_V2 ? "v2" : "off";
-}
-
 static int
 runtime_path(const struct lbd_config *conf, const char *file, char *buf, size_t len)
 {

@@ -98,7 +98,6 @@ struct lbd_config *config_load(const char *path, FILE *errors);
 void config_free(struct lbd_config *conf);
 
 const char *config_balance_name(enum lbd_balance balance);
-const char *config_proxy_protocol_name(enum lbd_proxy_protocol pp);
 
 /* Where the stats segment and control socket of conf live. */
 int config_stats_path(const struct lbd_config *conf, char *buf, size_t len);

@@ -411,8 +411,8 @@ nap(long nsec)
 }
 
 /*
- * A consistent snapshot.  Not stats_read_begin: it spins for as long as
- * the sequence is odd, which is forever if the master died mid-write.
+ * A consistent snapshot, tried a bounded number of times with naps between:
+ * a master that died mid-write leaves the sequence odd for good.
  */
 static int
 lbstat_snapshot(const struct lbstat_seg *seg, struct statview_snap *snap,

@@ -273,7 +273,9 @@ worker_signal_stop(struct master *m, int slot, uint64_t grace_ms)
 		return;
 	wp->stopping = 1;
 	wp->kill_at_ms = clock_ms() + grace_ms;
+	stats_write_begin(&m->map);
 	stats_worker(&m->map, (uint32_t)slot)->state = LBD_WORKER_STOPPING;
+	stats_write_end(&m->map);
 	(void)kill(wp->pid, SIGTERM);
 }
 
@@ -569,7 +571,7 @@ refused:
 static void
 signal_cb(struct ev_handler *h, uint32_t events)
 {
-	struct master *m = (struct master *)((char *)h - offsetof(struct master, sig));
+	struct master *m = EV_CONTAINER(h, struct master, sig);
 	struct signalfd_siginfo si;
 
 	(void)events;
@@ -697,7 +699,9 @@ master_start(struct master *m)
 		log_to_syslog();
 	}
 	pidfile_write(m->pidfh);
+	stats_write_begin(&m->map);
 	m->map.hdr->master_pid = (int32_t)getpid();
+	stats_write_end(&m->map);
 	proctitle_set("master");
 	for (id = 1; id <= m->conf->workers; id++)
 		if (worker_spawn(m, id) == -1)

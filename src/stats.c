@@ -1,5 +1,6 @@
 /*
- * The stats segment: creation, slot layout by name, and reader snapshots.
+ * The stats segment: creation, slot layout by name, the master's seqlock,
+ * and the sums readers take over the per-worker rows.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -170,23 +171,6 @@ stats_write_end(struct stats_map *map)
 {
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	__atomic_store_n(&map->hdr->seq, map->hdr->seq + 1, __ATOMIC_RELAXED);
-}
-
-/*
- * Bounded: a master that died in the middle of a write leaves the count odd
- * forever, and a reader must not spin on it.  Returns an odd value then,
- * which stats_read_retry never accepts.
- */
-uint32_t
-stats_read_begin(const struct stats_map *map)
-{
-	uint32_t seq = 0;
-	int tries;
-
-	for (tries = 0; tries < 1000000; tries++)
-		if (!((seq = __atomic_load_n(&map->hdr->seq, __ATOMIC_ACQUIRE)) & 1))
-			return seq;
-	return seq;
 }
 
 int

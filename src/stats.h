@@ -41,7 +41,6 @@ void stats_retire_worker(struct stats_map *map, uint32_t slot);
 /* Seqlock around the master's writes; readers retry on a change. */
 void stats_write_begin(struct stats_map *map);
 void stats_write_end(struct stats_map *map);
-uint32_t stats_read_begin(const struct stats_map *map);
 int stats_read_retry(const struct stats_map *map, uint32_t seq);
 
 static inline struct lbd_stats_service *

@@ -146,7 +146,8 @@ struct lbd_stats_backend {
 	uint8_t pad1[16];
 } __attribute__((aligned(LBD_CACHELINE)));
 
-/* pid, id, generation, state, restarts: master.  accepted, active: the worker. */
+/* pid, id, generation, state, restarts, started: master.  accepted, active,
+ * sleeping: the worker. */
 struct lbd_stats_worker {
 	int32_t pid;
 	uint32_t id;			/* 1..workers: the N of "lbd: worker N" */

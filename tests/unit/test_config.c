@@ -200,7 +200,7 @@ test_full_config(void **state)
 	assert_int_equal(svc->backends[1].addr.len, sizeof(*sin));
 
 	assert_string_equal(config_balance_name(svc->balance), "roundrobin");
-	assert_string_equal(config_proxy_protocol_name(svc->proxy_protocol), "off");
+	assert_int_equal(svc->proxy_protocol, LBD_PROXY_OFF);
 	assert_int_equal(config_stats_path(conf, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "/run/lbd/" LBD_STATS_FILE);
 	assert_int_equal(config_control_path(conf, buf, sizeof(buf)), 0);
@@ -331,7 +331,7 @@ test_values_and_lines(void **state)
 	assert_int_equal(svc->balance, LBD_BALANCE_SOURCE);
 	assert_int_equal(svc->proxy_protocol, LBD_PROXY_V2);
 	assert_string_equal(config_balance_name(svc->balance), "source");
-	assert_string_equal(config_proxy_protocol_name(svc->proxy_protocol), "v2");
+	assert_int_equal(svc->proxy_protocol, LBD_PROXY_V2);
 	assert_string_equal(svc->backends[0].name, "x.y_z-1");
 	assert_int_equal(svc->backends[0].line, 27);
 	config_free(conf);
