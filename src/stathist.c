@@ -23,6 +23,7 @@ series_clear(struct stathist_series *s)
 	for (i = 0; i < STATHIST_LEN; i++) {
 		s->active[i] = NAN;
 		s->connections_rate[i] = NAN;
+		s->exchanges_rate[i] = NAN;
 		s->bytes_rate[i] = NAN;
 	}
 }
@@ -52,6 +53,7 @@ series_put(struct stathist_series *s, size_t at, uint64_t tick,
 	s->active[at] = (float)be->active;
 	if (snap->has_rates) {
 		s->connections_rate[at] = (float)be->connections_rate;
+		s->exchanges_rate[at] = (float)be->exchanges_rate;
 		s->bytes_rate[at] = (float)(be->bytes_in_rate + be->bytes_out_rate);
 	}
 }
@@ -68,6 +70,7 @@ stathist_push(struct stathist *h, const struct statview_snap *snap, uint64_t now
 	for (i = 0; i < LBD_MAX_BACKENDS; i++) {
 		h->series[i].active[at] = NAN;
 		h->series[i].connections_rate[at] = NAN;
+		h->series[i].exchanges_rate[at] = NAN;
 		h->series[i].bytes_rate[at] = NAN;
 	}
 	if (snap == NULL)
@@ -110,6 +113,7 @@ json_series(FILE *out, const struct stathist_series *s, const struct stathist *h
 	    statexport_json_escape(s->name, name, sizeof(name)));
 	json_floats(out, "active", s->active, h);
 	json_floats(out, "connections_per_s", s->connections_rate, h);
+	json_floats(out, "exchanges_per_s", s->exchanges_rate, h);
 	json_floats(out, "bytes_per_s", s->bytes_rate, h);
 	fputc('}', out);
 }

@@ -20,6 +20,7 @@ struct stathist_series {
 	uint64_t last_seen;		/* tick number of its last sample */
 	float active[STATHIST_LEN];
 	float connections_rate[STATHIST_LEN];
+	float exchanges_rate[STATHIST_LEN];
 	float bytes_rate[STATHIST_LEN];	/* in and out together */
 };
 
@@ -34,7 +35,8 @@ void stathist_init(struct stathist *h);
  * NULL, a gap at time now (no segment to read). */
 void stathist_push(struct stathist *h, const struct statview_snap *snap, uint64_t now);
 /* {"interval_s":1,"time":[...],"backends":[{"service":..,"name":..,
- *  "active":[...],"connections_per_s":[...],"bytes_per_s":[...]}]},
+ *  "active":[...],"connections_per_s":[...],"exchanges_per_s":[...],
+ *  "bytes_per_s":[...]}]},
  * oldest first, null for a missing sample; only backends seen in the window. */
 void stathist_json(FILE *out, const struct stathist *h);
 

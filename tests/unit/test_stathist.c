@@ -40,6 +40,7 @@ sample(struct stathist *h, struct statview_snap *s, uint64_t t, double rate, uin
 	s->backends[0].bytes_in_rate = 100;
 	s->backends[0].bytes_out_rate = 50;
 	s->backends[0].active = active;
+	s->backends[0].exchanges_rate = 10 * rate;
 	s->backends[1].connections_rate = 2 * rate;
 	stathist_push(h, s, 0);
 }
@@ -77,9 +78,11 @@ test_samples_and_gaps(void **state)
 	text = render(h);
 	assert_string_equal(text, "{\"interval_s\":1,\"time\":[1000,1001,1002],\"backends\":["
 	    "{\"service\":\"web\",\"name\":\"app1\",\"active\":[3,null,4],"
-	    "\"connections_per_s\":[null,null,1.5],\"bytes_per_s\":[null,null,150]},"
+	    "\"connections_per_s\":[null,null,1.5],\"exchanges_per_s\":[null,null,15],"
+	    "\"bytes_per_s\":[null,null,150]},"
 	    "{\"service\":\"web\",\"name\":\"app2\",\"active\":[0,null,0],"
-	    "\"connections_per_s\":[null,null,3],\"bytes_per_s\":[null,null,0]}]}\n");
+	    "\"connections_per_s\":[null,null,3],\"exchanges_per_s\":[null,null,0],"
+	    "\"bytes_per_s\":[null,null,0]}]}\n");
 	free(text);
 	free(s);
 	free(h);
