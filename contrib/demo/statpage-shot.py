@@ -53,6 +53,8 @@ def client(port, per_s, until, source="127.0.0.1"):
         except OSError:
             pass
         next_t += 1.0 / per_s
+        if next_t < time.monotonic() - 0.5:
+            next_t = time.monotonic()	# after a stall, no burst to catch up
         time.sleep(max(0.0, next_t - time.monotonic()))
 
 
