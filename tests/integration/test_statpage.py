@@ -365,7 +365,10 @@ def test_hours_of_polling_leak_nothing(lbd, backend, statserver):
         get(srv, "/stats.json")
     # (fds may count the first request's connection, still lingering.)
     assert poll(lambda: fd_count(srv.proc.pid) <= fds, 5), (fd_count(srv.proc.pid), fds)
-    assert rss() - before < 2048, (before, rss())	# KiB: nothing grows per request
+    # KiB: nothing grows per request.  (Under ASan freed memory sits in its
+    # quarantine, so RSS grows anyway; LeakSanitizer checks at exit there.)
+    if "asan" not in os.path.basename(lbdtest.build_dir()):
+        assert rss() - before < 2048, (before, rss())
     assert get(srv, "/metrics")[0] == 200
 
 
