@@ -3,20 +3,24 @@
 # only while the local lbd is healthy and the node is not drained.
 #
 #   lbd-bird-health.sh           the loop (run it as a service, as root)
-#   lbd-bird-health.sh check     one check: exit 0 healthy, 1 not
+#   lbd-bird-health.sh check     one check: exit 0 healthy, 1 not (and why)
+#   lbd-bird-health.sh drain     planned maintenance: withdraw this node
+#   lbd-bird-health.sh undrain   announce it again (once lbd is healthy)
 #
-# Every INTERVAL seconds it checks lbd the way contrib/keepalived/check_lbd.sh
+# Every INTERVAL seconds it checks lbd as contrib/keepalived/check_lbd.sh
 # does (the master named in the pid file is alive and its statistics segment
-# reads) and that DRAIN_FILE does not exist.  After FALL failed checks in a
-# row it disables the BIRD protocols in PROTOCOLS (static protocols holding
-# the service routes, see bird-node.conf), which withdraws the routes from
-# every BGP session at once; after RISE good checks in a row it enables them.
-# The state is told to BIRD on every check, not only on a change, so a BIRD
-# that restarted (its configuration starts them disabled) is brought back in
-# line within one interval.
-#
-# Planned maintenance:  touch "$DRAIN_FILE"  (withdraw; see README.md), and
-# rm "$DRAIN_FILE" to announce again.
+# reads), that at least one worker is running (not only old ones finishing
+# their connections, as after SIGTERM), and that DRAIN_FILE does not exist.
+# After FALL failed checks in a row it disables the BIRD protocols in
+# PROTOCOLS (static protocols holding the service routes, see
+# bird-node.conf), which withdraws the routes from every BGP session at
+# once; after RISE good checks in a row it enables them.  The state is told
+# to BIRD on every check, not only on a change, so a BIRD that restarted
+# (its configuration starts them disabled) is brought back in line within
+# one interval.  Until the loop has decided (FALL or RISE checks after it
+# starts) it tells BIRD nothing, so restarting the loop never withdraws a
+# healthy node.  The drain file lives outside /run so that a drained node
+# stays drained across a reboot until someone undrains it.
 #
 # Settings (environment):
 PIDFILE=${PIDFILE:-/run/lbd/lbd.pid}
@@ -25,7 +29,7 @@ LBSTAT=${LBSTAT:-/usr/bin/lbstat}
 BIRDC=${BIRDC:-/usr/sbin/birdc}
 BIRD_SOCKET=${BIRD_SOCKET:-/run/bird/bird.ctl}
 PROTOCOLS=${PROTOCOLS:-lbd_vips4 lbd_vips6}
-DRAIN_FILE=${DRAIN_FILE:-/run/lbd/withdraw}
+DRAIN_FILE=${DRAIN_FILE:-/var/lib/lbd/withdraw}
 INTERVAL=${INTERVAL:-1}			# seconds; fractions work with GNU sleep
 FALL=${FALL:-2}
 RISE=${RISE:-2}
@@ -52,10 +56,19 @@ check() {
 		echo "lbd master $pid is gone"
 		return 1
 	fi
-	if ! "$LBSTAT" -s "$STATSFILE" >/dev/null 2>&1; then
+	# lbstat's Prometheus output: lbd_workers counts running workers only.
+	workers=$("$LBSTAT" -p -s "$STATSFILE" 2>/dev/null |
+	    awk '$1 == "lbd_workers" { print $2 }')
+	case $workers in
+	'')
 		echo "lbstat cannot read $STATSFILE"
 		return 1
-	fi
+		;;
+	0)
+		echo "lbd has no running worker (stopping?)"
+		return 1
+		;;
+	esac
 	return 0
 }
 
@@ -80,7 +93,7 @@ tell_bird() {
 }
 
 loop() {
-	state=down		# as BIRD starts: disabled until RISE good checks
+	state=unknown
 	good=0
 	bad=0
 	bird_error=""
@@ -93,18 +106,18 @@ loop() {
 			bad=$((bad + 1))
 			good=0
 		fi
-		if [ "$state" = down ] && [ "$good" -ge "$RISE" ]; then
+		if [ "$state" != up ] && [ "$good" -ge "$RISE" ]; then
 			state=up
 			say "lbd is healthy: announcing"
-		elif [ "$state" = up ] && [ "$bad" -ge "$FALL" ]; then
+		elif [ "$state" != down ] && [ "$bad" -ge "$FALL" ]; then
 			state=down
 			say "withdrawing: $reason"
 		fi
-		if [ "$state" = up ]; then
-			err=$(tell_bird enable)
-		else
-			err=$(tell_bird disable)
-		fi
+		case $state in
+		up)	err=$(tell_bird enable) ;;
+		down)	err=$(tell_bird disable) ;;
+		*)	err="" ;;
+		esac
 		# One line per change of BIRD's answer, not one per interval.
 		if [ "$err" != "$bird_error" ]; then
 			[ -n "$err" ] && say "$err"
@@ -121,12 +134,20 @@ check)
 	say "$reason"
 	exit 1
 	;;
+drain)
+	mkdir -p "$(dirname "$DRAIN_FILE")" && touch "$DRAIN_FILE" || exit 1
+	say "drained: the routes go within $FALL checks of ${INTERVAL}s"
+	;;
+undrain)
+	rm -f "$DRAIN_FILE" || exit 1
+	say "undrained: announced again after $RISE good checks"
+	;;
 loop)
 	trap 'exit 0' TERM INT
 	loop
 	;;
 *)
-	echo "usage: lbd-bird-health.sh [check|loop]" >&2
+	echo "usage: lbd-bird-health.sh [check|loop|drain|undrain]" >&2
 	exit 2
 	;;
 esac

@@ -182,6 +182,7 @@ class Topology:
         self.procs = []			# (Popen, group) to stop at the end
         self.birds = {}
         self.health = {}
+        self.health_env = {}
         self.lbd = {}
         self.fds = {}
         self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
@@ -333,11 +334,19 @@ class Topology:
                    BIRDC=shutil.which("birdc"), BIRD_SOCKET=self.birds[node],
                    DRAIN_FILE=self.drain_file(node), INTERVAL="1", FALL="2",
                    RISE="2")
+        self.health_env[node] = env
         self.health[node] = self.start(["sh", HEALTH], "health-%s.log" % node,
                                        env=env, group=True)
 
     def drain_file(self, node):
         return os.path.join(self.dir, "withdraw-" + node)
+
+    def health_cmd(self, node, cmd):
+        """lbd-bird-health.sh CMD with node's settings."""
+        p = subprocess.run(["sh", HEALTH, cmd], env=self.health_env[node],
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=20)
+        return p.returncode, p.stderr.strip()
 
     # looking ---------------------------------------------------------------
 
@@ -543,6 +552,7 @@ def test_bgp_ecmp_failover_and_drain(tmp_path, lbd_bin):
         check_failover(topo)
         check_restart(topo)
         check_drain(topo)
+        check_graceful_stop(topo)
     except BaseException:
         print(topo.describe())
         raise
@@ -628,6 +638,10 @@ def check_failover(topo):
 
 
 def check_restart(topo):
+    # A download through node2 while node1 rejoins: the rehash must not
+    # move it (pin-flows.nft).
+    dl = Download(open_download_via(topo, "node2"))
+    dl.start()
     t0 = time.monotonic()
     topo.lbd["node1"].start()
     topo.wait_paths(set(NODES), 10.0)
@@ -639,6 +653,34 @@ def check_restart(topo):
     counts = spread(results)
     print("400 connections after the restart: %s" % counts)
     assert_spread(counts, 400, "after restart")
+    dl.hurry.set()
+    dl.join(60)
+    want = hashlib.sha256(backend_mod.stream_bytes("ecmp", DL_SIZE)).hexdigest()
+    assert dl.result == (DL_SIZE, want), \
+        "download through node2 while node1 rejoined: %r" % (dl.result,)
+
+
+def check_graceful_stop(topo):
+    """SIGTERM without a drain first: the workers stop accepting while the
+    master waits for an open connection, and the route goes meanwhile."""
+    held = topo.connect(PORT_RR)
+    assert lbdtest.recv_line(held).endswith(b"\n")
+    d = topo.lbd["node1"]
+    t0 = time.monotonic()
+    d.signal(signal.SIGTERM)
+    try:
+        topo.wait_paths(set(), 5.0)
+        took = time.monotonic() - t0
+        alive = d.proc.poll() is None
+    finally:
+        held.close()
+    status = d.wait(20 * SCALE)
+    print("SIGTERM to lbd on node1 with a connection open: route withdrawn "
+          "after %.2fs, master still finishing: %s; exit %s"
+          % (took, alive, status))
+    assert status == 0
+    assert alive, "lbd exited before the route went: the stopping state " \
+        "was not what withdrew it"
 
 
 def check_drain(topo):
@@ -648,7 +690,8 @@ def check_drain(topo):
     prober.start()
     time.sleep(0.5)
     t0 = time.monotonic()
-    open(topo.drain_file("node2"), "w").close()
+    rc, out = topo.health_cmd("node2", "drain")
+    assert rc == 0, out
     topo.wait_paths({"node1"}, 10.0)
     topo.wait_paths({"node1"}, 5.0, family=6)
     t_gone = time.monotonic()
