@@ -28,3 +28,11 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing
+# BIRD runs only as the tests' own instances (bird -c -s -P, one per
+# namespace): never as the system's daemon with /etc/bird/bird.conf, which
+# would export routes into the host's kernel tables at the next boot.
+case " $missing " in
+*" bird2 "*)
+	systemctl disable bird.service >/dev/null 2>&1 || true
+	;;
+esac

@@ -114,7 +114,10 @@ def stop_proc(proc, sig=signal.SIGTERM, timeout=5.0, group=False):
         pass
     if proc.poll() is None:
         try:
-            os.killpg(proc.pid, signal.SIGKILL) if group else proc.kill()
+            if group:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
         except ProcessLookupError:
             pass
         proc.wait(5)
@@ -621,15 +624,18 @@ def check_failover(topo):
     bad_after = [r for r in after if r[2] is not None or r[1] != "node2"]
     first_ok = min((r[0] for r in results if r[0] > t_killed and
                     r[2] is None), default=None)
+    first_after = min((r[0] for r in after if r[2] is None), default=t_gone)
     last_fail = max((r[0] for r in failed), default=None)
     print("failover: lbd on node1 SIGKILLed; route withdrawn after %.2fs; "
           "%d connections failed between (all started %s after the kill); "
-          "first successful connect after the kill at +%.3fs; %d connections "
-          "after the withdrawal, all through node2: %s" % (
+          "first successful connect after the kill at +%.3fs, after the "
+          "withdrawal at +%.3fs; %d connections after the withdrawal, all "
+          "through node2: %s" % (
               withdrawn, len(failed),
               "%.2f-%.2fs" % (min(r[0] for r in failed) - t_kill,
                               last_fail - t_kill) if failed else "-",
-              first_ok - t_kill, len(after), not bad_after))
+              first_ok - t_kill, first_after - t_kill, len(after),
+              not bad_after))
     assert withdrawn <= 5.0, "route withdrawn after %.1fs" % withdrawn
     assert after and not bad_after, "after the withdrawal: %s" % bad_after[:5]
     want = hashlib.sha256(backend_mod.stream_bytes("ecmp", DL_SIZE)).hexdigest()
