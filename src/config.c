@@ -17,6 +17,7 @@
 #include <confuse.h>
 
 #include "addr.h"
+#include "balance.h"
 #include "config.h"
 
 struct int_range {
@@ -539,6 +540,7 @@ load_backends(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 			continue;
 		}
 		strlcpy(be->name, name, sizeof(be->name));
+		be->name_hash = balance_name_hash(be->name);
 		be->weight = (uint32_t)cfg_getint(bcfg, "weight");
 		if (address == NULL) {
 			config_report(ctx, be->line, "backend %s/%s has no address",

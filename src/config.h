@@ -44,6 +44,7 @@ struct lbd_backend_conf {
 	uint32_t weight;		/* 0..256 */
 	int line;
 	uint32_t slot;			/* stats segment slot, set by the master */
+	uint64_t name_hash;		/* balance_name_hash(name): the source hash's key */
 };
 
 struct lbd_service_conf {
