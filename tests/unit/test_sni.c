@@ -199,7 +199,8 @@ build_hello(unsigned char *out, const void *ext, size_t extlen, int with_ext)
 	if (with_ext) {
 		out[o++] = (unsigned char)(extlen >> 8);
 		out[o++] = (unsigned char)extlen;
-		memcpy(out + o, ext, extlen);
+		if (extlen > 0)
+			memcpy(out + o, ext, extlen);
 		o += extlen;
 	}
 	return o;
