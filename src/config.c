@@ -17,7 +17,9 @@
 #include <confuse.h>
 
 #include "addr.h"
+#include "cidr.h"
 #include "config.h"
+#include "sniroute.h"
 
 struct int_range {
 	const char *name;
@@ -170,6 +172,35 @@ parse_keyword_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return -1;
 }
 
+/* An `sni` entry: a host name, or "*." and one (sniroute.h). */
+static int
+parse_sni_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (!sniroute_pattern_valid(value)) {
+		cfg_error(cfg, "%s \"%s\": not a host name (letters, digits, '-', dots, at "
+		    "most 253 characters, no IP address), optionally after \"*.\"",
+		    opt->name, value);
+		return -1;
+	}
+	*(const char **)result = value;
+	return 0;
+}
+
+/* An `allow` or `deny` entry: "ADDR/LEN" or a bare address (cidr.h). */
+static int
+parse_cidr_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct cidr_range r;
+	const char *why;
+
+	if (cidr_parse(value, &r, &why) == -1) {
+		cfg_error(cfg, "%s \"%s\": %s", opt->name, value, why);
+		return -1;
+	}
+	*(const char **)result = value;
+	return 0;
+}
+
 #define DURATION(name, def) CFG_STR_CB(name, def, CFGF_NONE, parse_duration_cb)
 
 static cfg_opt_t health_opts[] = {
@@ -195,6 +226,10 @@ static cfg_opt_t service_opts[] = {
 	DURATION("idle-timeout", "5m"),
 	CFG_INT("retries", 2, CFGF_NONE),
 	CFG_STR_CB("proxy-protocol", "off", CFGF_NONE, parse_keyword_cb),
+	CFG_BOOL("accept-proxy", cfg_false, CFGF_NONE),
+	CFG_STR_LIST_CB("sni", NULL, CFGF_NODEFAULT, parse_sni_cb),
+	CFG_STR_LIST_CB("allow", NULL, CFGF_NODEFAULT, parse_cidr_cb),
+	CFG_STR_LIST_CB("deny", NULL, CFGF_NODEFAULT, parse_cidr_cb),
 	CFG_SEC("health", health_opts, CFGF_NONE),
 	CFG_SEC("backend", backend_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END()
@@ -562,6 +597,65 @@ load_listen(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 	return rc;
 }
 
+/* allow or deny: each entry was checked by parse_cidr_cb as it was read. */
+static int
+load_cidrs(struct load_ctx *ctx, cfg_t *scfg, const char *key,
+    struct lbd_service_conf *svc, struct cidr_set *set)
+{
+	size_t i, n = cfg_size(scfg, key);
+	const char *why;
+
+	if (n > LBD_MAX_CIDRS) {
+		config_report(ctx, svc->line, "service %s: more than %d %s entries",
+		    svc->name, LBD_MAX_CIDRS, key);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		const char *text = cfg_getnstr(scfg, key, (unsigned)i);
+
+		if (cidr_set_add(set, text, &why) == -1) {
+			config_report(ctx, svc->line, "service %s: %s \"%s\": %s",
+			    svc->name, key, text, why);
+			return -1;
+		}
+	}
+	cidr_set_finish(set);
+	return 0;
+}
+
+/* accept-proxy, sni, allow and deny: what frontdoor.h needs. */
+static int
+load_frontdoor(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
+{
+	size_t i, n = cfg_size(scfg, "sni");
+	char *p;
+
+	svc->accept_proxy = cfg_getbool(scfg, "accept-proxy");
+	if (n > LBD_MAX_SNI_NAMES) {
+		config_report(ctx, svc->line, "service %s: more than %d sni names",
+		    svc->name, LBD_MAX_SNI_NAMES);
+		return -1;
+	}
+	if (n > 0 && (svc->sni = calloc(n, sizeof(*svc->sni))) == NULL) {
+		config_report(ctx, svc->line, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if ((svc->sni[i] = strdup(cfg_getnstr(scfg, "sni", (unsigned)i))) == NULL) {
+			config_report(ctx, svc->line, "out of memory");
+			return -1;
+		}
+		svc->nsni++;
+		/* Names match case-insensitively; one case makes logs and checks simple. */
+		for (p = svc->sni[i]; *p != '\0'; p++)
+			*p = (char)tolower((unsigned char)*p);
+	}
+	if (load_cidrs(ctx, scfg, "allow", svc, &svc->allow) == -1 ||
+	    load_cidrs(ctx, scfg, "deny", svc, &svc->deny) == -1)
+		return -1;
+	return 0;
+}
+
 static int
 load_service(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 {
@@ -594,6 +688,8 @@ load_service(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 		rc = -1;
 	if (load_backends(ctx, scfg, svc) == -1)
 		rc = -1;
+	if (load_frontdoor(ctx, scfg, svc) == -1)
+		rc = -1;
 	return rc;
 }
 
@@ -603,30 +699,135 @@ same_sockaddr(const struct lbd_sockaddr *a, const struct lbd_sockaddr *b)
 	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
-/* Two services, or one service twice, on the same address. */
+/* The services listening on one address, in file order. */
+struct listen_group {
+	const struct lbd_sockaddr *addr;
+	size_t svc[LBD_MAX_SERVICES];
+	size_t n;
+};
+
+static int
+service_listens_on(const struct lbd_service_conf *svc, const struct lbd_sockaddr *addr)
+{
+	size_t m;
+
+	for (m = 0; m < svc->nlisten; m++)
+		if (same_sockaddr(&svc->listen[m], addr))
+			return 1;
+	return 0;
+}
+
+/* At most one service without `sni`, one accept-proxy setting for all. */
+static int
+check_group_shape(struct load_ctx *ctx, const struct lbd_config *conf,
+    const struct listen_group *g)
+{
+	const struct lbd_service_conf *first = &conf->services[g->svc[0]], *def = NULL;
+	size_t i;
+
+	for (i = 0; i < g->n; i++) {
+		const struct lbd_service_conf *svc = &conf->services[g->svc[i]];
+
+		if (svc->accept_proxy != first->accept_proxy) {
+			config_report(ctx, svc->line, "service %s: accept-proxy differs from "
+			    "service %s (line %d), which shares listen address %s: the PROXY "
+			    "header comes before any routing", svc->name, first->name,
+			    first->line, g->addr->text);
+			return -1;
+		}
+		if (svc->nsni > 0)
+			continue;
+		if (def != NULL) {
+			config_report(ctx, svc->line, "service %s: listen address %s is already "
+			    "used by service %s (line %d); services sharing an address need sni "
+			    "names, all but one", svc->name, g->addr->text, def->name, def->line);
+			return -1;
+		}
+		def = svc;
+	}
+	return 0;
+}
+
+/* No name claimed by two services of the group (sniroute.h). */
+static int
+check_group_names(struct load_ctx *ctx, const struct lbd_config *conf,
+    const struct listen_group *g)
+{
+	struct sniroute_input in[LBD_MAX_SERVICES];
+	struct sniroute rt;
+	struct sniroute_error err;
+	const struct lbd_service_conf *a, *b;
+	size_t i;
+
+	for (i = 0; i < g->n; i++) {
+		in[i].names = (const char *const *)conf->services[g->svc[i]].sni;
+		in[i].nnames = conf->services[g->svc[i]].nsni;
+	}
+	switch (sniroute_build(&rt, in, g->n, &err)) {
+	case SNIROUTE_OK:
+		sniroute_free(&rt);
+		return 0;
+	case SNIROUTE_DUPLICATE:
+		a = &conf->services[g->svc[err.a]];
+		b = &conf->services[g->svc[err.b]];
+		config_report(ctx, b->line, "service %s: sni name \"%s\" on %s is already "
+		    "claimed by service %s (line %d)", b->name, err.name, g->addr->text,
+		    a->name, a->line);
+		return -1;
+	default:
+		/* Bad names and two defaults were reported before; this is memory. */
+		config_report(ctx, conf->services[g->svc[0]].line, "out of memory");
+		return -1;
+	}
+}
+
+/* Services s and after on address: the group, unless an earlier one had it. */
+static int
+listen_group_at(const struct lbd_config *conf, size_t s, const struct lbd_sockaddr *addr,
+    struct listen_group *g)
+{
+	size_t t;
+
+	for (t = 0; t < s; t++)
+		if (service_listens_on(&conf->services[t], addr))
+			return -1;
+	g->addr = addr;
+	g->n = 0;
+	for (t = s; t < conf->nservices && g->n < LBD_MAX_SERVICES; t++)
+		if (service_listens_on(&conf->services[t], addr))
+			g->svc[g->n++] = t;
+	return 0;
+}
+
+/*
+ * One service twice on an address is refused; several services share one
+ * when they route by TLS server name (sni): all but at most one have names,
+ * no name is claimed twice, and they agree on accept-proxy.
+ */
 static int
 check_listen_unique(struct load_ctx *ctx, struct lbd_config *conf)
 {
-	size_t s, l, t, m;
+	struct listen_group g;
+	size_t s, l, m;
 	int rc = 0;
 
 	for (s = 0; s < conf->nservices; s++) {
 		struct lbd_service_conf *svc = &conf->services[s];
 
 		for (l = 0; l < svc->nlisten; l++) {
-			for (t = 0; t <= s; t++) {
-				struct lbd_service_conf *other = &conf->services[t];
-
-				for (m = 0; m < (t == s ? l : other->nlisten); m++) {
-					if (!same_sockaddr(&svc->listen[l], &other->listen[m]))
-						continue;
-					config_report(ctx, svc->line,
-					    "service %s: listen address %s is already used by "
-					    "service %s (line %d)", svc->name, svc->listen[l].text,
-					    other->name, other->line);
-					rc = -1;
-				}
+			for (m = 0; m < l; m++) {
+				if (!same_sockaddr(&svc->listen[l], &svc->listen[m]))
+					continue;
+				config_report(ctx, svc->line, "service %s: listen address %s is "
+				    "already used by service %s (line %d)", svc->name,
+				    svc->listen[l].text, svc->name, svc->line);
+				rc = -1;
 			}
+			if (listen_group_at(conf, s, &svc->listen[l], &g) == -1 || g.n < 2)
+				continue;
+			if (check_group_shape(ctx, conf, &g) == -1 ||
+			    check_group_names(ctx, conf, &g) == -1)
+				rc = -1;
 		}
 	}
 	return rc;
@@ -744,6 +945,11 @@ config_free(struct lbd_config *conf)
 		free(conf->services[i].backends);
 		free(conf->services[i].health.send);
 		free(conf->services[i].health.expect);
+		while (conf->services[i].nsni > 0)
+			free(conf->services[i].sni[--conf->services[i].nsni]);
+		free(conf->services[i].sni);
+		cidr_set_free(&conf->services[i].allow);
+		cidr_set_free(&conf->services[i].deny);
 	}
 	free(conf->services);
 	free(conf->path);

@@ -35,7 +35,7 @@ find_duplicate(const struct sniroute_entry *e, size_t n, struct sniroute_error *
 			continue;
 		err->a = e[i - 1].candidate < e[i].candidate ? e[i - 1].candidate : e[i].candidate;
 		err->b = e[i - 1].candidate < e[i].candidate ? e[i].candidate : e[i - 1].candidate;
-		err->name = e[i].key;
+		err->name = e[i].pattern;
 		return -1;
 	}
 	return 0;
@@ -82,9 +82,9 @@ sniroute_fill(struct sniroute *rt, const struct sniroute_input *in, size_t n)
 			const char *name = in[c].names[i];
 
 			if (strncmp(name, "*.", 2) == 0)
-				rt->wild[nw++] = (struct sniroute_entry){ name + 2, c };
+				rt->wild[nw++] = (struct sniroute_entry){ name + 2, name, c };
 			else
-				rt->exact[ne++] = (struct sniroute_entry){ name, c };
+				rt->exact[ne++] = (struct sniroute_entry){ name, name, c };
 		}
 	}
 	qsort(rt->exact, rt->nexact, sizeof(*rt->exact), entry_cmp);
@@ -123,7 +123,7 @@ fail:
 static const struct sniroute_entry *
 lookup(const struct sniroute_entry *e, size_t n, const char *key)
 {
-	struct sniroute_entry want = { key, 0 };
+	struct sniroute_entry want = { key, key, 0 };
 
 	return n == 0 ? NULL : bsearch(&want, e, n, sizeof(*e), entry_cmp);
 }

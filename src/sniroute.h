@@ -18,6 +18,7 @@ struct sniroute_input {
 
 struct sniroute_entry {
 	const char *key;		/* the name, or a wildcard's part after "*." */
+	const char *pattern;		/* as given: "*.example.org" */
 	size_t candidate;
 };
 

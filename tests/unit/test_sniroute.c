@@ -92,6 +92,7 @@ test_conflicts(void **state)
 	assert_null(rt.exact);
 	assert_int_equal(sniroute_build(&rt, d2, 3, &err), SNIROUTE_DUPLICATE);
 	assert_true(err.a == 0 && err.b == 2);
+	assert_int_equal(strcasecmp(err.name, "*.example.org"), 0);
 	assert_int_equal(sniroute_build(&rt, d3, 3, &err), SNIROUTE_TWO_DEFAULTS);
 	assert_true(err.a == 0 && err.b == 2);
 	assert_int_equal(sniroute_build(&rt, d4, 2, &err), SNIROUTE_BAD_NAME);
