@@ -6,8 +6,10 @@
  * several records or segments is read in place: the only bytes copied are
  * those of the server name.  Every length from the wire opens a "scope"
  * that must fit in the one around it and be consumed exactly.  Each call
- * reads the buffer from its start again; the cost is bounded by
- * SNI_INPUT_MAX and a client sends its ClientHello in one flight.
+ * starts again from the first byte, but only walks the record headers
+ * (at most SNI_RECORDS_MAX) until the whole ClientHello is in: a client
+ * trickling its ClientHello a byte or a record at a time costs a few
+ * header reads a call, and the body is parsed once.
  */
 #include <stdint.h>
 #include <string.h>
@@ -169,6 +171,37 @@ sni_name_valid(const char *name, size_t len)
 	return label > 0 && name[len - 1] != '-' && digits != label;
 }
 
+/*
+ * Whether the first need handshake bytes are all in buf: SNI_FOUND if so,
+ * else SNI_NEED_MORE, or SNI_ERROR for a bad record header or an end past
+ * SNI_INPUT_MAX.  Walks the record headers only.
+ */
+static enum sni_result
+sni_extent(const unsigned char *buf, size_t len, size_t need)
+{
+	size_t pos = 0, got = 0, n, records;
+
+	/* The bound on records keeps each call to a few header reads. */
+	for (records = 0; records < SNI_RECORDS_MAX; records++) {
+		if (pos + 5 > SNI_INPUT_MAX)
+			return SNI_ERROR;
+		if (pos + 5 > len)
+			return SNI_NEED_MORE;
+		n = (size_t)buf[pos + 3] << 8 | buf[pos + 4];
+		if (buf[pos] != SNI_RECORD_HANDSHAKE || buf[pos + 1] != 3 || n == 0 ||
+		    n > SNI_RECORD_MAX)
+			return SNI_ERROR;
+		if (got + n >= need) {
+			pos += 5 + (need - got);	/* just past the last byte needed */
+			return pos > SNI_INPUT_MAX ? SNI_ERROR :
+			    pos > len ? SNI_NEED_MORE : SNI_FOUND;
+		}
+		got += n;
+		pos += 5 + n;
+	}
+	return SNI_ERROR;
+}
+
 /* One host_name entry: copied lower-cased, then validated. */
 static void
 sni_host_name(struct sni_cur *c, char *name, int *found)
@@ -294,6 +327,8 @@ sni_read(const unsigned char *buf, size_t len, char name[SNI_NAME_MAX + 1])
 	/* Its 4-byte header and at least one record header come on top. */
 	if (n < SNI_HELLO_MIN || n > SNI_INPUT_MAX - 9)
 		return SNI_ERROR;
+	if ((c.fail = sni_extent(buf, len, 4 + n)) != SNI_FOUND)
+		return c.fail;
 	(void)cur_enter(&c, n);
 	sni_hello(&c, found_name, &found);
 	cur_leave(&c, 0);	/* the extensions fill the ClientHello exactly */

@@ -10,6 +10,7 @@
 
 #define SNI_INPUT_MAX	16384	/* bytes of input read at most for one ClientHello */
 #define SNI_NAME_MAX	253	/* the longest DNS name, without a trailing dot */
+#define SNI_RECORDS_MAX	64	/* TLS records one ClientHello may span */
 
 enum sni_result {
 	SNI_NEED_MORE,		/* every byte so far may begin a ClientHello: read more */
@@ -23,8 +24,9 @@ enum sni_result {
  * Reads the ClientHello at the start of buf[0..len), which may span several
  * TLS records of handshake type and arrive in any number of pieces: call
  * again with the whole buffer after each read.  Only the first
- * SNI_INPUT_MAX bytes are looked at; a ClientHello not complete within them
- * is SNI_ERROR.  On SNI_FOUND, name holds the host name, lower-cased and
+ * SNI_INPUT_MAX bytes are looked at; a ClientHello not complete within them,
+ * or spread over more than SNI_RECORDS_MAX records (clients use one; tools
+ * that fragment to dodge filters use a few), is SNI_ERROR.  On SNI_FOUND, name holds the host name, lower-cased and
  * NUL-terminated (at most SNI_NAME_MAX characters); otherwise name is
  * untouched.  The whole ClientHello is checked, not only the extension, so
  * a verdict other than SNI_NEED_MORE never changes as more bytes arrive.

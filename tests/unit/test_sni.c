@@ -144,24 +144,55 @@ test_two_records(void **state)
 	}
 }
 
-/* One handshake byte per record: the most fragmented a client may be. */
+/* Cut points spreading the handshake bytes of v over nrec records. */
+static size_t
+spread(const struct vector *v, size_t nrec, unsigned char *out)
+{
+	size_t cuts[SNI_RECORDS_MAX + 1], hslen = v->len - 5, i;
+
+	assert_true(nrec >= 2 && nrec <= SNI_RECORDS_MAX + 1 && nrec <= hslen);
+	for (i = 0; i < nrec - 1; i++)
+		cuts[i] = (i + 1) * hslen / nrec;
+	return resplit(v, cuts, nrec - 1, out);
+}
+
+/* SNI_RECORDS_MAX records are the most a ClientHello may span; one more is refused. */
 static void
 test_many_records(void **state)
 {
 	const struct vector *v = &vectors[5];
-	size_t cuts[600], i, n, k;
-	unsigned char *buf = malloc(6 * v->len);
+	unsigned char buf[1024 + 5 * (SNI_RECORDS_MAX + 1)];
+	size_t n, k;
 
 	(void)state;
-	assert_non_null(buf);
-	for (i = 0; i < v->len - 6; i++)
-		cuts[i] = i + 1;
-	n = resplit(v, cuts, v->len - 6, buf);
-	assert_int_equal(n, 6 * (v->len - 5));
+	n = spread(v, SNI_RECORDS_MAX, buf);
+	assert_int_equal(n, v->len + 5 * (SNI_RECORDS_MAX - 1));
 	expect(buf, n, SNI_FOUND, "mixed.example.org");
 	for (k = 0; k < n; k += 13)
 		expect(buf, k, SNI_NEED_MORE, NULL);
-	free(buf);
+	n = spread(v, SNI_RECORDS_MAX + 1, buf);
+	expect(buf, n, SNI_ERROR, NULL);
+}
+
+/*
+ * A ClientHello fed a record at a time, as a client trickling it would:
+ * "more" until the last record.  (Each of these calls walks record headers
+ * only; the body is parsed once.)
+ */
+static void
+test_trickle(void **state)
+{
+	const struct vector *v = &vectors[0];
+	unsigned char buf[1024 + 5 * SNI_RECORDS_MAX];
+	size_t n, k, seen = 0;
+
+	(void)state;
+	n = spread(v, SNI_RECORDS_MAX, buf);
+	for (k = 0; k + 5 < n; k += 5 + ((size_t)buf[k + 3] << 8 | buf[k + 4]), seen++)
+		assert_int_equal(sni_read(buf, k, got), SNI_NEED_MORE);
+	assert_int_equal(seen, SNI_RECORDS_MAX);
+	assert_int_equal(sni_read(buf, n, got), SNI_FOUND);
+	assert_string_equal(got, "exam.example.com");
 }
 
 static void
@@ -380,7 +411,9 @@ test_input_bound(void **state)
 	buf[4] = 0x80;
 	memmove(buf + 16005 + 5, buf + 16005, SNI_INPUT_MAX - 16005);
 	memcpy(buf + 16005, "\x16\x03\x01\x01\x80", 5);
-	expect(buf, SNI_INPUT_MAX - 1, SNI_NEED_MORE, NULL);
+	/* Known as soon as that header is in: no need to wait for the rest. */
+	expect(buf, 16009, SNI_NEED_MORE, NULL);
+	expect(buf, 16010, SNI_ERROR, NULL);
 	expect(buf, SNI_INPUT_MAX, SNI_ERROR, NULL);
 	expect(buf, len, SNI_ERROR, NULL);
 	/* One byte more than fits in the bound, declared up front. */
@@ -417,6 +450,7 @@ main(void)
 		cmocka_unit_test(test_trailing_bytes),
 		cmocka_unit_test(test_two_records),
 		cmocka_unit_test(test_many_records),
+		cmocka_unit_test(test_trickle),
 		cmocka_unit_test(test_not_tls),
 		cmocka_unit_test(test_built_hellos),
 		cmocka_unit_test(test_bad_names),
