@@ -55,6 +55,8 @@ struct lbd_service_conf {
 	uint32_t connect_timeout_ms;
 	uint32_t idle_timeout_ms;
 	uint32_t retries;
+	uint32_t max_age_ms;		/* max-connection-age, 0 = off */
+	uint32_t age_quiet_ms;		/* both directions quiet this long to age out */
 	enum lbd_proxy_protocol proxy_protocol;
 	struct lbd_health_conf health;
 	struct lbd_backend_conf *backends;	/* owned, nbackends long */

@@ -32,6 +32,7 @@
 #include "control.h"
 #include "event.h"
 #include "health.h"
+#include "loadmeter.h"
 #include "log.h"
 #include "master.h"
 #include "privs.h"
@@ -76,6 +77,7 @@ struct master {
 	uint32_t generation;
 	struct control *control;
 	struct health *health;
+	struct loadmeter *loadmeter;
 	struct pidfh *pidfh;
 	int stopping;
 	int reload_pending;
@@ -708,6 +710,8 @@ master_start(struct master *m)
 			fatalx("cannot start worker %u", id);
 	if ((m->health = health_start(m->epfd, &m->map, m->conf)) == NULL)
 		fatalx("cannot start the health checker");
+	if ((m->loadmeter = loadmeter_start(m->epfd, &m->map)) == NULL)
+		fatalx("cannot start the load meter");
 	log_info("started: %zu services, %u workers, pid %d", m->conf->nservices,
 	    m->conf->workers, (int)getpid());
 }
@@ -716,6 +720,7 @@ static void
 master_cleanup(struct master *m)
 {
 	health_stop(m->health);
+	loadmeter_stop(m->loadmeter);
 	control_close(m->control);
 	listeners_retire(m->listeners, m->nlisteners, NULL, 0);
 	stats_write_begin(&m->map);

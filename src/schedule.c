@@ -1,6 +1,7 @@
 /*
  * Backend choice in a worker.  See schedule.h.
  */
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "balance.h"
@@ -13,9 +14,12 @@ schedule_init(struct schedule *s, size_t nbackends)
 	s->ids = calloc(nbackends, sizeof(*s->ids));
 	s->candidates = calloc(nbackends, sizeof(*s->candidates));
 	s->active = calloc(nbackends, sizeof(*s->active));
+	s->load = calloc(nbackends, sizeof(*s->load));
+	s->recent = calloc(nbackends, sizeof(*s->recent));
 	s->seq = malloc(BALANCE_SEQ_MAX);
 	return s->weights == NULL || s->ids == NULL || s->candidates == NULL ||
-	    s->active == NULL || s->seq == NULL ? -1 : 0;
+	    s->active == NULL || s->load == NULL || s->recent == NULL ||
+	    s->seq == NULL ? -1 : 0;
 }
 
 /*
@@ -80,6 +84,45 @@ pick_roundrobin(struct lbd_stats_service *ss, const struct schedule *s,
 	return -1;
 }
 
+/*
+ * The load meter (master) measures each backend's rate of exchanges a few
+ * times a second; connections picked since then will add load it has not
+ * seen yet.  Each is counted at what a connection of the service carries on
+ * average now (its rate over its active connections).  With no exchanges
+ * measured at all, the load is the connection count: leastconn.
+ */
+static int
+pick_leastload(struct schedule *s, const struct lbd_service_conf *svc,
+    struct stats_map *map, uint64_t rotate)
+{
+	uint64_t total_rate = 0, total_active = 0, per_conn;
+	size_t i;
+
+	for (i = 0; i < svc->nbackends; i++) {
+		const struct lbd_stats_backend *b = stats_backend(map, s->ids[i]);
+		uint64_t picks;
+
+		if (s->candidates[i] == 0)
+			continue;
+		s->load[i] = __atomic_load_n(&b->load_rate, __ATOMIC_RELAXED);
+		picks = stats_backend_total(map, s->ids[i],
+		    offsetof(struct lbd_stats_counter, picks));
+		s->recent[i] = picks - __atomic_load_n(&b->load_picks, __ATOMIC_RELAXED);
+		if (s->recent[i] > picks)
+			s->recent[i] = 0;	/* measured after we read the picks */
+		s->active[i] = stats_backend_active(map, s->ids[i]);
+		total_rate += s->load[i];
+		total_active += s->active[i];
+	}
+	if (total_rate == 0)
+		return balance_leastconn(s->active, s->candidates, svc->nbackends, rotate);
+	per_conn = total_rate / (total_active > 0 ? total_active : 1);
+	for (i = 0; i < svc->nbackends; i++)
+		s->load[i] += s->recent[i] * (per_conn > 0 ? per_conn : 1);
+	return balance_leastload(s->load, s->active, s->recent, s->candidates,
+	    svc->nbackends, rotate);
+}
+
 static int
 pick(struct schedule *s, const struct lbd_service_conf *svc, struct stats_map *map,
     struct sched_walk *walk, const struct sockaddr *client)
@@ -97,6 +140,9 @@ pick(struct schedule *s, const struct lbd_service_conf *svc, struct stats_map *m
 	if (svc->balance == LBD_BALANCE_SOURCE)
 		return balance_rendezvous(balance_client_hash(client), s->ids,
 		    s->candidates, svc->nbackends);
+	if (svc->balance == LBD_BALANCE_LEASTLOAD)
+		return pick_leastload(s, svc, map,
+		    __atomic_fetch_add(&ss->rr_counter, 1, __ATOMIC_RELAXED));
 	for (i = 0; i < svc->nbackends; i++)
 		s->active[i] = s->candidates[i] != 0 ? stats_backend_active(map, s->ids[i]) : 0;
 	return balance_leastconn(s->active, s->candidates, svc->nbackends,
@@ -105,7 +151,8 @@ pick(struct schedule *s, const struct lbd_service_conf *svc, struct stats_map *m
 
 int
 schedule_next(struct schedule *s, const struct lbd_service_conf *svc,
-    struct stats_map *map, struct sched_walk *walk, const struct sockaddr *client)
+    struct stats_map *map, uint32_t row, struct sched_walk *walk,
+    const struct sockaddr *client)
 {
 	int b;
 
@@ -113,6 +160,7 @@ schedule_next(struct schedule *s, const struct lbd_service_conf *svc,
 		return -1;
 	walk->tried |= UINT64_C(1) << b;
 	walk->attempts++;
+	stats_add(&stats_counter(map, row, svc->backends[b].slot)->picks, 1);
 	return b;
 }
 

@@ -23,6 +23,8 @@ struct schedule {
 	uint32_t *ids;			/* backend slots, for the source hash */
 	uint32_t *candidates;		/* scratch: weights less what a walk tried */
 	uint64_t *active;		/* scratch: active connections, for leastconn */
+	uint64_t *load;			/* scratch: estimated load, for leastload */
+	uint64_t *recent;		/* scratch: picks since the load was measured */
 	uint8_t *seq;			/* smooth weighted order, len entries */
 	size_t len;
 };
@@ -37,12 +39,13 @@ struct sched_walk {
 int schedule_init(struct schedule *s, size_t nbackends);
 
 /*
- * The next backend for a connection from client to try, marked tried, or
- * -1 when none is eligible or the service's retries are spent (walk->
- * attempts tells which).
+ * The next backend for a connection from client to try, marked tried and
+ * counted as a pick in counter row `row` (the worker's), or -1 when none is
+ * eligible or the service's retries are spent (walk->attempts tells which).
  */
 int schedule_next(struct schedule *s, const struct lbd_service_conf *svc,
-    struct stats_map *map, struct sched_walk *walk, const struct sockaddr *client);
+    struct stats_map *map, uint32_t row, struct sched_walk *walk,
+    const struct sockaddr *client);
 
 /* The try at backend b never happened (no socket for it): undo it. */
 void schedule_untry(struct sched_walk *walk, int b);

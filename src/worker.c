@@ -149,6 +149,7 @@ close_reason_text(enum close_reason r)
 		[CLOSE_RESET_BACKEND] = "backend reset", [CLOSE_IDLE] = "idle timeout",
 		[CLOSE_CONNECT] = "connect failed", [CLOSE_NO_BACKEND] = "no backend available",
 		[CLOSE_SHUTDOWN] = "shutdown", [CLOSE_LOCAL] = "out of resources",
+		[CLOSE_AGED] = "aged out",
 	};
 
 	return r < sizeof(text) / sizeof(text[0]) ? text[r] : "closed";
@@ -161,12 +162,12 @@ conn_log(struct worker *w, struct conn *c)
 	char peer[LBD_ADDR_LEN];
 
 	addr_format(&c->peer.sa, peer, sizeof(peer));
-	log_info("%s %s -> %s %s %llums in %llu out %llu: %s", svc->name, peer,
+	log_info("%s %s -> %s %s %llums in %llu out %llu exch %u: %s", svc->name, peer,
 	    c->backend >= 0 ? svc->backends[c->backend].name : "-",
 	    c->backend >= 0 ? svc->backends[c->backend].addr.text : "-",
 	    (unsigned long long)(w->now_ms - c->started_ms),
 	    (unsigned long long)c->bytes_up, (unsigned long long)c->bytes_down,
-	    close_reason_text(c->close_reason));
+	    c->exchanges, close_reason_text(c->close_reason));
 }
 
 /* An RST instead of a FIN: what a reset on the other side deserves. */
@@ -309,7 +310,8 @@ conn_connect(struct worker *w, struct conn *c)
 	int b, fd;
 
 	do {
-		b = schedule_next(&w->rt[c->service].sched, svc, w->map, &c->walk, &c->peer.sa);
+		b = schedule_next(&w->rt[c->service].sched, svc, w->map, w->slot, &c->walk,
+		    &c->peer.sa);
 		if (b < 0) {
 			conn_reject(w, c, c->walk.attempts > 0 ? CLOSE_CONNECT : CLOSE_NO_BACKEND);
 			return;
@@ -387,6 +389,10 @@ conn_account(struct worker *w, struct conn *c, const struct relay_result *res)
 		stats_add(&ctr->spliced_out, 1);
 	stats_add(&ctr->bytes_in, res->up);
 	stats_add(&ctr->bytes_out, res->down);
+	if (res->exchanges) {
+		stats_add(&ctr->exchanges, res->exchanges);
+		c->exchanges += res->exchanges;
+	}
 	c->bytes_up += res->up;
 	c->bytes_down += res->down;
 	c->last_ms = w->now_ms;
@@ -538,6 +544,32 @@ conn_new(struct worker *w, struct listener *l, int fd, const struct sockaddr_sto
 
 /* ---- timers, signals, the loop ---- */
 
+/*
+ * max-connection-age: a connection past it is closed -- FIN both ways, so
+ * its client reconnects and is balanced anew -- at a quiet moment only:
+ * its backend has answered all the client sent, no byte is owed either
+ * way, and both sides have been silent for age-quiet.  The idle list is in
+ * order of last activity, so the quiet ones are its head.
+ */
+static void
+age_out(struct worker *w, size_t s)
+{
+	const struct lbd_service_conf *svc = &w->conf->services[s];
+	struct conn *c, *next;
+
+	for (c = w->rt[s].idle.head; c != NULL; c = next) {
+		next = c->next;
+		if (w->now_ms - c->last_ms < svc->age_quiet_ms)
+			break;
+		if (w->now_ms - c->started_ms < svc->max_age_ms ||
+		    !relay_answered(&c->relay))
+			continue;
+		stats_add(&backend_counter(w, c)->aged_out, 1);
+		c->close_reason = CLOSE_AGED;
+		conn_close(w, c, CLOSE_AGED);
+	}
+}
+
 static void
 tick_service(struct worker *w, size_t s)
 {
@@ -552,6 +584,8 @@ tick_service(struct worker *w, size_t s)
 	while ((c = rt->idle.head) != NULL &&
 	    w->now_ms - c->last_ms >= svc->idle_timeout_ms)
 		conn_close(w, c, CLOSE_IDLE);
+	if (svc->max_age_ms != 0)
+		age_out(w, s);
 	/* Clients still waiting for a descriptor: try again (connect-timeout
 	 * above bounds the wait).  Taken off the list first, since a retry
 	 * that fails again puts the client back at its end. */

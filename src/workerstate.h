@@ -33,6 +33,7 @@ enum close_reason {
 	CLOSE_NO_BACKEND,		/* none eligible */
 	CLOSE_SHUTDOWN,			/* lbd stopped */
 	CLOSE_LOCAL,			/* out of descriptors or memory */
+	CLOSE_AGED,			/* max-connection-age, at a quiet moment */
 };
 
 /* One client connection; owned by the worker, freed after its event batch.
@@ -56,6 +57,7 @@ struct conn {
 		struct sockaddr_in sin;
 		struct sockaddr_in6 sin6;
 	} peer;
+	uint32_t exchanges;		/* turns of its conversation so far */
 	struct relay relay;
 	uint64_t started_ms;		/* accept time */
 	uint64_t last_ms;		/* last byte moved, or connect start */
