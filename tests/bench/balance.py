@@ -239,14 +239,14 @@ def main_row(label, r):
           for k in ("p50_ms", "p99_ms")]
     return ([label] + [str(x) for x in b] + [
         ratio, str(req), "%.0f" % rate if rate else "-",
-        str(r.get("failed", "-")),
+        str(r.get("connects", "-")), str(r.get("failed", "-")),
         "%s (%s)" % (r.get("retried", "-"), pct(r.get("retried", 0), req)),
         str(r.get("idle_closed", "-"))] + ms)
 
 
 def main_table(results):
     head = (["balancer"] + ["b%d" % i for i in range(1, len(BACKENDS) + 1)] +
-            ["max/min", "requests", "req/s", "failed", "retried",
+            ["max/min", "requests", "req/s", "conns", "failed", "retried",
              "idle-closed", "p50 ms", "p99 ms"])
     rows = [main_row(label, r) for label, r in results if "na" not in r]
     return with_na(bench.text_table(head, rows), results)
@@ -294,6 +294,18 @@ def versions(env):
     return "; ".join(v)
 
 
+def population(results):
+    """The browsers' rates (the same in every row: one seed)."""
+    for _, r in results:
+        if r.get("rates_top"):
+            top = r["rates_top"]
+            return ("browser rates while connected: median %.2f req/s, the "
+                    "top five %s (%.1fx to %.1fx the median)" % (
+                        r["rate_median"], "/".join("%g" % x for x in top),
+                        top[-1] / r["rate_median"], top[0] / r["rate_median"]))
+    return "browser rates: -"
+
+
 def render(env, vers, results, notes, started, elapsed):
     a = env.args
     lines = [
@@ -311,11 +323,13 @@ def render(env, vers, results, notes, started, elapsed):
         "mean %g s then a pause (mean 1 s) and a new connection; %g s per "
         "balancer" % (a.browsers, a.procs, a.seed, a.rate, a.sigma,
                       a.session, a.duration),
+        population(results),
         "versions: " + vers,
         "max/min = most over fewest requests of b1..b5 (backends' counts); "
         "retried = sent into a connection that closed before any byte of "
         "the answer, sent again on a new one (% of requests); idle-closed = "
-        "connections the client saw closed before reusing them",
+        "connections the client saw closed before reusing them; conns = "
+        "connections the clients opened",
         "",
         main_table(results),
         "",
