@@ -213,6 +213,7 @@ def run_scenario(env, spec, notes):
                                           env.args.duration))
         res = browsers(env, s.port)
         if s.kind == "lbd":
+            time.sleep(1.0)  # in case workers publish counters lazily
             after = lbstat_backends(env, s.name)
             res["exchanges"] = lbstat_delta(before, after, "exchanges")
             res["aged_out"] = lbstat_delta(before, after, "aged_out")
@@ -363,7 +364,7 @@ def parse():
                     help="requests per second offered, all browsers")
     ap.add_argument("--procs", type=int, default=3,
                     help="client processes (default 3)")
-    ap.add_argument("--sigma", type=float, default=1.0,
+    ap.add_argument("--sigma", type=float, default=1.2,
                     help="log-normal sigma of the browsers' rates")
     ap.add_argument("--session", type=float, default=30.0,
                     help="mean session length in seconds")
