@@ -255,7 +255,7 @@ def main_table(results):
 def with_na(table, results, only_lbd=False):
     """The rows that could not run, after the table: their text would
     widen its columns."""
-    width = max([len(label) for label, _ in results] + [0])
+    width = len(table.splitlines()[1].split()[0]) if "\n" in table else 0
     return "\n".join([table] + [
         "%s  %s" % (label.ljust(width), r["na"]) for label, r in results
         if "na" in r and (label.startswith("lbd") or not only_lbd)])
