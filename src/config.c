@@ -97,6 +97,12 @@ parse_duration_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	const char *why;
 	uint32_t ms;
 
+	/* Keys whose default is "off" take it as a value: 0 ms. */
+	if (strcmp(value, "off") == 0 && opt->def.string != NULL &&
+	    strcmp(opt->def.string, "off") == 0) {
+		*(const char **)result = value;
+		return 0;
+	}
 	if (addr_parse_duration(value, &ms, &why) == -1) {
 		cfg_error(cfg, "%s = \"%s\": %s", opt->name, value, why);
 		return -1;
@@ -154,7 +160,8 @@ parse_path_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 static int
 parse_keyword_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	static const char *const balance[] = { "roundrobin", "leastconn", "source", NULL };
+	static const char *const balance[] = { "roundrobin", "leastconn", "source",
+	    "leastload", NULL };
 	static const char *const proxy[] = { "off", "v1", "v2", NULL };
 	const char *const *allowed = strcmp(opt->name, "balance") == 0 ? balance : proxy;
 	size_t i;
@@ -166,7 +173,8 @@ parse_keyword_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 		}
 	}
 	cfg_error(cfg, "%s = \"%s\": must be %s", opt->name, value,
-	    allowed == balance ? "roundrobin, leastconn or source" : "off, v1 or v2");
+	    allowed == balance ? "roundrobin, leastconn, source or leastload" :
+	    "off, v1 or v2");
 	return -1;
 }
 
@@ -195,6 +203,8 @@ static cfg_opt_t service_opts[] = {
 	DURATION("idle-timeout", "5m"),
 	CFG_INT("retries", 2, CFGF_NONE),
 	CFG_STR_CB("proxy-protocol", "off", CFGF_NONE, parse_keyword_cb),
+	DURATION("max-connection-age", "off"),
+	DURATION("age-quiet", "250ms"),
 	CFG_SEC("health", health_opts, CFGF_NONE),
 	CFG_SEC("backend", backend_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END()
@@ -438,7 +448,7 @@ get_duration(cfg_t *cfg, const char *name)
 	const char *why;
 	uint32_t ms = 0;
 
-	/* Already checked by parse_duration_cb; defaults are valid. */
+	/* Already checked by parse_duration_cb; defaults are valid; "off" is 0. */
 	(void)addr_parse_duration(cfg_getstr(cfg, name), &ms, &why);
 	return ms;
 }
@@ -578,14 +588,18 @@ load_service(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 	}
 	strlcpy(svc->name, name, sizeof(svc->name));
 	svc->balance = strcmp(balance, "leastconn") == 0 ? LBD_BALANCE_LEASTCONN :
-	    strcmp(balance, "source") == 0 ? LBD_BALANCE_SOURCE : LBD_BALANCE_ROUNDROBIN;
+	    strcmp(balance, "source") == 0 ? LBD_BALANCE_SOURCE :
+	    strcmp(balance, "leastload") == 0 ? LBD_BALANCE_LEASTLOAD : LBD_BALANCE_ROUNDROBIN;
 	svc->proxy_protocol = strcmp(proxy, "v1") == 0 ? LBD_PROXY_V1 :
 	    strcmp(proxy, "v2") == 0 ? LBD_PROXY_V2 : LBD_PROXY_OFF;
 	svc->connect_timeout_ms = get_duration(scfg, "connect-timeout");
 	svc->idle_timeout_ms = get_duration(scfg, "idle-timeout");
 	svc->retries = (uint32_t)cfg_getint(scfg, "retries");
-	if (svc->connect_timeout_ms == 0 || svc->idle_timeout_ms == 0) {
-		config_report(ctx, svc->line, "service %s: timeouts must be at least 1ms", name);
+	svc->max_age_ms = get_duration(scfg, "max-connection-age");
+	svc->age_quiet_ms = get_duration(scfg, "age-quiet");
+	if (svc->connect_timeout_ms == 0 || svc->idle_timeout_ms == 0 ||
+	    svc->age_quiet_ms == 0) {
+		config_report(ctx, svc->line, "service %s: timeouts and age-quiet must be at least 1ms", name);
 		rc = -1;
 	}
 	if (load_listen(ctx, scfg, svc) == -1)
@@ -762,15 +776,11 @@ config_balance_name(enum lbd_balance balance)
 		return "leastconn";
 	case LBD_BALANCE_SOURCE:
 		return "source";
+	case LBD_BALANCE_LEASTLOAD:
+		return "leastload";
 	default:
 		return "roundrobin";
 	}
-}
-
-const char *
-config_proxy_protocol_name(enum lbd_proxy_protocol pp)
-{
-	return pp == LBD_PROXY_V1 ? "v1" : pp == LBD_PROXY_V2 ? "v2" : "off";
 }
 
 static int

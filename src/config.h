@@ -54,6 +54,8 @@ struct lbd_service_conf {
 	uint32_t connect_timeout_ms;
 	uint32_t idle_timeout_ms;
 	uint32_t retries;
+	uint32_t max_age_ms;		/* max-connection-age, 0 = off */
+	uint32_t age_quiet_ms;		/* both directions quiet this long to age out */
 	enum lbd_proxy_protocol proxy_protocol;
 	struct lbd_health_conf health;
 	struct lbd_backend_conf *backends;	/* owned, nbackends long */
@@ -98,7 +100,6 @@ struct lbd_config *config_load(const char *path, FILE *errors);
 void config_free(struct lbd_config *conf);
 
 const char *config_balance_name(enum lbd_balance balance);
-const char *config_proxy_protocol_name(enum lbd_proxy_protocol pp);
 
 /* Where the stats segment and control socket of conf live. */
 int config_stats_path(const struct lbd_config *conf, char *buf, size_t len);

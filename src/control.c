@@ -41,9 +41,6 @@
 #define CONTROL_PAUSE_MS	1000		/* accept paused this long on EMFILE */
 #define CONTROL_BACKLOG		CONTROL_MAX_CLIENTS
 
-#define CONTROL_OF(h, type, member) \
-	((type *)(void *)((char *)(h) - offsetof(type, member)))
-
 struct control;
 
 struct control_client {
@@ -67,7 +64,6 @@ struct control {
 	struct ev_handler	 listen_ev;	/* fd: the listening socket, owned */
 	struct ev_handler	 timer_ev;	/* fd: idle/resume timerfd, owned */
 	int			 epfd;
-	pid_t			 owner;		/* the master: only it unlinks the socket */
 	gid_t			 admin_gid;
 	struct stats_map	*map;
 	struct control_hooks	 hooks;
@@ -338,7 +334,7 @@ control_timer_arm(struct control *ctl)
 static void
 control_client_cb(struct ev_handler *h, uint32_t events)
 {
-	struct control_client *c = CONTROL_OF(h, struct control_client, ev);
+	struct control_client *c = EV_CONTAINER(h, struct control_client, ev);
 	uint32_t want;
 
 	if (c->doomed || (events & EPOLLERR)) {
@@ -372,14 +368,12 @@ control_client_close(struct control_client *c)
 	struct control *ctl = c->ctl;
 
 	log_debug("control: client uid %u pid %d closed", (unsigned)c->uid, (int)c->pid);
-	if (ctl->owner == getpid())
-		ev_del(ctl->epfd, &c->ev);
+	ev_del(ctl->epfd, &c->ev);
 	close(c->ev.fd);
 	ctl->clients[c->slot] = NULL;
 	free(c->out);
 	free(c);
-	if (ctl->owner == getpid())
-		control_timer_arm(ctl);
+	control_timer_arm(ctl);
 }
 
 /* ---- admission ---- */
@@ -508,7 +502,7 @@ control_accept_one(struct control *ctl, int fd)
 static void
 control_accept_cb(struct ev_handler *h, uint32_t events)
 {
-	struct control *ctl = CONTROL_OF(h, struct control, listen_ev);
+	struct control *ctl = EV_CONTAINER(h, struct control, listen_ev);
 	int i, fd;
 
 	(void)events;
@@ -536,7 +530,7 @@ control_accept_cb(struct ev_handler *h, uint32_t events)
 static void
 control_timer_cb(struct ev_handler *h, uint32_t events)
 {
-	struct control *ctl = CONTROL_OF(h, struct control, timer_ev);
+	struct control *ctl = EV_CONTAINER(h, struct control, timer_ev);
 	uint64_t expirations, now = clock_ms();
 	int i;
 
@@ -638,7 +632,6 @@ control_open(int epfd, const char *path, gid_t admin_gid, struct stats_map *map,
 	snprintf(ctl->path, sizeof(ctl->path), "%s", path);
 	snprintf(ctl->state_path, sizeof(ctl->state_path), "%s", state_path);
 	ctl->epfd = epfd;
-	ctl->owner = getpid();
 	ctl->admin_gid = admin_gid;
 	ctl->map = map;
 	ctl->hooks = hooks;
@@ -674,28 +667,25 @@ control_apply_state(struct control *ctl)
 }
 
 /*
- * In the master: unlinks the socket file and takes everything out of the
- * epoll set.  In a forked child (a worker closing what it inherited), only
- * the descriptors are closed: the epoll set and the file are the master's.
- * Call it between event batches, not from inside another handler.
+ * Unlinks the socket file and takes everything out of the master's epoll
+ * set (workers never hold any of it: the master's close_inherited closes
+ * it in every new worker).  Call it between event batches, not from inside
+ * another handler.
  */
 void
 control_close(struct control *ctl)
 {
-	int i, master;
+	int i;
 
 	if (ctl == NULL)
 		return;
-	master = ctl->owner == getpid();
 	for (i = 0; i < CONTROL_MAX_CLIENTS; i++)
 		if (ctl->clients[i] != NULL)
 			control_client_close(ctl->clients[i]);
-	if (master) {
-		ev_del(ctl->epfd, &ctl->listen_ev);
-		ev_del(ctl->epfd, &ctl->timer_ev);
-		if (unlink(ctl->path) == -1 && errno != ENOENT)
-			log_warn("control socket %s: unlink", ctl->path);
-	}
+	ev_del(ctl->epfd, &ctl->listen_ev);
+	ev_del(ctl->epfd, &ctl->timer_ev);
+	if (unlink(ctl->path) == -1 && errno != ENOENT)
+		log_warn("control socket %s: unlink", ctl->path);
 	close(ctl->listen_ev.fd);
 	close(ctl->timer_ev.fd);
 	free(ctl);

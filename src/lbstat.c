@@ -262,6 +262,8 @@ capture_backend(const struct stats_map *map, uint32_t slot,
 		be->bytes_out += stats_load(&c->bytes_out);
 		be->spliced_in += stats_load(&c->spliced_in);
 		be->spliced_out += stats_load(&c->spliced_out);
+		be->exchanges += stats_load(&c->exchanges);
+		be->aged_out += stats_load(&c->aged_out);
 	}
 }
 
@@ -309,6 +311,8 @@ capture_backends(const struct stats_map *map, const struct lbd_stats_service *s,
 			snap->nbackends++;
 	}
 	svc->count = snap->nbackends - svc->first;
+	for (j = 0; j < svc->count; j++)
+		svc->exchanges += snap->backends[svc->first + j].exchanges;
 }
 
 static void
@@ -411,8 +415,8 @@ nap(long nsec)
 }
 
 /*
- * A consistent snapshot.  Not stats_read_begin: it spins for as long as
- * the sequence is odd, which is forever if the master died mid-write.
+ * A consistent snapshot, tried a bounded number of times with naps between:
+ * a master that died mid-write leaves the sequence odd for good.
  */
 static int
 lbstat_snapshot(const struct lbstat_seg *seg, struct statview_snap *snap,

@@ -32,6 +32,7 @@
 #include "control.h"
 #include "event.h"
 #include "health.h"
+#include "loadmeter.h"
 #include "log.h"
 #include "master.h"
 #include "privs.h"
@@ -76,6 +77,7 @@ struct master {
 	uint32_t generation;
 	struct control *control;
 	struct health *health;
+	struct loadmeter *loadmeter;
 	struct pidfh *pidfh;
 	int stopping;
 	int reload_pending;
@@ -273,7 +275,9 @@ worker_signal_stop(struct master *m, int slot, uint64_t grace_ms)
 		return;
 	wp->stopping = 1;
 	wp->kill_at_ms = clock_ms() + grace_ms;
+	stats_write_begin(&m->map);
 	stats_worker(&m->map, (uint32_t)slot)->state = LBD_WORKER_STOPPING;
+	stats_write_end(&m->map);
 	(void)kill(wp->pid, SIGTERM);
 }
 
@@ -569,7 +573,7 @@ refused:
 static void
 signal_cb(struct ev_handler *h, uint32_t events)
 {
-	struct master *m = (struct master *)((char *)h - offsetof(struct master, sig));
+	struct master *m = EV_CONTAINER(h, struct master, sig);
 	struct signalfd_siginfo si;
 
 	(void)events;
@@ -697,13 +701,17 @@ master_start(struct master *m)
 		log_to_syslog();
 	}
 	pidfile_write(m->pidfh);
+	stats_write_begin(&m->map);
 	m->map.hdr->master_pid = (int32_t)getpid();
+	stats_write_end(&m->map);
 	proctitle_set("master");
 	for (id = 1; id <= m->conf->workers; id++)
 		if (worker_spawn(m, id) == -1)
 			fatalx("cannot start worker %u", id);
 	if ((m->health = health_start(m->epfd, &m->map, m->conf)) == NULL)
 		fatalx("cannot start the health checker");
+	if ((m->loadmeter = loadmeter_start(m->epfd, &m->map)) == NULL)
+		fatalx("cannot start the load meter");
 	log_info("started: %zu services, %u workers, pid %d", m->conf->nservices,
 	    m->conf->workers, (int)getpid());
 }
@@ -712,6 +720,7 @@ static void
 master_cleanup(struct master *m)
 {
 	health_stop(m->health);
+	loadmeter_stop(m->loadmeter);
 	control_close(m->control);
 	listeners_retire(m->listeners, m->nlisteners, NULL, 0);
 	stats_write_begin(&m->map);

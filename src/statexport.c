@@ -151,12 +151,14 @@ json_backend(FILE *out, const struct statview_snap *snap,
 	fprintf(out, "\"weight\":%" PRIu32 ",\"active\":%" PRIu64 ",\"connections\":%"
 	    PRIu64 ",\"connect_failures\":%" PRIu64 ",\"bytes_in\":%" PRIu64
 	    ",\"bytes_out\":%" PRIu64 ",\"spliced_in\":%" PRIu64 ",\"spliced_out\":%"
-	    PRIu64 ",", be->weight, be->active, be->connections, be->connect_failures,
-	    be->bytes_in, be->bytes_out, be->spliced_in, be->spliced_out);
+	    PRIu64 ",\"exchanges\":%" PRIu64 ",\"aged_out\":%" PRIu64 ",", be->weight,
+	    be->active, be->connections, be->connect_failures, be->bytes_in, be->bytes_out,
+	    be->spliced_in, be->spliced_out, be->exchanges, be->aged_out);
 	if (snap->has_rates)
-		fprintf(out, "\"connections_per_s\":%.3f,\"bytes_in_per_s\":%.3f,"
-		    "\"bytes_out_per_s\":%.3f,", be->connections_rate,
-		    be->bytes_in_rate, be->bytes_out_rate);
+		fprintf(out, "\"connections_per_s\":%.3f,\"exchanges_per_s\":%.3f,"
+		    "\"bytes_in_per_s\":%.3f,\"bytes_out_per_s\":%.3f,",
+		    be->connections_rate, be->exchanges_rate, be->bytes_in_rate,
+		    be->bytes_out_rate);
 	json_check(out, snap, be);
 	fputc('}', out);
 }
@@ -173,10 +175,9 @@ json_imbalance(FILE *out, const struct statview_snap *snap,
 		return;
 	}
 	fprintf(out, "\"imbalance\":{\"backends_up\":%zu,\"active_max\":%" PRIu64
-	    ",\"active_min\":%" PRIu64 ",\"basis\":\"%s%s\",\"max\":%.3f,\"min\":%.3f,",
-	    im.up, im.active_max, im.active_min,
-	    snap->has_rates ? "connections_per_s" : "connections",
-	    im.weighted ? "_per_weight" : "", im.max, im.min);
+	    ",\"active_min\":%" PRIu64 ",\"basis\":\"%s%s%s\",\"max\":%.3f,\"min\":%.3f,",
+	    im.up, im.active_max, im.active_min, im.exchanges ? "exchanges" : "connections",
+	    snap->has_rates ? "_per_s" : "", im.weighted ? "_per_weight" : "", im.max, im.min);
 	if (im.ratio < 0)
 		fprintf(out, "\"ratio\":null}");
 	else
@@ -201,10 +202,12 @@ json_service(FILE *out, const struct statview_snap *snap,
 		    statexport_json_escape(svc->listen[i], buf, sizeof(buf)));
 	}
 	fprintf(out, "],\"balance\":\"%s\",\"active\":%" PRIu64 ",\"accepted\":%"
-	    PRIu64 ",\"rejected\":%" PRIu64 ",", config_balance_name(svc->balance),
-	    svc->active, svc->accepted, svc->rejected);
+	    PRIu64 ",\"rejected\":%" PRIu64 ",\"exchanges\":%" PRIu64 ",",
+	    config_balance_name(svc->balance), svc->active, svc->accepted, svc->rejected,
+	    svc->exchanges);
 	if (snap->has_rates)
-		fprintf(out, "\"accepted_per_s\":%.3f,", svc->accepted_rate);
+		fprintf(out, "\"accepted_per_s\":%.3f,\"exchanges_per_s\":%.3f,",
+		    svc->accepted_rate, svc->exchanges_rate);
 	json_imbalance(out, snap, svc);
 	fprintf(out, ",\"backends\":[");
 	for (j = svc->first; j < svc->first + svc->count; j++) {
@@ -276,7 +279,7 @@ enum prom_metric {
 	M_UP, M_UPTIME, M_WORKERS, M_RESTARTS, M_RELOADS, M_GENERATION,
 	M_W_ACCEPTED, M_W_ACTIVE, M_S_ACCEPTED, M_S_REJECTED, M_S_ACTIVE,
 	M_B_UP, M_B_STATE, M_B_WEIGHT, M_B_ACTIVE, M_B_CONNS, M_B_FAILS,
-	M_B_IN, M_B_OUT, M_B_SPLICED, M_B_LATENCY
+	M_B_IN, M_B_OUT, M_B_SPLICED, M_B_EXCH, M_B_AGED, M_B_LATENCY
 };
 
 struct prom_family {
@@ -329,6 +332,11 @@ static const struct prom_family prom_families[] = {
 	{ M_B_SPLICED, SCOPE_BACKEND, "lbd_backend_spliced_total", "counter",
 	    "Relay directions that carried bulk and so moved from copying to "
 	    "splice(), in: client to backend, out: backend to client." },
+	{ M_B_EXCH, SCOPE_BACKEND, "lbd_backend_exchanges_total", "counter",
+	    "Turns of request/response conversations relayed to the backend "
+	    "(the backend answered after the client sent)." },
+	{ M_B_AGED, SCOPE_BACKEND, "lbd_backend_aged_out_total", "counter",
+	    "Connections closed at a quiet moment by max-connection-age." },
 	{ M_B_LATENCY, SCOPE_BACKEND, "lbd_backend_check_latency_seconds", "gauge",
 	    "Duration of the last successful health check." },
 };
@@ -442,6 +450,10 @@ prom_backend_value(enum prom_metric m, const struct statview_backend *be)
 		return (double)be->connect_failures;
 	case M_B_IN:
 		return (double)be->bytes_in;
+	case M_B_EXCH:
+		return (double)be->exchanges;
+	case M_B_AGED:
+		return (double)be->aged_out;
 	default:
 		return (double)be->bytes_out;
 	}

@@ -1,5 +1,6 @@
 /*
- * The stats segment: creation, slot layout by name, and reader snapshots.
+ * The stats segment: creation, slot layout by name, the master's seqlock,
+ * and the sums readers take over the per-worker rows.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -172,23 +173,6 @@ stats_write_end(struct stats_map *map)
 	__atomic_store_n(&map->hdr->seq, map->hdr->seq + 1, __ATOMIC_RELAXED);
 }
 
-/*
- * Bounded: a master that died in the middle of a write leaves the count odd
- * forever, and a reader must not spin on it.  Returns an odd value then,
- * which stats_read_retry never accepts.
- */
-uint32_t
-stats_read_begin(const struct stats_map *map)
-{
-	uint32_t seq = 0;
-	int tries;
-
-	for (tries = 0; tries < 1000000; tries++)
-		if (!((seq = __atomic_load_n(&map->hdr->seq, __ATOMIC_ACQUIRE)) & 1))
-			return seq;
-	return seq;
-}
-
 int
 stats_read_retry(const struct stats_map *map, uint32_t seq)
 {
@@ -196,15 +180,42 @@ stats_read_retry(const struct stats_map *map, uint32_t seq)
 	return (seq & 1) || __atomic_load_n(&map->hdr->seq, __ATOMIC_RELAXED) != seq;
 }
 
+/* Worker rows past this one have never been used. */
+static uint32_t
+rows_used(const struct stats_map *map)
+{
+	uint32_t used = __atomic_load_n(&map->hdr->worker_slots_used, __ATOMIC_RELAXED);
+
+	return used < LBD_WORKER_SLOTS ? used : LBD_WORKER_SLOTS;
+}
+
 uint64_t
 stats_backend_active(const struct stats_map *map, uint32_t backend)
 {
+	uint32_t row, used = rows_used(map);
 	uint64_t sum = 0;
-	uint32_t row;
 
-	for (row = 0; row < LBD_WORKER_SLOTS; row++)
+	for (row = 0; row < used; row++)
 		if (stats_worker(map, row)->state != LBD_WORKER_FREE)
 			sum += stats_load(&stats_counter(map, row, backend)->active);
+	return sum;
+}
+
+static uint64_t
+counter_field(const struct stats_map *map, uint32_t row, uint32_t backend, size_t field)
+{
+	return stats_load((const uint64_t *)(const void *)
+	    ((const char *)stats_counter(map, row, backend) + field));
+}
+
+uint64_t
+stats_backend_total(const struct stats_map *map, uint32_t backend, size_t field)
+{
+	uint32_t row, used = rows_used(map);
+	uint64_t sum = counter_field(map, LBD_RETIRED_ROW, backend, field);
+
+	for (row = 0; row < used; row++)
+		sum += counter_field(map, row, backend, field);
 	return sum;
 }
 
@@ -352,6 +363,9 @@ stats_retire_worker(struct stats_map *map, uint32_t slot)
 		sum->bytes_out += dead->bytes_out;
 		sum->spliced_in += dead->spliced_in;
 		sum->spliced_out += dead->spliced_out;
+		sum->exchanges += dead->exchanges;
+		sum->aged_out += dead->aged_out;
+		sum->picks += dead->picks;
 		memset(dead, 0, sizeof(*dead));
 	}
 	for (i = 0; i < LBD_MAX_SERVICES; i++) {

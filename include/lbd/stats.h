@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define LBD_STATS_MAGIC		UINT64_C(0x3153544154534c42)	/* "LBSTATS1" */
-#define LBD_STATS_VERSION	4
+#define LBD_STATS_VERSION	5
 #define LBD_STATS_FILE		"lbd.stats"
 
 #define LBD_NAME_LEN		48	/* service and backend names, with NUL */
@@ -45,6 +45,7 @@ enum lbd_balance {
 	LBD_BALANCE_ROUNDROBIN = 0,
 	LBD_BALANCE_LEASTCONN = 1,
 	LBD_BALANCE_SOURCE = 2,
+	LBD_BALANCE_LEASTLOAD = 3,
 };
 
 enum lbd_health {
@@ -144,9 +145,14 @@ struct lbd_stats_backend {
 	uint64_t last_change;		/* unix seconds of the last health/admin change */
 	uint64_t checks;		/* health probes run */
 	uint8_t pad1[16];
+	/* The load meter's (master) latest measure, for leastload: */
+	uint64_t load_rate;		/* exchanges per second x 1000, decaying */
+	uint64_t load_picks;		/* the backend's picks summed at that measure */
+	uint8_t pad2[48];
 } __attribute__((aligned(LBD_CACHELINE)));
 
-/* pid, id, generation, state, restarts: master.  accepted, active: the worker. */
+/* pid, id, generation, state, restarts, started: master.  accepted, active,
+ * sleeping: the worker. */
 struct lbd_stats_worker {
 	int32_t pid;
 	uint32_t id;			/* 1..workers: the N of "lbd: worker N" */
@@ -172,7 +178,12 @@ struct lbd_stats_counter {
 	 * buffer to splice(); small request/response traffic stays copied. */
 	uint64_t spliced_in;		/* client -> backend directions spliced */
 	uint64_t spliced_out;		/* backend -> client directions spliced */
-	uint64_t pad[1];
+	/* Turns of a request/response conversation: the backend started
+	 * answering after the client had sent (pipelined requests count once). */
+	uint64_t exchanges;
+	uint64_t aged_out;		/* closed at a quiet moment by max-connection-age */
+	uint64_t picks;			/* times the schedule chose this backend */
+	uint64_t pad[6];
 };
 
 /* One per (worker slot, service slot): same writers as above. */
@@ -185,9 +196,9 @@ struct lbd_stats_service_counter {
 
 _Static_assert(sizeof(struct lbd_stats_header) == 256, "header size");
 _Static_assert(sizeof(struct lbd_stats_service) == 1024, "service record size");
-_Static_assert(sizeof(struct lbd_stats_backend) == 256, "backend record size");
+_Static_assert(sizeof(struct lbd_stats_backend) == 320, "backend record size");
 _Static_assert(sizeof(struct lbd_stats_worker) == 64, "worker record size");
-_Static_assert(sizeof(struct lbd_stats_counter) == 64, "counter record size");
+_Static_assert(sizeof(struct lbd_stats_counter) == 128, "counter record size");
 _Static_assert(sizeof(struct lbd_stats_service_counter) == 64, "service counter size");
 _Static_assert(LBD_MAX_SERVICE_BACKENDS <= 64, "tried mask is a uint64_t");
 

@@ -100,7 +100,7 @@ check_config(const struct lbd_config *conf)
 
 		assert(svc->name[0] != '\0' && strlen(svc->name) < LBD_NAME_LEN);
 		assert(config_balance_name(svc->balance) != NULL);
-		assert(config_proxy_protocol_name(svc->proxy_protocol) != NULL);
+		assert(svc->proxy_protocol <= LBD_PROXY_V2);
 		assert(svc->nlisten >= 1 && svc->nlisten <= LBD_MAX_LISTEN);
 		assert(svc->nbackends >= 1 && svc->nbackends <= LBD_MAX_SERVICE_BACKENDS);
 		assert(svc->connect_timeout_ms > 0 && svc->idle_timeout_ms > 0);

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "balance.h"
+#include "loadmeter.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 
@@ -482,6 +483,118 @@ test_rendezvous_none(void **state)
 	assert_int_equal(balance_rendezvous(clients[0], ids, w, 0), -1);
 }
 
+/* Least load per unit of weight wins; ties go to fewer active per weight. */
+static void
+test_leastload_choice(void **state)
+{
+	uint64_t load[] = { 3000, 1000, 2000 }, active[] = { 1, 9, 1 }, recent[3] = { 0 };
+	uint32_t w[] = { 1, 1, 1 }, w2[] = { 4, 1, 1 };
+	uint64_t tie[] = { 1000, 1000, 1000 }, act2[] = { 5, 2, 7 };
+	size_t k;
+
+	(void)state;
+	for (k = 0; k < 3; k++)
+		assert_int_equal(balance_leastload(load, active, recent, w, 3, k), 1);
+	/* Weight 4 makes 3000 the least per unit of weight. */
+	assert_int_equal(balance_leastload(load, active, recent, w2, 3, 0), 0);
+	for (k = 0; k < 3; k++)
+		assert_int_equal(balance_leastload(tie, act2, recent, w, 3, k), 1);
+	w[1] = 0;			/* not eligible */
+	assert_int_equal(balance_leastload(load, active, recent, w, 3, 0), 2);
+	w[0] = w[2] = 0;
+	assert_int_equal(balance_leastload(load, active, recent, w, 3, 0), -1);
+}
+
+/* Equal loads and no connections: the rotation spreads the ties. */
+static void
+test_leastload_ties_rotate(void **state)
+{
+	uint64_t load[4] = { 0 }, active[4] = { 0 }, recent[4] = { 0 };
+	uint32_t w[] = { 1, 1, 1, 1 };
+	unsigned count[4] = { 0 };
+	size_t k;
+
+	(void)state;
+	for (k = 0; k < 400; k++)
+		count[balance_leastload(load, active, recent, w, 4, k)]++;
+	for (k = 0; k < 4; k++)
+		assert_int_equal(count[k], 100);
+}
+
+/*
+ * The herd guard: 200 new connections at once, before the load meter saw
+ * any of them.  Backend 0 looks far idler, yet takes at most twice its
+ * fair share (40) of the burst.
+ */
+static void
+test_leastload_herd(void **state)
+{
+	uint64_t base[] = { 0, 50000, 50000, 50000, 50000 }, load[5];
+	uint64_t active[5] = { 0 }, recent[5] = { 0 };
+	uint32_t w[] = { 1, 1, 1, 1, 1 };
+	size_t k, i;
+	int b;
+
+	(void)state;
+	for (k = 0; k < 200; k++) {
+		for (i = 0; i < 5; i++)
+			load[i] = base[i] + recent[i] * 10;	/* per_conn: tiny */
+		b = balance_leastload(load, active, recent, w, 5, k);
+		assert_true(b >= 0);
+		recent[b]++;
+		active[b]++;
+	}
+	assert_true(recent[0] <= 2 * 40 + 2);
+	assert_true(recent[0] >= 40);	/* still the idlest: it got its share */
+	for (i = 1; i < 5; i++)
+		assert_true(recent[i] > 0);
+}
+
+/* The guard honours weights: weight 3 may take thrice weight 1's share. */
+static void
+test_leastload_herd_weights(void **state)
+{
+	uint64_t load[3] = { 0 }, active[3] = { 0 }, recent[3] = { 0 };
+	uint32_t w[] = { 3, 1, 1 };
+	size_t k;
+	int b;
+
+	(void)state;
+	for (k = 0; k < 500; k++) {
+		b = balance_leastload(load, active, recent, w, 3, k);
+		recent[b]++;
+		active[b]++;
+	}
+	/* Loads stay 0: ties by active per weight give 300/100/100. */
+	assert_int_equal(recent[0], 300);
+	assert_int_equal(recent[1], 100);
+	assert_int_equal(recent[2], 100);
+}
+
+/* The load meter's decaying average, in events per second x 1000. */
+static void
+test_load_decay(void **state)
+{
+	uint64_t rate = 0;
+	int i;
+
+	(void)state;
+	assert_int_equal(loadmeter_decay(1234, 99, 0), 1234);	/* no time: no change */
+	/* 100 per second, measured every 250 ms: converges on 100 000. */
+	for (i = 0; i < 80; i++)
+		rate = loadmeter_decay(rate, 25, 250);
+	assert_true(rate > 99000 && rate <= 100000);
+	/* One time constant of silence leaves about 1/e of it. */
+	for (i = 0; i < 8; i++)
+		rate = loadmeter_decay(rate, 0, 250);
+	assert_true(rate > 36000 && rate < 38000);
+	/* A step up gets most of the way within a few seconds. */
+	rate = 0;
+	for (i = 0; i < 16; i++)
+		rate = loadmeter_decay(rate, 250, 250);
+	assert_true(rate > 850000 && rate < 1000000);
+}
+
 int
 main(void)
 {
@@ -502,6 +615,11 @@ main(void)
 		cmocka_unit_test(test_rendezvous_weights),
 		cmocka_unit_test(test_rendezvous_removal),
 		cmocka_unit_test(test_rendezvous_none),
+		cmocka_unit_test(test_leastload_choice),
+		cmocka_unit_test(test_leastload_ties_rotate),
+		cmocka_unit_test(test_leastload_herd),
+		cmocka_unit_test(test_leastload_herd_weights),
+		cmocka_unit_test(test_load_decay),
 	};
 
 	return cmocka_run_group_tests(tests, setup_clients, NULL);

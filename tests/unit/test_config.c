@@ -178,6 +178,8 @@ test_full_config(void **state)
 	assert_int_equal(svc->idle_timeout_ms, 300000);
 	assert_int_equal(svc->retries, 2);
 	assert_int_equal(svc->proxy_protocol, LBD_PROXY_OFF);
+	assert_int_equal(svc->max_age_ms, 0);
+	assert_int_equal(svc->age_quiet_ms, 250);
 	assert_int_equal(svc->health.interval_ms, 2000);
 	assert_int_equal(svc->health.timeout_ms, 1000);
 	assert_int_equal(svc->health.rise, 2);
@@ -200,7 +202,7 @@ test_full_config(void **state)
 	assert_int_equal(svc->backends[1].addr.len, sizeof(*sin));
 
 	assert_string_equal(config_balance_name(svc->balance), "roundrobin");
-	assert_string_equal(config_proxy_protocol_name(svc->proxy_protocol), "off");
+	assert_int_equal(svc->proxy_protocol, LBD_PROXY_OFF);
 	assert_int_equal(config_stats_path(conf, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "/run/lbd/" LBD_STATS_FILE);
 	assert_int_equal(config_control_path(conf, buf, sizeof(buf)), 0);
@@ -331,7 +333,7 @@ test_values_and_lines(void **state)
 	assert_int_equal(svc->balance, LBD_BALANCE_SOURCE);
 	assert_int_equal(svc->proxy_protocol, LBD_PROXY_V2);
 	assert_string_equal(config_balance_name(svc->balance), "source");
-	assert_string_equal(config_proxy_protocol_name(svc->proxy_protocol), "v2");
+	assert_int_equal(svc->proxy_protocol, LBD_PROXY_V2);
 	assert_string_equal(svc->backends[0].name, "x.y_z-1");
 	assert_int_equal(svc->backends[0].line, 27);
 	config_free(conf);
@@ -494,11 +496,39 @@ test_out_of_range(void **state)
 }
 
 static void
+test_leastload_and_age(void **state)
+{
+	struct lbd_config *conf;
+	struct lbd_service_conf *svc;
+
+	(void)state;
+	conf = load_ok("service web {\n"
+	    "  listen = { \"127.0.0.1:8080\" }\n"
+	    "  balance = \"leastload\"\n"
+	    "  max-connection-age = \"60s\"\n"
+	    "  age-quiet = \"1s\"\n"
+	    "  backend a { address = \"127.0.0.1:9001\" }\n"
+	    "}\n");
+	svc = &conf->services[0];
+	assert_int_equal(svc->balance, LBD_BALANCE_LEASTLOAD);
+	assert_string_equal(config_balance_name(svc->balance), "leastload");
+	assert_int_equal(svc->max_age_ms, 60000);
+	assert_int_equal(svc->age_quiet_ms, 1000);
+	config_free(conf);
+	expect_error(SERVICE_HEAD "  max-connection-age = \"soon\"\n" BACKEND_A "}\n", 3,
+	    "max-connection-age");
+	expect_error(SERVICE_HEAD "  age-quiet = \"off\"\n" BACKEND_A "}\n", 3,
+	    "age-quiet");
+	expect_error(SERVICE_HEAD "  age-quiet = \"0s\"\n" BACKEND_A "}\n", 1,
+	    "age-quiet must be at least 1ms");
+}
+
+static void
 test_bad_keywords(void **state)
 {
 	(void)state;
 	expect_error(SERVICE_HEAD "\n  balance = \"random\"\n" BACKEND_A "}\n", 4,
-	    "roundrobin, leastconn or source");
+	    "roundrobin, leastconn, source or leastload");
 	expect_error(SERVICE_HEAD "  proxy-protocol = \"v3\"\n" BACKEND_A "}\n", 3,
 	    "off, v1 or v2");
 	expect_error(SERVICE_HEAD "  proxy-protocol = \"on\"\n" BACKEND_A "}\n", 3,
@@ -864,6 +894,7 @@ main(void)
 		cmocka_unit_test_teardown(test_bad_durations, teardown_case),
 		cmocka_unit_test_teardown(test_out_of_range, teardown_case),
 		cmocka_unit_test_teardown(test_bad_keywords, teardown_case),
+		cmocka_unit_test_teardown(test_leastload_and_age, teardown_case),
 		cmocka_unit_test_teardown(test_duplicate_names, teardown_case),
 		cmocka_unit_test_teardown(test_no_backend_no_listen, teardown_case),
 		cmocka_unit_test_teardown(test_listen_twice, teardown_case),
