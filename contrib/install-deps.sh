@@ -3,7 +3,7 @@
 set -e
 pkgs="gcc make pkg-config libconfuse-dev libbsd-dev libcmocka-dev python3 python3-pytest
       socat iproute2 procps util-linux curl nginx keepalived man-db clang libclang-rt-14-dev
-      valgrind postgresql redis-server redis-tools bird2 nftables"
+      valgrind postgresql redis-server redis-tools bird2 nftables haproxy openssl"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' ||
