@@ -577,14 +577,18 @@ static void
 age_out(struct worker *w, size_t s)
 {
 	const struct lbd_service_conf *svc = &w->conf->services[s];
+	struct schedule *sched = &w->rt[s].sched;
 	struct conn *c, *next;
 
-	for (c = w->rt[s].idle.head; c != NULL; c = next) {
+	if ((c = w->rt[s].idle.head) == NULL || w->now_ms - c->last_ms < svc->age_quiet_ms)
+		return;
+	schedule_age_candidates(sched, svc, w->map);
+	for (; c != NULL; c = next) {
 		next = c->next;
 		if (w->now_ms - c->last_ms < svc->age_quiet_ms)
 			break;
 		if (w->now_ms - c->started_ms < svc->max_age_ms ||
-		    !relay_answered(&c->relay))
+		    !sched->over[c->backend] || !relay_answered(&c->relay))
 			continue;
 		stats_add(&backend_counter(w, c)->aged_out, 1);
 		c->close_reason = CLOSE_AGED;
