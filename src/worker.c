@@ -271,8 +271,9 @@ conn_wait_fd(struct worker *w, struct conn *c, int b)
 	c->backend = -1;
 	c->fd_wait = 1;
 	c->state = CONN_CONNECTING;
-	if (c->walk.attempts == 0)
-		c->last_ms = w->now_ms;
+	/* last_ms is left alone: set at accept or at the last connect start,
+	 * it bounds the whole wait by connect-timeout (tick_service).
+	 * Resetting it on each retry made the wait endless (issue 20). */
 	list_append(&w->rt[c->service].connecting, c);
 	accept_pause(w, w->now_ms + ACCEPT_PAUSE_MS);
 }
@@ -586,12 +587,16 @@ tick_service(struct worker *w, size_t s)
 		conn_close(w, c, CLOSE_IDLE);
 	if (svc->max_age_ms != 0)
 		age_out(w, s);
-	/* Clients still waiting for a descriptor: try again (connect-timeout
-	 * above bounds the wait).  Taken off the list first, since a retry
+	/* Clients still waiting for a descriptor: try again.  Taken off the list first, since a retry
 	 * that fails again puts the client back at its end. */
 	for (c = rt->connecting.head; c != NULL; c = next) {
 		next = c->next;
-		if (c->fd_wait) {
+		/* Waited connect-timeout for a descriptor: "out of resources",
+		 * counted as rejected (issue 20).  Not only the list head: the
+		 * retries below reorder the list. */
+		if (c->fd_wait && w->now_ms - c->last_ms >= svc->connect_timeout_ms)
+			connect_failed(w, c, ETIMEDOUT);
+		else if (c->fd_wait) {
 			list_remove(&rt->connecting, c);
 			list_append(&waiting, c);
 		}
