@@ -608,11 +608,19 @@ tick_service(struct worker *w, size_t s)
 	}
 }
 
+static void worker_cut_and_exit(struct worker *w);
+
 static void
 tick(struct worker *w)
 {
 	size_t s;
 
+	/* Orphaned: nobody sends SIGUSR1 at shutdown-grace, so keep time here. */
+	if (w->orphan_abort_ms != 0 && w->now_ms >= w->orphan_abort_ms) {
+		log_warnx("master gone, shutdown-grace over: cutting %u connections",
+		    w->nconns);
+		worker_cut_and_exit(w);
+	}
 	for (s = 0; s < w->conf->nservices; s++)
 		tick_service(w, s);
 	w->next_tick_ms = w->now_ms + TICK_MS;
@@ -642,6 +650,16 @@ signal_ready(struct worker *w)
 	while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGUSR1)
 			worker_cut_and_exit(w);
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			/* PR_SET_PDEATHSIG's SIGTERM: the master is gone and will
+			 * not bound this worker, so it bounds itself (issue 20). */
+			if (w->orphan_abort_ms == 0 && getppid() != w->master_pid) {
+				w->orphan_abort_ms = w->now_ms + w->conf->shutdown_grace_ms + 1;
+				log_warnx("master (pid %d) gone: %u connections to finish "
+				    "within shutdown-grace (%ums)", (int)w->master_pid,
+				    w->nconns, w->conf->shutdown_grace_ms);
+			}
+		}
 		if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !w->stopping) {
 			log_debug("stopping: %u connections to finish", w->nconns);
 			proctitle_set("worker %u (stopping)", w->id);
@@ -760,6 +778,7 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 	w.listeners = listeners;
 	w.nlisteners = nlisteners;
 	w.now_ms = clock_ms();
+	w.master_pid = getppid();
 	worker_setup(&w);
 	sleeping_flag = &stats_worker(map, slot)->sleeping;
 	for (;;) {
