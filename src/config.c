@@ -107,6 +107,11 @@ parse_duration_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 		cfg_error(cfg, "%s = \"%s\": %s", opt->name, value, why);
 		return -1;
 	}
+	if (strcmp(opt->name, "worker-stall") == 0 &&
+	    (ms < LBD_WORKER_STALL_MIN || ms > LBD_WORKER_STALL_MAX)) {
+		cfg_error(cfg, "%s = \"%s\": out of range 1s..1h", opt->name, value);
+		return -1;
+	}
 	*(const char **)result = value;
 	return 0;
 }
@@ -218,6 +223,7 @@ static cfg_opt_t top_opts[] = {
 	CFG_STR_CB("runtime-dir", "/run/lbd", CFGF_NONE, parse_path_cb),
 	CFG_INT("maxconn", 20000, CFGF_NONE),
 	DURATION("shutdown-grace", "30s"),
+	DURATION("worker-stall", "5s"),
 	CFG_BOOL("log-connections", cfg_false, CFGF_NONE),
 	CFG_STR_CB("relay-turn", "8M", CFGF_NONE, parse_turn_cb),
 	CFG_SEC("service", service_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
@@ -660,6 +666,7 @@ load_globals(struct load_ctx *ctx, cfg_t *cfg, struct lbd_config *conf)
 	conf->workers = (uint32_t)workers;
 	conf->maxconn = (uint32_t)cfg_getint(cfg, "maxconn");
 	conf->shutdown_grace_ms = get_duration(cfg, "shutdown-grace");
+	conf->worker_stall_ms = get_duration(cfg, "worker-stall");
 	conf->log_connections = cfg_getbool(cfg, "log-connections");
 	/* Already checked by parse_turn_cb; the default is valid. */
 	(void)addr_parse_size(cfg_getstr(cfg, "relay-turn"), &conf->relay_turn, &why);

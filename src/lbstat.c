@@ -16,10 +16,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "stats.h"
 #include "statexport.h"
 #include "statview.h"
+#include "watchdog.h"
 
 #define SNAP_SPINS	64	/* seqlock attempts before napping between them */
 #define SNAP_TRIES	(SNAP_SPINS + 1000)	/* then 1ms naps: give up after about 1s */
@@ -360,6 +362,7 @@ capture_workers(const struct stats_map *map, uint8_t live[LBD_WORKER_SLOTS],
 		v->restarts = w.restarts;
 		v->accepted = stats_load(&stats_worker(map, slot)->accepted);
 		v->active = stats_load(&stats_worker(map, slot)->active);
+		v->heartbeat_age_ms = watchdog_age_ms(w.heartbeat_ms, clock_ms());
 	}
 }
 
@@ -379,6 +382,7 @@ capture(const struct stats_map *map, struct statview_snap *snap)
 	snap->start_time = h.start_time;
 	snap->worker_restarts = h.worker_restarts;
 	snap->reloads = h.reloads;
+	snap->worker_stall_ms = h.worker_stall_ms;
 	capture_workers(map, live, snap);
 	snap->nservices = 0;
 	snap->nbackends = 0;

@@ -38,6 +38,7 @@
 #include "privs.h"
 #include "proctitle.h"
 #include "stats.h"
+#include "watchdog.h"
 #include "worker.h"
 
 #define LISTEN_BACKLOG		4096
@@ -52,6 +53,7 @@ struct worker_proc {
 	uint64_t started_ms;
 	uint64_t kill_at_ms;		/* SIGUSR1, then SIGKILL, at this time; 0 = none */
 	int aborted;			/* SIGUSR1 sent: SIGKILL is next */
+	int stalled;			/* the watchdog killed it */
 };
 
 /* What it takes to bring worker id back: pending after a death. */
@@ -82,6 +84,7 @@ struct master {
 	int stopping;
 	int reload_pending;
 	uint64_t stop_deadline_ms;
+	uint64_t watchdog_due_ms;	/* next look at the heartbeats */
 };
 
 /* ---- listeners ---- */
@@ -236,6 +239,8 @@ worker_spawn(struct master *m, uint32_t id)
 		log_warnx("worker %u: no free worker slot", id);
 		return -1;
 	}
+	/* Before the fork: the worker owns it from its first turn on. */
+	stats_worker(&m->map, (uint32_t)slot)->heartbeat_ms = clock_ms();
 	if ((pid = fork()) == -1) {
 		log_warn("worker %u: fork", id);
 		return -1;
@@ -392,6 +397,36 @@ worker_abort(struct master *m, int slot, uint64_t now)
 	wp->kill_at_ms = now + 1000;
 }
 
+/* A running worker whose loop has not turned for worker-stall is hung: logged
+ * once, shown stalled, killed; reaped as any dead worker (counters, respawn). */
+static void
+watchdog_run(struct master *m, uint64_t now)
+{
+	struct lbd_stats_worker *rec;
+	struct worker_proc *wp;
+	uint64_t beat;
+	int i;
+
+	if (now < m->watchdog_due_ms)
+		return;
+	m->watchdog_due_ms = now + watchdog_period_ms(m->conf->worker_stall_ms);
+	for (i = 0; i < LBD_WORKER_SLOTS; i++) {
+		wp = &m->workers[i];
+		rec = stats_worker(&m->map, (uint32_t)i);
+		beat = __atomic_load_n(&rec->heartbeat_ms, __ATOMIC_RELAXED);
+		if (wp->pid == 0 || wp->stopping || wp->stalled ||
+		    !watchdog_stalled(beat, now, m->conf->worker_stall_ms))
+			continue;
+		log_warnx("worker %u (pid %d) stalled for %.1fs; killing it", wp->id,
+		    (int)wp->pid, (double)watchdog_age_ms(beat, now) / 1000);
+		wp->stalled = 1;
+		stats_write_begin(&m->map);
+		rec->state = LBD_WORKER_STALLED;
+		stats_write_end(&m->map);
+		(void)kill(wp->pid, SIGKILL);
+	}
+}
+
 static void
 run_timers(struct master *m)
 {
@@ -407,12 +442,13 @@ run_timers(struct master *m)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    now >= m->workers[i].kill_at_ms)
 			worker_abort(m, i, now);
+	watchdog_run(m, now);
 }
 
 static int
 next_timeout(const struct master *m)
 {
-	uint64_t now = clock_ms(), next = UINT64_MAX;
+	uint64_t now = clock_ms(), next = m->watchdog_due_ms;
 	uint32_t id;
 	int i;
 
@@ -423,8 +459,6 @@ next_timeout(const struct master *m)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    m->workers[i].kill_at_ms < next)
 			next = m->workers[i].kill_at_ms;
-	if (next == UINT64_MAX)
-		return -1;
 	return next <= now ? 0 : (int)(next - now > 60000 ? 60000 : next - now);
 }
 
@@ -559,6 +593,7 @@ master_reload(struct master *m)
 	stats_write_begin(&m->map);
 	m->map.hdr->reloads++;
 	m->map.hdr->workers_configured = conf->workers;
+	m->map.hdr->worker_stall_ms = conf->worker_stall_ms;
 	stats_write_end(&m->map);
 	config_free(old);
 	log_info("reloaded: generation %u, %zu services, %u workers", m->generation,
@@ -679,6 +714,7 @@ master_setup(struct master *m)
 	if (stats_layout(&m->map, m->conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	m->generation = m->map.hdr->generation;
+	m->map.hdr->worker_stall_ms = m->conf->worker_stall_ms;
 }
 
 static void

@@ -81,6 +81,15 @@ statview_uptime_s(const struct statview_snap *snap)
 	return snap->now - snap->start_time;
 }
 
+const char *
+statview_worker_state(const struct statview_snap *snap, const struct statview_worker *w)
+{
+	if (w->state == LBD_WORKER_STALLED || (w->state == LBD_WORKER_RUNNING &&
+	    snap->worker_stall_ms > 0 && w->heartbeat_age_ms >= snap->worker_stall_ms))
+		return "stalled";
+	return w->state == LBD_WORKER_RUNNING ? "running" : "stopping";
+}
+
 double
 statview_rate(uint64_t before, uint64_t after, double seconds)
 {
@@ -407,13 +416,14 @@ static void
 table_header(FILE *out, const struct statview_snap *snap)
 {
 	char version[LBD_VERSION_LEN], up[32];
-	size_t i, running = 0, stopping = 0;
+	size_t i, running = 0, stopping = 0, stalled = 0;
+	const char *state;
 
 	for (i = 0; i < snap->nworkers; i++) {
-		if (snap->workers[i].state == LBD_WORKER_RUNNING)
-			running++;
-		else
-			stopping++;
+		state = statview_worker_state(snap, &snap->workers[i]);
+		running += strcmp(state, "running") == 0;
+		stopping += strcmp(state, "stopping") == 0;
+		stalled += strcmp(state, "stalled") == 0;
 	}
 	fprintf(out, "lbd %s  ", printable(snap->version, version, sizeof(version)));
 	/* The master zeroes its pid when it stops cleanly; a pid that is
@@ -429,6 +439,8 @@ table_header(FILE *out, const struct statview_snap *snap)
 	    snap->workers_configured, snap->worker_restarts);
 	if (stopping > 0)
 		fprintf(out, ", %zu stopping", stopping);
+	if (stalled > 0)
+		fprintf(out, ", %zu stalled", stalled);
 	fprintf(out, ")  generation %" PRIu32 "\n", snap->generation);
 }
 
@@ -472,7 +484,10 @@ table_workers(FILE *out, const struct statview_snap *snap)
 		fprintf(out, "worker %-*" PRIu32 "  pid %-7" PRId32 "  %s %-*s  active %"
 		    PRIu64, wid, w->id, w->pid, snap->has_rates ? "accepted/s" : "accepted",
 		    wacc, acc, w->active);
-		if (w->state != LBD_WORKER_RUNNING)
+		if (strcmp(statview_worker_state(snap, w), "stalled") == 0)
+			fprintf(out, "  stalled (no turn for %.1fs)",
+			    (double)w->heartbeat_age_ms / 1000);
+		else if (w->state != LBD_WORKER_RUNNING)
 			fprintf(out, "  stopping (generation %" PRIu32 ")", w->generation);
 		fputc('\n', out);
 	}

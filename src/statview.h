@@ -66,6 +66,7 @@ struct statview_worker {
 	uint64_t restarts;
 	uint64_t accepted;
 	uint64_t active;
+	uint64_t heartbeat_age_ms;	/* since its loop last turned */
 	double accepted_rate;
 };
 
@@ -78,6 +79,7 @@ struct statview_snap {
 	uint64_t start_time;		/* unix seconds */
 	uint64_t worker_restarts;
 	uint64_t reloads;
+	uint32_t worker_stall_ms;	/* worker-stall of the running configuration */
 	uint64_t now;			/* unix seconds when taken */
 	double mono;			/* monotonic seconds when taken */
 	int has_rates;			/* the rate fields hold the last interval's */
@@ -132,6 +134,10 @@ const char *statview_backend_state(const struct statview_backend *be);
 /* Its check result means something: checked, and not disabled since. */
 int statview_backend_checked(const struct statview_backend *be);
 uint64_t statview_uptime_s(const struct statview_snap *snap);
+/* "running", "stopping" or "stalled": marked so by the master, or a running
+ * worker whose heartbeat is older than worker-stall (a hung master too). */
+const char *statview_worker_state(const struct statview_snap *snap,
+    const struct statview_worker *w);
 void statview_imbalance(const struct statview_snap *snap,
     const struct statview_service *svc, struct statview_imbalance *im);
 

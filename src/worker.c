@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "accept.h"
+#include "watchdog.h"
 #include "addr.h"
 #include "clock.h"
 #include "log.h"
@@ -764,6 +765,7 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 	struct epoll_event events[256];
 	char prefix[32];
 	uint32_t *sleeping_flag;
+	uint64_t *heartbeat;		/* the watchdog's, see watchdog.h */
 	int n, i, timeout;
 
 	memset(&w, 0, sizeof(w));
@@ -781,10 +783,14 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 	w.master_pid = getppid();
 	worker_setup(&w);
 	sleeping_flag = &stats_worker(map, slot)->sleeping;
+	heartbeat = &stats_worker(map, slot)->heartbeat_ms;
 	for (;;) {
 		if (w.stopping && w.nconns == 0)
 			exit(0);
 		timeout = w.run_head != NULL ? 0 : worker_timeout(&w);
+		/* Idle or not, turn (and beat) twice per worker-stall (issue 20). */
+		if (timeout < 0 || timeout > watchdog_idle_wake_ms(conf->worker_stall_ms))
+			timeout = watchdog_idle_wake_ms(conf->worker_stall_ms);
 		if (timeout != 0)
 			__atomic_store_n(sleeping_flag, 1, __ATOMIC_RELAXED);
 		n = epoll_wait(w.epfd, events, 256, timeout);
@@ -793,6 +799,7 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
 		w.now_ms = clock_ms();
+		__atomic_store_n(heartbeat, w.now_ms, __ATOMIC_RELAXED);
 		for (i = 0; i < n; i++)
 			dispatch(&w, &events[i]);
 		runq_run(&w);

@@ -125,3 +125,70 @@ def test_orphans_bounded_and_new_lbd_serves(tmp_path, flbd, slow_source):
         dl.close()
         problems = d2.finish()
     assert not problems, problems
+
+
+# -- the worker watchdog -----------------------------------------------------
+
+def ident_ok(port, name, timeout=2.0):
+    try:
+        return lbdtest.ident(port, timeout=timeout) == name
+    except (OSError, EOFError):
+        return False
+
+
+def test_stalled_worker_is_replaced(flbd, backend):
+    """SIGSTOP a worker holding connections: within worker-stall + 1s it is
+    logged, killed and replaced, and new connections are all served."""
+    b = backend("ident", "wd")
+    d = flbd([service("web", [b])], workers=2, worker_stall="1s")
+    port = d.port["web"]
+    socks, victim = [], None
+    try:
+        for _ in range(20):
+            s = lbdtest.connect(port)
+            assert lbdtest.recv_line(s) == b"wd\n"
+            socks.append(s)
+        owners = [d.owner_of(s) for s in socks]
+        victim = max(set(owners), key=owners.count)
+        os.kill(victim, signal.SIGSTOP)
+        t0 = time.monotonic()
+        assert lbdtest.poll_until(
+            lambda: not alive(victim) and len(d.workers()) == 2, 3.0 * SCALE,
+            0.01), "stopped worker %d not replaced after %.1fs (worker-stall " \
+            "1s)\n%s" % (victim, time.monotonic() - t0, d.describe())
+        took = time.monotonic() - t0
+        print("stopped worker replaced %.2fs after SIGSTOP (worker-stall 1s)"
+              % took)
+        assert took <= 1.0 + 1.0 * SCALE, "replaced after %.2fs" % took
+        err = d.stderr()
+        assert "(pid %d) stalled for " % victim in err, err
+        assert err.count("(pid %d) stalled for " % victim) == 1, err
+        assert all(ident_ok(port, "wd") for _ in range(40)), \
+            "a new connection failed after the replacement"
+        js = fu.lbstat(d)
+        assert js["worker_restarts"] == 1, js
+        assert {w["state"] for w in js["workers"]} == {"running"}, js
+    finally:
+        if victim is not None and alive(victim):
+            os.kill(victim, signal.SIGCONT)
+        fu.close_all(socks)
+
+
+def test_idle_worker_is_never_stalled(flbd, backend):
+    """Workers with nothing to do for four times worker-stall are left
+    alone: their loop still turns, so their heartbeat stays young."""
+    b = backend("ident", "idle")
+    d = flbd([service("web", [b])], workers=2, worker_stall="1s")
+    before = set(d.workers())
+    ages = []
+    for _ in range(8):
+        time.sleep(0.5)
+        ages += [w["heartbeat_age_ms"] for w in fu.lbstat(d)["workers"]]
+    assert set(d.workers()) == before, d.describe()
+    assert "stalled" not in d.stderr(), d.stderr()
+    js = fu.lbstat(d)
+    assert js["worker_restarts"] == 0, js
+    print("idle workers' heartbeat ages over 4s: max %dms (worker-stall 1s)"
+          % max(ages))
+    assert max(ages) < 1000, ages
+    assert ident_ok(d.port["web"], "idle")

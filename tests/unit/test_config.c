@@ -232,6 +232,7 @@ test_defaults(void **state)
 	assert_int_equal(conf->shutdown_grace_ms, 30000);
 	assert_false(conf->log_connections);
 	assert_int_equal(conf->relay_turn, 8u << 20);
+	assert_int_equal(conf->worker_stall_ms, 5000);
 	svc = &conf->services[0];
 	assert_int_equal(svc->line, 1);
 	assert_int_equal(svc->balance, LBD_BALANCE_ROUNDROBIN);
@@ -466,6 +467,27 @@ test_relay_turn(void **state)
 	expect_error("relay-turn = \"32K\"\n" SERVICE_HEAD BACKEND_A "}\n", 1, "64K..1G");
 	expect_error("relay-turn = \"2G\"\n" SERVICE_HEAD BACKEND_A "}\n", 1, "64K..1G");
 	expect_error("relay-turn = \"8G\"\n" SERVICE_HEAD BACKEND_A "}\n", 1, "too large");
+}
+
+/* worker-stall: a duration from 1s to 1h, errors on their line. */
+static void
+test_worker_stall(void **state)
+{
+	struct lbd_config *conf;
+
+	(void)state;
+	conf = load_ok("worker-stall = \"1s\"\n" SERVICE_HEAD BACKEND_A "}\n");
+	assert_int_equal(conf->worker_stall_ms, 1000);
+	config_free(conf);
+	conf = load_ok("worker-stall = \"1h\"\n" SERVICE_HEAD BACKEND_A "}\n");
+	assert_int_equal(conf->worker_stall_ms, 3600000);
+	config_free(conf);
+	expect_error("workers = 1\nworker-stall = \"999ms\"\n" SERVICE_HEAD BACKEND_A "}\n",
+	    2, "1s..1h");
+	expect_error("worker-stall = \"61m\"\n" SERVICE_HEAD BACKEND_A "}\n", 1, "1s..1h");
+	expect_error("\n\nworker-stall = \"5\"\n" SERVICE_HEAD BACKEND_A "}\n", 3,
+	    "worker-stall");
+	expect_error("worker-stall = \"0s\"\n" SERVICE_HEAD BACKEND_A "}\n", 1, "1s..1h");
 }
 
 static void
@@ -915,6 +937,7 @@ main(void)
 		cmocka_unit_test_teardown(test_health_limits, teardown_case),
 		cmocka_unit_test_teardown(test_directory, teardown_case),
 		cmocka_unit_test_teardown(test_relay_turn, teardown_case),
+		cmocka_unit_test_teardown(test_worker_stall, teardown_case),
 	};
 
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

@@ -466,6 +466,40 @@ test_disabled_and_retired(void **state)
 	free(snap);
 }
 
+/* A running worker whose heartbeat is older than worker-stall is stalled,
+ * whether or not the master has marked it yet; 0 = no threshold known. */
+static void
+test_worker_stalled(void **state)
+{
+	struct statview_snap *snap = example();
+	char *out;
+
+	(void)state;
+	snap->worker_stall_ms = 5000;
+	snap->workers[0].heartbeat_age_ms = 4999;
+	assert_string_equal(statview_worker_state(snap, &snap->workers[0]), "running");
+	snap->workers[0].heartbeat_age_ms = 5000;
+	assert_string_equal(statview_worker_state(snap, &snap->workers[0]), "stalled");
+	snap->workers[1].state = LBD_WORKER_STALLED;
+	assert_string_equal(statview_worker_state(snap, &snap->workers[1]), "stalled");
+	snap->workers[1].state = LBD_WORKER_STOPPING;
+	snap->workers[1].heartbeat_age_ms = 9000;
+	assert_string_equal(statview_worker_state(snap, &snap->workers[1]), "stopping");
+	out = render(statexport_json, snap, NULL);
+	assert_non_null(strstr(out, "\"state\":\"stalled\",\"heartbeat_age_ms\":5000"));
+	free(out);
+	out = render(statview_table, snap, NULL);
+	assert_non_null(strstr(out, "stalled (no turn for 5.0s)"));
+	assert_non_null(strstr(out, ", 1 stalled)"));
+	free(out);
+	out = render(statexport_prom, snap, NULL);
+	assert_non_null(strstr(out, "lbd_worker_heartbeat_age_seconds{worker=\"1\"} 5\n"));
+	free(out);
+	snap->worker_stall_ms = 0;
+	assert_string_equal(statview_worker_state(snap, &snap->workers[0]), "running");
+	free(snap);
+}
+
 /* Each family: HELP then TYPE, once, right before its samples. */
 static void
 test_prom(void **state)
@@ -509,7 +543,7 @@ test_prom(void **state)
 			assert_int_equal(strncmp(line, family, strlen(family)), 0);
 	}
 	assert_int_equal(helps, types);
-	assert_int_equal(helps, 23);
+	assert_int_equal(helps, 24);
 	free(out);
 	free(snap);
 }
@@ -533,6 +567,7 @@ main(void)
 		cmocka_unit_test(test_exchange_imbalance),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_prom),
+		cmocka_unit_test(test_worker_stalled),
 		cmocka_unit_test(test_disabled_and_retired),
 	};
 
