@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -467,6 +468,63 @@ test_relay_turn(void **state)
 	expect_error("relay-turn = \"32K\"\n" SERVICE_HEAD BACKEND_A "}\n", 1, "64K..1G");
 	expect_error("relay-turn = \"2G\"\n" SERVICE_HEAD BACKEND_A "}\n", 1, "64K..1G");
 	expect_error("relay-turn = \"8G\"\n" SERVICE_HEAD BACKEND_A "}\n", 1, "too large");
+}
+
+static double
+mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* head, then a line of n times c (or a quoted string of n bytes), then tail. */
+static char *
+long_line(const char *head, const char *open, size_t n, char c, const char *tail)
+{
+	size_t h = strlen(head), o = strlen(open), t = strlen(tail);
+	char *text = malloc(h + o + n + t + 1);
+
+	assert_non_null(text);
+	memcpy(text, head, h);
+	memcpy(text + h, open, o);
+	memset(text + h + o, c, n);
+	memcpy(text + h + o + n, tail, t + 1);
+	return text;
+}
+
+/*
+ * A line (or a quoted string) over 64 KiB is refused on its line, at once:
+ * libconfuse alone took a minute over a 10 MiB word or comment.  A line of
+ * exactly 64 KiB is read.
+ */
+static void
+test_long_lines(void **state)
+{
+	char *text;
+	double t0;
+
+	(void)state;
+	text = long_line(SERVICE_HEAD BACKEND_A "}\n", "#", 65535, 'c', "\n");
+	config_free(load_ok(text));
+	free(text);
+	text = long_line(SERVICE_HEAD BACKEND_A "}\n", "#", 65536, 'c', "\n");
+	expect_error(text, 5, "line longer than 65536 bytes");
+	free(text);
+	t0 = mono_s();
+	text = long_line(SERVICE_HEAD BACKEND_A "}\n\n", "", 10u << 20, 'x', "\n");
+	expect_error(text, 6, "line longer than 65536 bytes");
+	free(text);
+	text = long_line(SERVICE_HEAD BACKEND_A "}\n", "/*", 10u << 20, 'x', "*/\n");
+	expect_error(text, 5, "line longer than");
+	free(text);
+	assert_true(mono_s() - t0 < 2.0);
+	/* A quoted string may span lines; not beyond 64 KiB either. */
+	text = long_line("workers = 1\nuser = \"", "", 70000, '\n', "\"\n"
+	    SERVICE_HEAD BACKEND_A "}\n");
+	expect_error(text, 2, "quoted string longer than 65536 bytes");
+	free(text);
 }
 
 /* worker-stall: a duration from 1s to 1h, errors on their line. */
@@ -938,6 +996,7 @@ main(void)
 		cmocka_unit_test_teardown(test_directory, teardown_case),
 		cmocka_unit_test_teardown(test_relay_turn, teardown_case),
 		cmocka_unit_test_teardown(test_worker_stall, teardown_case),
+		cmocka_unit_test_teardown(test_long_lines, teardown_case),
 	};
 
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
