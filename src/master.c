@@ -710,7 +710,7 @@ master_setup(struct master *m)
 	signals_setup(m);
 	if (config_stats_path(m->conf, path, sizeof(path)) == -1 ||
 	    stats_create(&m->map, path, m->conf->workers) == -1)
-		fatal("stats segment %s", path);
+		fatal("stats segment %s: cannot create it in runtime-dir", path);
 	if (stats_layout(&m->map, m->conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	m->generation = m->map.hdr->generation;

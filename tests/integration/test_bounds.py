@@ -192,3 +192,32 @@ def test_idle_worker_is_never_stalled(flbd, backend):
           % max(ages))
     assert max(ages) < 1000, ages
     assert ident_ok(d.port["web"], "idle")
+
+
+# -- hostile input -----------------------------------------------------------
+
+def test_full_runtime_dir_fails_startup(tmp_path, backend):
+    """A runtime-dir with no room for the stats segment (a 64 KiB tmpfs):
+    lbd refuses to start with a clear message and status 1, instead of
+    dying of SIGBUS on the first page it touches."""
+    import subprocess
+    b = backend("ident", "full")
+    d = fu.FaultLbd(tmp_path / "full", [service("web", [b])], workers=1)
+    os.makedirs(d.runtime_dir)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=755",
+                        "tmpfs", d.runtime_dir], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN): "
+                    + r.stderr.strip())
+    try:
+        with pytest.raises(lbdtest.LbdFailed):
+            d.start(5.0)
+        assert d.proc.returncode == 1, "lbd ended with %s\n%s" % (
+            d.proc.returncode, d.describe())
+        err = d.stderr()
+        assert "stats segment" in err and "No space left on device" in err, err
+        assert not os.path.exists(os.path.join(d.runtime_dir, "lbd.stats.new"))
+    finally:
+        subprocess.run(["umount", d.runtime_dir], capture_output=True)
+        problems = d.finish()
+    assert not problems, problems

@@ -527,6 +527,19 @@ test_long_lines(void **state)
 	free(text);
 }
 
+/* A forgotten host is not "every interface": refused on its line. */
+static void
+test_empty_host(void **state)
+{
+	(void)state;
+	expect_error("service web {\n    listen = { \":8080\" }\n" BACKEND_A "}\n", 2,
+	    "empty host");
+	expect_error("service web {\n    listen = { \"[]:8080\" }\n" BACKEND_A "}\n", 2,
+	    "empty host");
+	expect_error(SERVICE_HEAD "  backend a {\n    address = \":9001\"\n  }\n}\n", 4,
+	    "0.0.0.0:port or [::]:port");
+}
+
 /* worker-stall: a duration from 1s to 1h, errors on their line. */
 static void
 test_worker_stall(void **state)
@@ -997,6 +1010,7 @@ main(void)
 		cmocka_unit_test_teardown(test_relay_turn, teardown_case),
 		cmocka_unit_test_teardown(test_worker_stall, teardown_case),
 		cmocka_unit_test_teardown(test_long_lines, teardown_case),
+		cmocka_unit_test_teardown(test_empty_host, teardown_case),
 	};
 
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
