@@ -231,6 +231,15 @@ copy_str(char *dst, const char *src, size_t len)
 	dst[len - 1] = '\0';
 }
 
+static uint64_t
+wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static void
 capture_backend(const struct stats_map *map, uint32_t slot,
     const uint8_t live[LBD_WORKER_SLOTS], struct statview_backend *be)
@@ -252,6 +261,9 @@ capture_backend(const struct stats_map *map, uint32_t slot,
 	be->check_status = b.check_status;
 	be->check_latency_us = b.check_latency_us;
 	be->last_change = b.last_change;
+	be->check_interval_ms = b.check_interval_ms;
+	be->check_age_ms = b.last_check_ms == 0 ? -1 :
+	    wall_ms() > b.last_check_ms ? (int64_t)(wall_ms() - b.last_check_ms) : 0;
 	/* Totals over every row, the retired row of dead workers included;
 	 * active only over rows whose worker still lives. */
 	for (row = 0; row < LBD_COUNTER_ROWS; row++) {

@@ -138,7 +138,12 @@ json_check(FILE *out, const struct statview_snap *snap,
 	    "\"last_change_s\":%" PRIu64 ",", status,
 	    statview_backend_checked(be) ? be->check_latency_us / 1000.0 : 0.0,
 	    snap->now > be->last_change ? snap->now - be->last_change : 0);
-	json_str(out, "text", be->check_text, "}");
+	json_str(out, "text", be->check_text, ",");
+	if (be->check_age_ms >= 0)
+		fprintf(out, "\"age_s\":%.1f,", (double)be->check_age_ms / 1000);
+	else
+		fputs("\"age_s\":null,", out);
+	fprintf(out, "\"stale\":%s}", statview_check_stale(be) ? "true" : "false");
 }
 
 static void

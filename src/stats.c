@@ -363,6 +363,8 @@ stats_layout(struct stats_map *map, struct lbd_config *conf, char *err, size_t e
 			if (bslot == -1)
 				goto full;
 			layout_backend(map, svc->slot, &svc->backends[j], (uint32_t)bslot);
+			stats_backend(map, (uint32_t)bslot)->check_interval_ms =
+			    svc->health.interval_ms;
 			s->backends[j] = (uint16_t)bslot;
 		}
 		s->sched_version++;

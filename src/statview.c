@@ -35,6 +35,13 @@ statview_backend_checked(const struct statview_backend *be)
 	return be->admin != LBD_ADMIN_DISABLED && be->check_status != LBD_CHECK_NONE;
 }
 
+int
+statview_check_stale(const struct statview_backend *be)
+{
+	return statview_backend_checked(be) && be->check_interval_ms > 0 &&
+	    be->check_age_ms > (int64_t)be->check_interval_ms * STATVIEW_STALE_INTERVALS;
+}
+
 /*
  * Bytes in powers of 1024 with K, M, G, T, P, E; plain below 1000 so a
  * number never takes more than five columns.
@@ -324,6 +331,9 @@ check_cell(const struct statview_backend *be, char *buf, size_t len)
 		snprintf(buf, len, "failed");
 	else
 		printable(be->check_text, buf, len);
+	if (statview_check_stale(be) && strlen(buf) + 24 < len)
+		snprintf(buf + strlen(buf), len - strlen(buf), " (stale %llds)",
+		    (long long)(be->check_age_ms / 1000));
 }
 
 static void

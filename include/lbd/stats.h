@@ -146,7 +146,9 @@ struct lbd_stats_backend {
 	uint32_t admin_weight_set;	/* weight came from lbadmin: a reload keeps it */
 	uint64_t last_change;		/* unix seconds of the last health/admin change */
 	uint64_t checks;		/* health probes run */
-	uint8_t pad1[16];
+	uint64_t last_check_ms;		/* unix milliseconds of the last probe's result, 0 = none */
+	uint32_t check_interval_ms;	/* the service's health interval */
+	uint8_t pad1[4];
 	/* The load meter's (master) latest measure, for leastload: */
 	uint64_t load_rate;		/* exchanges per second x 1000, decaying */
 	uint64_t load_picks;		/* the backend's picks summed at that measure */

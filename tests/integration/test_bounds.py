@@ -221,3 +221,43 @@ def test_full_runtime_dir_fails_startup(tmp_path, backend):
         subprocess.run(["umount", d.runtime_dir], capture_output=True)
         problems = d.finish()
     assert not problems, problems
+
+
+def test_check_age_and_stale_checks(flbd, backend):
+    """JSON gives the age of the last check; with the master stopped (no
+    checks) the check goes stale after three intervals, in JSON and in the
+    table."""
+    b = backend("ident", "age")
+    d = flbd([dict(service("web", [b]), health={
+        "interval": lbdtest.q("200ms"), "timeout": lbdtest.q("150ms")})],
+        workers=1)
+
+    def check():
+        (s,) = [s for s in fu.lbstat(d)["services"] if s["name"] == "web"]
+        return s["backends"][0]["check"]
+
+    assert lbdtest.poll_until(lambda: check()["status"] == "ok", 5 * SCALE)
+    c = check()
+    assert c["age_s"] is not None and 0 <= c["age_s"] < 0.6 and not c["stale"], c
+    os.kill(d.pid, signal.SIGSTOP)
+    try:
+        time.sleep(1.0)
+        c = check()
+        assert c["stale"] and c["age_s"] >= 0.9, c
+        table = subprocess_lbstat_table(d)
+        assert "(stale " in table, table
+    finally:
+        os.kill(d.pid, signal.SIGCONT)
+    assert lbdtest.poll_until(lambda: not check()["stale"], 3 * SCALE)
+
+
+def subprocess_lbstat_table(d):
+    import subprocess
+    env = dict(os.environ)
+    env.pop("LBD_CONF", None)
+    r = subprocess.run([os.path.join(lbdtest.build_dir(), "lbstat"), "-s",
+                        os.path.join(d.runtime_dir, "lbd.stats")], env=env,
+                       stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    return r.stdout

@@ -426,7 +426,8 @@ test_json(void **state)
 	assert_non_null(strstr(out, "\"state\":\"disabled\""));
 	assert_non_null(strstr(out, "\"check\":{\"status\":\"none\",\"latency_ms\":0.000,"));
 	assert_non_null(strstr(out, "\"check\":{\"status\":\"failed\",\"latency_ms\":0.412,"
-	    "\"last_change_s\":20,\"text\":\"connect: Connection refused\"}"));
+	    "\"last_change_s\":20,\"text\":\"connect: Connection refused\","
+	    "\"age_s\":0.0,\"stale\":false}"));
 	free(out);
 	free(snap);
 }
@@ -500,6 +501,30 @@ test_worker_stalled(void **state)
 	free(snap);
 }
 
+/* The age of the last check, and a check older than 3 intervals marked. */
+static void
+test_check_age(void **state)
+{
+	struct statview_snap *snap = example();
+	char *out;
+
+	(void)state;
+	snap->backends[0].check_interval_ms = 2000;
+	snap->backends[0].check_age_ms = 6000;
+	assert_false(statview_check_stale(&snap->backends[0]));
+	snap->backends[0].check_age_ms = 7400;
+	assert_true(statview_check_stale(&snap->backends[0]));
+	snap->backends[1].check_age_ms = -1;
+	out = render(statexport_json, snap, NULL);
+	assert_non_null(strstr(out, "\"age_s\":7.4,\"stale\":true}"));
+	assert_non_null(strstr(out, "\"age_s\":null,\"stale\":false}"));
+	free(out);
+	out = render(statview_table, snap, NULL);
+	assert_non_null(strstr(out, " (stale 7s)"));
+	free(out);
+	free(snap);
+}
+
 /* Each family: HELP then TYPE, once, right before its samples. */
 static void
 test_prom(void **state)
@@ -568,6 +593,7 @@ main(void)
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_prom),
 		cmocka_unit_test(test_worker_stalled),
+		cmocka_unit_test(test_check_age),
 		cmocka_unit_test(test_disabled_and_retired),
 	};
 
