@@ -261,3 +261,46 @@ def subprocess_lbstat_table(d):
                        text=True, timeout=20)
     assert r.returncode == 0, r.stderr
     return r.stdout
+
+
+def test_admin_group_as_supplementary_group(flbd, backend):
+    """The control socket admits a client whose own supplementary groups
+    hold admin-group (SO_PEERGROUPS), though the group database does not
+    list its user there; without that group it is refused."""
+    import grp
+    import shutil
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a client with chosen groups")
+    if not shutil.which("setpriv"):
+        pytest.skip("needs setpriv (util-linux)")
+    b = backend("ident", "grp")
+    d = flbd([service("web", [b])], workers=1)
+    admin_gid = grp.getgrnam(lbdtest.identity()[2]).gr_gid
+    nobody = 65534
+    assert nobody not in [admin_gid]
+    assert "nobody" not in grp.getgrgid(admin_gid).gr_mem
+    binary = os.path.join(d.workdir, "lbadmin")
+    shutil.copy(os.path.join(lbdtest.build_dir(), "lbadmin"), binary)
+    os.chmod(binary, 0o755)
+    sock = os.path.join(d.runtime_dir, "lbd.sock")
+
+    def show(groups):
+        cmd = ["setpriv", "--reuid=%d" % nobody, "--regid=%d" % nobody]
+        cmd += ["--groups=%s" % groups] if groups else ["--clear-groups"]
+        r = subprocess.run(cmd + [binary, "-s", sock, "show"],
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=20 * SCALE)
+        return r.returncode, r.stdout, r.stderr
+
+    rc, out, err = show(str(admin_gid))
+    assert rc == 0 and "web/grp" in out, (rc, out, err, d.stderr())
+    # Without the group: the file mode would refuse first; open it so that
+    # admission itself is what refuses.
+    os.chmod(sock, 0o666)
+    try:
+        rc, out, err = show(None)
+    finally:
+        os.chmod(sock, 0o660)
+    assert (rc, err) == (1, "lbadmin: permission denied\n"), (rc, out, err)
+    assert "refused uid %d" % nobody in d.stderr()
