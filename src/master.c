@@ -53,7 +53,6 @@ struct worker_proc {
 	uint64_t started_ms;
 	uint64_t kill_at_ms;		/* SIGUSR1, then SIGKILL, at this time; 0 = none */
 	int aborted;			/* SIGUSR1 sent: SIGKILL is next */
-	int stalled;			/* the watchdog killed it */
 };
 
 /* What it takes to bring worker id back: pending after a death. */
@@ -83,7 +82,6 @@ struct master {
 	struct pidfh *pidfh;
 	int stopping;
 	int reload_pending;
-	uint64_t stop_deadline_ms;
 	uint64_t watchdog_due_ms;	/* next look at the heartbeats */
 };
 
@@ -414,12 +412,11 @@ watchdog_run(struct master *m, uint64_t now)
 		wp = &m->workers[i];
 		rec = stats_worker(&m->map, (uint32_t)i);
 		beat = __atomic_load_n(&rec->heartbeat_ms, __ATOMIC_RELAXED);
-		if (wp->pid == 0 || wp->stopping || wp->stalled ||
+		if (wp->pid == 0 || wp->stopping || rec->state == LBD_WORKER_STALLED ||
 		    !watchdog_stalled(beat, now, m->conf->worker_stall_ms))
 			continue;
 		log_warnx("worker %u (pid %d) stalled for %.1fs; killing it", wp->id,
 		    (int)wp->pid, (double)watchdog_age_ms(beat, now) / 1000);
-		wp->stalled = 1;
 		stats_write_begin(&m->map);
 		rec->state = LBD_WORKER_STALLED;
 		stats_write_end(&m->map);

@@ -588,8 +588,9 @@ tick_service(struct worker *w, size_t s)
 		conn_close(w, c, CLOSE_IDLE);
 	if (svc->max_age_ms != 0)
 		age_out(w, s);
-	/* Clients still waiting for a descriptor: try again.  Taken off the list first, since a retry
-	 * that fails again puts the client back at its end. */
+	/* Clients still waiting for a descriptor: try again.  Taken off the
+	 * list first, since a retry that fails again puts the client back at
+	 * its end. */
 	for (c = rt->connecting.head; c != NULL; c = next) {
 		next = c->next;
 		/* Waited connect-timeout for a descriptor: "out of resources",
