@@ -168,6 +168,10 @@ def test_stalled_worker_is_replaced(flbd, backend):
         js = fu.lbstat(d)
         assert js["worker_restarts"] == 1, js
         assert {w["state"] for w in js["workers"]} == {"running"}, js
+        # The killed worker's counts are folded in, as for any dead worker.
+        (svc,) = [x for x in js["services"] if x["name"] == "web"]
+        assert svc["accepted"] == 60, svc
+        assert svc["backends"][0]["connections"] == 60, svc
     finally:
         if victim is not None and alive(victim):
             os.kill(victim, signal.SIGCONT)
