@@ -396,31 +396,25 @@ worker_abort(struct master *m, int slot, uint64_t now)
 }
 
 /* A running worker whose loop has not turned for worker-stall is hung: logged
- * once, shown stalled, killed; reaped as any dead worker (counters, respawn). */
+ * once, shown stalled, killed (by our pid, not the segment's), reaped as dead. */
 static void
 watchdog_run(struct master *m, uint64_t now)
 {
 	struct lbd_stats_worker *rec;
-	struct worker_proc *wp;
-	uint64_t beat;
-	int i;
+	int i = -1;
 
-	if (now < m->watchdog_due_ms)
-		return;
-	m->watchdog_due_ms = now + watchdog_period_ms(m->conf->worker_stall_ms);
-	for (i = 0; i < LBD_WORKER_SLOTS; i++) {
-		wp = &m->workers[i];
-		rec = stats_worker(&m->map, (uint32_t)i);
-		beat = __atomic_load_n(&rec->heartbeat_ms, __ATOMIC_RELAXED);
-		if (wp->pid == 0 || wp->stopping || rec->state == LBD_WORKER_STALLED ||
-		    !watchdog_stalled(beat, now, m->conf->worker_stall_ms))
+	while ((i = watchdog_next_stalled(&m->map, now, m->conf->worker_stall_ms,
+	    i + 1)) >= 0) {
+		if (m->workers[i].pid == 0 || m->workers[i].stopping)
 			continue;
-		log_warnx("worker %u (pid %d) stalled for %.1fs; killing it", wp->id,
-		    (int)wp->pid, (double)watchdog_age_ms(beat, now) / 1000);
+		rec = stats_worker(&m->map, (uint32_t)i);
+		log_warnx("worker %u (pid %d) stalled for %.1fs; killing it",
+		    m->workers[i].id, (int)m->workers[i].pid,
+		    (double)watchdog_age_ms(rec->heartbeat_ms, now) / 1000);
 		stats_write_begin(&m->map);
 		rec->state = LBD_WORKER_STALLED;
 		stats_write_end(&m->map);
-		(void)kill(wp->pid, SIGKILL);
+		(void)kill(m->workers[i].pid, SIGKILL);
 	}
 }
 
@@ -439,7 +433,10 @@ run_timers(struct master *m)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    now >= m->workers[i].kill_at_ms)
 			worker_abort(m, i, now);
-	watchdog_run(m, now);
+	if (now >= m->watchdog_due_ms) {
+		m->watchdog_due_ms = now + watchdog_period_ms(m->conf->worker_stall_ms);
+		watchdog_run(m, now);
+	}
 }
 
 static int
@@ -590,7 +587,6 @@ master_reload(struct master *m)
 	stats_write_begin(&m->map);
 	m->map.hdr->reloads++;
 	m->map.hdr->workers_configured = conf->workers;
-	m->map.hdr->worker_stall_ms = conf->worker_stall_ms;
 	stats_write_end(&m->map);
 	config_free(old);
 	log_info("reloaded: generation %u, %zu services, %u workers", m->generation,
@@ -711,7 +707,6 @@ master_setup(struct master *m)
 	if (stats_layout(&m->map, m->conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	m->generation = m->map.hdr->generation;
-	m->map.hdr->worker_stall_ms = m->conf->worker_stall_ms;
 }
 
 static void

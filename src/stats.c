@@ -369,6 +369,7 @@ stats_layout(struct stats_map *map, struct lbd_config *conf, char *err, size_t e
 		}
 		s->sched_version++;
 	}
+	map->hdr->worker_stall_ms = conf->worker_stall_ms;	/* for lbstat's "stalled" */
 	map->hdr->generation++;
 	stats_write_end(map);
 	return 0;

@@ -272,9 +272,8 @@ conn_wait_fd(struct worker *w, struct conn *c, int b)
 	c->backend = -1;
 	c->fd_wait = 1;
 	c->state = CONN_CONNECTING;
-	/* last_ms is left alone: set at accept or at the last connect start,
-	 * it bounds the whole wait by connect-timeout (tick_service).
-	 * Resetting it on each retry made the wait endless (issue 20). */
+	/* last_ms stays (accept or last connect start): connect-timeout bounds
+	 * the whole wait, see tick_service (issue 20). */
 	list_append(&w->rt[c->service].connecting, c);
 	accept_pause(w, w->now_ms + ACCEPT_PAUSE_MS);
 }
@@ -593,9 +592,7 @@ tick_service(struct worker *w, size_t s)
 	 * its end. */
 	for (c = rt->connecting.head; c != NULL; c = next) {
 		next = c->next;
-		/* Waited connect-timeout for a descriptor: "out of resources",
-		 * counted as rejected (issue 20).  Not only the list head: the
-		 * retries below reorder the list. */
+		/* Not only the list head: the retries below reorder the list. */
 		if (c->fd_wait && w->now_ms - c->last_ms >= svc->connect_timeout_ms)
 			connect_failed(w, c, ETIMEDOUT);
 		else if (c->fd_wait) {
@@ -610,19 +607,11 @@ tick_service(struct worker *w, size_t s)
 	}
 }
 
-static void worker_cut_and_exit(struct worker *w);
-
 static void
 tick(struct worker *w)
 {
 	size_t s;
 
-	/* Orphaned: nobody sends SIGUSR1 at shutdown-grace, so keep time here. */
-	if (w->orphan_abort_ms != 0 && w->now_ms >= w->orphan_abort_ms) {
-		log_warnx("master gone, shutdown-grace over: cutting %u connections",
-		    w->nconns);
-		worker_cut_and_exit(w);
-	}
 	for (s = 0; s < w->conf->nservices; s++)
 		tick_service(w, s);
 	w->next_tick_ms = w->now_ms + TICK_MS;
@@ -652,16 +641,10 @@ signal_ready(struct worker *w)
 	while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGUSR1)
 			worker_cut_and_exit(w);
-		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-			/* PR_SET_PDEATHSIG's SIGTERM: the master is gone and will
-			 * not bound this worker, so it bounds itself (issue 20). */
-			if (w->orphan_abort_ms == 0 && getppid() != w->master_pid) {
-				w->orphan_abort_ms = w->now_ms + w->conf->shutdown_grace_ms + 1;
-				log_warnx("master (pid %d) gone: %u connections to finish "
-				    "within shutdown-grace (%ums)", (int)w->master_pid,
-				    w->nconns, w->conf->shutdown_grace_ms);
-			}
-		}
+		if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) &&
+		    orphan_notice(&w->orphan, w->now_ms, w->conf->shutdown_grace_ms))
+			log_warnx("master (pid %d) gone: %u connections to finish within "
+			    "shutdown-grace", (int)w->orphan.master, w->nconns);
 		if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !w->stopping) {
 			log_debug("stopping: %u connections to finish", w->nconns);
 			proctitle_set("worker %u (stopping)", w->id);
@@ -766,7 +749,6 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 	struct epoll_event events[256];
 	char prefix[32];
 	uint32_t *sleeping_flag;
-	uint64_t *heartbeat;		/* the watchdog's, see watchdog.h */
 	int n, i, timeout;
 
 	memset(&w, 0, sizeof(w));
@@ -781,17 +763,14 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 	w.listeners = listeners;
 	w.nlisteners = nlisteners;
 	w.now_ms = clock_ms();
-	w.master_pid = getppid();
+	orphan_start(&w.orphan);
 	worker_setup(&w);
 	sleeping_flag = &stats_worker(map, slot)->sleeping;
-	heartbeat = &stats_worker(map, slot)->heartbeat_ms;
 	for (;;) {
 		if (w.stopping && w.nconns == 0)
 			exit(0);
 		timeout = w.run_head != NULL ? 0 : worker_timeout(&w);
-		/* Idle or not, turn (and beat) twice per worker-stall (issue 20). */
-		if (timeout < 0 || timeout > watchdog_idle_wake_ms(conf->worker_stall_ms))
-			timeout = watchdog_idle_wake_ms(conf->worker_stall_ms);
+		timeout = watchdog_wait_ms(timeout, conf->worker_stall_ms);
 		if (timeout != 0)
 			__atomic_store_n(sleeping_flag, 1, __ATOMIC_RELAXED);
 		n = epoll_wait(w.epfd, events, 256, timeout);
@@ -800,12 +779,18 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
 		w.now_ms = clock_ms();
-		__atomic_store_n(heartbeat, w.now_ms, __ATOMIC_RELAXED);
+		__atomic_store_n(&stats_worker(map, slot)->heartbeat_ms, w.now_ms,
+		    __ATOMIC_RELAXED);
 		for (i = 0; i < n; i++)
 			dispatch(&w, &events[i]);
 		runq_run(&w);
 		if (w.now_ms >= w.next_tick_ms)
 			tick(&w);
+		if (orphan_cut_due(&w.orphan, w.now_ms)) {
+			log_warnx("master gone, shutdown-grace over: cutting %u connections",
+			    w.nconns);
+			worker_cut_and_exit(&w);
+		}
 		accept_after_turn(&w);
 		bury(&w);
 	}

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "orphan.h"
 #include "relay.h"
 #include "schedule.h"
 #include "stats.h"
@@ -106,8 +107,7 @@ struct worker {
 	uint64_t next_tick_ms;
 	uint32_t nconns;
 	int stopping;
-	pid_t master_pid;		/* parent at start: another one means it died */
-	uint64_t orphan_abort_ms;	/* master gone: cut what is left then; 0 = none */
+	struct orphan orphan;		/* see orphan.h */
 	uint64_t fdwait_logged_ms;	/* last "clients wait" line */
 	struct conn *graveyard;		/* closed this batch, freed after it */
 	struct conn *run_head;		/* yielded connections, oldest first */
