@@ -294,6 +294,9 @@ capture_service_counters(const struct stats_map *map, const uint8_t live[LBD_WOR
 			svc->active += stats_load(&c->active);
 		svc->accepted += stats_load(&c->accepted);
 		svc->rejected += stats_load(&c->rejected);
+		svc->proxy_errors += stats_load(&c->proxy_errors);
+		svc->denied += stats_load(&c->denied);
+		svc->sni_misses += stats_load(&c->sni_misses);
 	}
 }
 

@@ -12,14 +12,15 @@ schedule_init(struct schedule *s, size_t nbackends)
 {
 	s->weights = calloc(nbackends, sizeof(*s->weights));
 	s->ids = calloc(nbackends, sizeof(*s->ids));
+	s->keys = calloc(nbackends, sizeof(*s->keys));
 	s->candidates = calloc(nbackends, sizeof(*s->candidates));
 	s->active = calloc(nbackends, sizeof(*s->active));
 	s->load = calloc(nbackends, sizeof(*s->load));
 	s->recent = calloc(nbackends, sizeof(*s->recent));
 	s->seq = malloc(BALANCE_SEQ_MAX);
-	return s->weights == NULL || s->ids == NULL || s->candidates == NULL ||
-	    s->active == NULL || s->load == NULL || s->recent == NULL ||
-	    s->seq == NULL ? -1 : 0;
+	return s->weights == NULL || s->ids == NULL || s->keys == NULL ||
+	    s->candidates == NULL || s->active == NULL || s->load == NULL ||
+	    s->recent == NULL || s->seq == NULL ? -1 : 0;
 }
 
 /*
@@ -40,6 +41,8 @@ schedule_build(struct schedule *s, const struct lbd_service_conf *svc,
 		int health_up = __atomic_load_n(&b->health, __ATOMIC_RELAXED) == LBD_HEALTH_UP;
 
 		s->ids[i] = svc->backends[i].slot;
+		/* By name, not slot: every node and every restart agrees (issue 19). */
+		s->keys[i] = svc->backends[i].name_hash;
 		s->weights[i] = admin_ok && health_up ? weight : 0;
 		up += s->weights[i] > 0;
 	}
@@ -138,7 +141,7 @@ pick(struct schedule *s, const struct lbd_service_conf *svc, struct stats_map *m
 	for (i = 0; i < svc->nbackends; i++)
 		s->candidates[i] = walk->tried & (UINT64_C(1) << i) ? 0 : s->weights[i];
 	if (svc->balance == LBD_BALANCE_SOURCE)
-		return balance_rendezvous(balance_client_hash(client), s->ids,
+		return balance_rendezvous(balance_client_hash(client), s->keys,
 		    s->candidates, svc->nbackends);
 	if (svc->balance == LBD_BALANCE_LEASTLOAD)
 		return pick_leastload(s, svc, map,

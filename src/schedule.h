@@ -20,7 +20,8 @@ struct schedule {
 	uint32_t version;		/* the service's sched_version it was built from */
 	int built;
 	uint32_t *weights;		/* effective, 0 = not eligible; per backend */
-	uint32_t *ids;			/* backend slots, for the source hash */
+	uint32_t *ids;			/* backend slots in the stats segment */
+	uint64_t *keys;			/* backends' name hashes: the source hash's key */
 	uint32_t *candidates;		/* scratch: weights less what a walk tried */
 	uint64_t *active;		/* scratch: active connections, for leastconn */
 	uint64_t *load;			/* scratch: estimated load, for leastload */

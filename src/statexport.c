@@ -208,9 +208,10 @@ json_service(FILE *out, const struct statview_snap *snap,
 		    statexport_json_escape(svc->listen[i], buf, sizeof(buf)));
 	}
 	fprintf(out, "],\"balance\":\"%s\",\"active\":%" PRIu64 ",\"accepted\":%"
-	    PRIu64 ",\"rejected\":%" PRIu64 ",\"exchanges\":%" PRIu64 ",",
+	    PRIu64 ",\"rejected\":%" PRIu64 ",\"exchanges\":%" PRIu64 ",\"proxy_errors\":%"
+	    PRIu64 ",\"denied\":%" PRIu64 ",\"sni_misses\":%" PRIu64 ",",
 	    config_balance_name(svc->balance), svc->active, svc->accepted, svc->rejected,
-	    svc->exchanges);
+	    svc->exchanges, svc->proxy_errors, svc->denied, svc->sni_misses);
 	if (snap->has_rates)
 		fprintf(out, "\"accepted_per_s\":%.3f,\"exchanges_per_s\":%.3f,",
 		    svc->accepted_rate, svc->exchanges_rate);
@@ -284,6 +285,7 @@ enum prom_scope { SCOPE_GLOBAL, SCOPE_WORKER, SCOPE_SERVICE, SCOPE_BACKEND };
 enum prom_metric {
 	M_UP, M_UPTIME, M_WORKERS, M_RESTARTS, M_RELOADS, M_GENERATION,
 	M_W_ACCEPTED, M_W_ACTIVE, M_W_HEARTBEAT, M_S_ACCEPTED, M_S_REJECTED, M_S_ACTIVE,
+	M_S_PROXY_ERRORS, M_S_DENIED, M_S_SNI_MISSES,
 	M_B_UP, M_B_STATE, M_B_WEIGHT, M_B_ACTIVE, M_B_CONNS, M_B_FAILS,
 	M_B_IN, M_B_OUT, M_B_SPLICED, M_B_EXCH, M_B_AGED, M_B_LATENCY
 };
@@ -321,6 +323,12 @@ static const struct prom_family prom_families[] = {
 	    "Connections closed because no backend could take them." },
 	{ M_S_ACTIVE, SCOPE_SERVICE, "lbd_service_active_connections", "gauge",
 	    "Connections open in each service." },
+	{ M_S_PROXY_ERRORS, SCOPE_SERVICE, "lbd_service_proxy_errors_total", "counter",
+	    "Connections closed for a missing, malformed or late PROXY header." },
+	{ M_S_DENIED, SCOPE_SERVICE, "lbd_service_denied_total", "counter",
+	    "Connections closed by the allow and deny lists." },
+	{ M_S_SNI_MISSES, SCOPE_SERVICE, "lbd_service_sni_misses_total", "counter",
+	    "Connections closed with no service for their TLS server name." },
 	{ M_B_UP, SCOPE_BACKEND, "lbd_backend_up", "gauge",
 	    "1 if the backend is in state up, 0 if down, drained or disabled." },
 	{ M_B_STATE, SCOPE_BACKEND, "lbd_backend_state", "gauge",
@@ -409,6 +417,25 @@ prom_workers(FILE *out, const struct prom_family *fam, const struct statview_sna
 	}
 }
 
+static double
+prom_service_value(enum prom_metric m, const struct statview_service *svc)
+{
+	switch (m) {
+	case M_S_ACCEPTED:
+		return (double)svc->accepted;
+	case M_S_REJECTED:
+		return (double)svc->rejected;
+	case M_S_PROXY_ERRORS:
+		return (double)svc->proxy_errors;
+	case M_S_DENIED:
+		return (double)svc->denied;
+	case M_S_SNI_MISSES:
+		return (double)svc->sni_misses;
+	default:
+		return (double)svc->active;
+	}
+}
+
 static void
 prom_services(FILE *out, const struct prom_family *fam, const struct statview_snap *snap,
     const struct statview_filter *filter)
@@ -422,12 +449,7 @@ prom_services(FILE *out, const struct prom_family *fam, const struct statview_sn
 		svc = &snap->services[i];
 		if (!statview_want_service(filter, svc))
 			continue;
-		if (fam->metric == M_S_ACCEPTED)
-			v = (double)svc->accepted;
-		else if (fam->metric == M_S_REJECTED)
-			v = (double)svc->rejected;
-		else
-			v = (double)svc->active;
+		v = prom_service_value(fam->metric, svc);
 		snprintf(labels, sizeof(labels), "{service=\"%s\"}",
 		    statexport_prom_escape(svc->name, name, sizeof(name)));
 		prom_sample(out, fam->name, labels, v);

@@ -424,6 +424,9 @@ stats_retire_worker(struct stats_map *map, uint32_t slot)
 
 		sum->accepted += dead->accepted;
 		sum->rejected += dead->rejected;
+		sum->proxy_errors += dead->proxy_errors;
+		sum->denied += dead->denied;
+		sum->sni_misses += dead->sni_misses;
 		memset(dead, 0, sizeof(*dead));
 	}
 	stats_write_end(map);

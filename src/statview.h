@@ -53,6 +53,9 @@ struct statview_service {
 	uint64_t accepted;
 	uint64_t rejected;
 	uint64_t exchanges;		/* its backends', retired ones included */
+	uint64_t proxy_errors;		/* closed at the front door, by reason */
+	uint64_t denied;
+	uint64_t sni_misses;
 	double accepted_rate;
 	double exchanges_rate;
 	size_t first;			/* its backends: snapshot backends[first..first+count) */

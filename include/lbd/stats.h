@@ -200,7 +200,12 @@ struct lbd_stats_service_counter {
 	uint64_t active;
 	uint64_t accepted;
 	uint64_t rejected;		/* closed without a backend: none eligible, all failed */
-	uint64_t pad[5];
+	/* Closed at the front door, counted on the first service of the
+	 * listen address that has no sni (or its first one): */
+	uint64_t proxy_errors;		/* accept-proxy: missing, malformed or late header */
+	uint64_t denied;		/* allow/deny refused the client */
+	uint64_t sni_misses;		/* no service for the name, no ClientHello in time */
+	uint64_t pad[2];
 };
 
 _Static_assert(sizeof(struct lbd_stats_header) == 256, "header size");

@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "balance.h"
 #include "config.h"
 
 static char tmpdir[] = "/tmp/lbd-test-config-XXXXXX";
@@ -201,6 +202,9 @@ test_full_config(void **state)
 	assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x0a00000c);
 	assert_int_equal(ntohs(sin->sin_port), 80);
 	assert_int_equal(svc->backends[1].addr.len, sizeof(*sin));
+	/* the source hash's key: the name's hash, set at load (issue 19) */
+	assert_true(svc->backends[0].name_hash == balance_name_hash("app1"));
+	assert_true(svc->backends[1].name_hash == balance_name_hash("app2"));
 
 	assert_string_equal(config_balance_name(svc->balance), "roundrobin");
 	assert_int_equal(svc->proxy_protocol, LBD_PROXY_OFF);
