@@ -86,6 +86,8 @@ struct lbd_service_conf {
  */
 #define LBD_RELAY_TURN_MIN	(64u << 10)
 #define LBD_RELAY_TURN_MAX	(1u << 30)
+#define LBD_WORKER_STALL_MIN	1000	/* ms: worker-stall range */
+#define LBD_WORKER_STALL_MAX	3600000
 
 struct lbd_config {
 	char *path;			/* owned */
@@ -96,6 +98,7 @@ struct lbd_config {
 	char *runtime_dir;		/* owned */
 	uint32_t maxconn;
 	uint32_t shutdown_grace_ms;
+	uint32_t worker_stall_ms;	/* a worker whose loop has not turned for this is hung */
 	bool log_connections;
 	uint32_t relay_turn;		/* bytes a direction moves before it yields */
 	struct lbd_service_conf *services;	/* owned, nservices long */

@@ -38,6 +38,7 @@
 #include "privs.h"
 #include "proctitle.h"
 #include "stats.h"
+#include "watchdog.h"
 #include "worker.h"
 
 #define LISTEN_BACKLOG		4096
@@ -81,7 +82,7 @@ struct master {
 	struct pidfh *pidfh;
 	int stopping;
 	int reload_pending;
-	uint64_t stop_deadline_ms;
+	uint64_t watchdog_due_ms;	/* next look at the heartbeats */
 };
 
 /* ---- listeners ---- */
@@ -271,6 +272,8 @@ worker_spawn(struct master *m, uint32_t id)
 		log_warnx("worker %u: no free worker slot", id);
 		return -1;
 	}
+	/* Before the fork: the worker owns it from its first turn on. */
+	stats_worker(&m->map, (uint32_t)slot)->heartbeat_ms = clock_ms();
 	if ((pid = fork()) == -1) {
 		log_warn("worker %u: fork", id);
 		return -1;
@@ -427,6 +430,29 @@ worker_abort(struct master *m, int slot, uint64_t now)
 	wp->kill_at_ms = now + 1000;
 }
 
+/* A running worker whose loop has not turned for worker-stall is hung: logged
+ * once, shown stalled, killed (by our pid, not the segment's), reaped as dead. */
+static void
+watchdog_run(struct master *m, uint64_t now)
+{
+	struct lbd_stats_worker *rec;
+	int i = -1;
+
+	while ((i = watchdog_next_stalled(&m->map, now, m->conf->worker_stall_ms,
+	    i + 1)) >= 0) {
+		if (m->workers[i].pid == 0 || m->workers[i].stopping)
+			continue;
+		rec = stats_worker(&m->map, (uint32_t)i);
+		log_warnx("worker %u (pid %d) stalled for %.1fs; killing it",
+		    m->workers[i].id, (int)m->workers[i].pid,
+		    (double)watchdog_age_ms(rec->heartbeat_ms, now) / 1000);
+		stats_write_begin(&m->map);
+		rec->state = LBD_WORKER_STALLED;
+		stats_write_end(&m->map);
+		(void)kill(m->workers[i].pid, SIGKILL);
+	}
+}
+
 static void
 run_timers(struct master *m)
 {
@@ -442,12 +468,16 @@ run_timers(struct master *m)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    now >= m->workers[i].kill_at_ms)
 			worker_abort(m, i, now);
+	if (now >= m->watchdog_due_ms) {
+		m->watchdog_due_ms = now + watchdog_period_ms(m->conf->worker_stall_ms);
+		watchdog_run(m, now);
+	}
 }
 
 static int
 next_timeout(const struct master *m)
 {
-	uint64_t now = clock_ms(), next = UINT64_MAX;
+	uint64_t now = clock_ms(), next = m->watchdog_due_ms;
 	uint32_t id;
 	int i;
 
@@ -458,8 +488,6 @@ next_timeout(const struct master *m)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    m->workers[i].kill_at_ms < next)
 			next = m->workers[i].kill_at_ms;
-	if (next == UINT64_MAX)
-		return -1;
 	return next <= now ? 0 : (int)(next - now > 60000 ? 60000 : next - now);
 }
 
@@ -710,7 +738,7 @@ master_setup(struct master *m)
 	signals_setup(m);
 	if (config_stats_path(m->conf, path, sizeof(path)) == -1 ||
 	    stats_create(&m->map, path, m->conf->workers) == -1)
-		fatal("stats segment %s", path);
+		fatal("stats segment %s: cannot create it in runtime-dir", path);
 	if (stats_layout(&m->map, m->conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	m->generation = m->map.hdr->generation;

@@ -4,6 +4,7 @@
  * pure: a plain copy in, text out.
  */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -137,7 +138,12 @@ json_check(FILE *out, const struct statview_snap *snap,
 	    "\"last_change_s\":%" PRIu64 ",", status,
 	    statview_backend_checked(be) ? be->check_latency_us / 1000.0 : 0.0,
 	    snap->now > be->last_change ? snap->now - be->last_change : 0);
-	json_str(out, "text", be->check_text, "}");
+	json_str(out, "text", be->check_text, ",");
+	if (be->check_age_ms >= 0)
+		fprintf(out, "\"age_s\":%.1f,", (double)be->check_age_ms / 1000);
+	else
+		fputs("\"age_s\":null,", out);
+	fprintf(out, "\"stale\":%s}", statview_check_stale(be) ? "true" : "false");
 }
 
 static void
@@ -233,9 +239,9 @@ json_workers(FILE *out, const struct statview_snap *snap)
 		w = &snap->workers[i];
 		fprintf(out, "%s{\"id\":%" PRIu32 ",\"pid\":%" PRId32 ",\"active\":%" PRIu64
 		    ",\"accepted\":%" PRIu64 ",\"restarts\":%" PRIu64 ",\"generation\":%"
-		    PRIu32 ",\"state\":\"%s\"", i > 0 ? "," : "", w->id, w->pid, w->active,
-		    w->accepted, w->restarts, w->generation,
-		    w->state == LBD_WORKER_RUNNING ? "running" : "stopping");
+		    PRIu32 ",\"state\":\"%s\",\"heartbeat_age_ms\":%" PRIu64, i > 0 ? "," : "",
+		    w->id, w->pid, w->active, w->accepted, w->restarts, w->generation,
+		    statview_worker_state(snap, w), w->heartbeat_age_ms);
 		if (snap->has_rates)
 			fprintf(out, ",\"accepted_per_s\":%.3f", w->accepted_rate);
 		fputc('}', out);
@@ -278,7 +284,7 @@ enum prom_scope { SCOPE_GLOBAL, SCOPE_WORKER, SCOPE_SERVICE, SCOPE_BACKEND };
 
 enum prom_metric {
 	M_UP, M_UPTIME, M_WORKERS, M_RESTARTS, M_RELOADS, M_GENERATION,
-	M_W_ACCEPTED, M_W_ACTIVE, M_S_ACCEPTED, M_S_REJECTED, M_S_ACTIVE,
+	M_W_ACCEPTED, M_W_ACTIVE, M_W_HEARTBEAT, M_S_ACCEPTED, M_S_REJECTED, M_S_ACTIVE,
 	M_S_PROXY_ERRORS, M_S_DENIED, M_S_SNI_MISSES,
 	M_B_UP, M_B_STATE, M_B_WEIGHT, M_B_ACTIVE, M_B_CONNS, M_B_FAILS,
 	M_B_IN, M_B_OUT, M_B_SPLICED, M_B_EXCH, M_B_AGED, M_B_LATENCY
@@ -309,6 +315,8 @@ static const struct prom_family prom_families[] = {
 	    "Connections accepted by each worker." },
 	{ M_W_ACTIVE, SCOPE_WORKER, "lbd_worker_active_connections", "gauge",
 	    "Connections open in each worker." },
+	{ M_W_HEARTBEAT, SCOPE_WORKER, "lbd_worker_heartbeat_age_seconds", "gauge",
+	    "Seconds since each worker's event loop last turned (worker-stall: hung)." },
 	{ M_S_ACCEPTED, SCOPE_SERVICE, "lbd_service_accepted_total", "counter",
 	    "Connections accepted by each service." },
 	{ M_S_REJECTED, SCOPE_SERVICE, "lbd_service_rejected_total", "counter",
@@ -396,7 +404,11 @@ prom_workers(FILE *out, const struct prom_family *fam, const struct statview_sna
 
 	for (i = 0; i < snap->nworkers; i++) {
 		w = &snap->workers[i];
-		sum += fam->metric == M_W_ACCEPTED ? (double)w->accepted : (double)w->active;
+		if (fam->metric == M_W_HEARTBEAT)	/* the oldest, not a sum */
+			sum = fmax(sum, (double)w->heartbeat_age_ms / 1000);
+		else
+			sum += fam->metric == M_W_ACCEPTED ? (double)w->accepted :
+			    (double)w->active;
 		if (i + 1 < snap->nworkers && snap->workers[i + 1].id == w->id)
 			continue;
 		snprintf(labels, sizeof(labels), "{worker=\"%" PRIu32 "\"}", w->id);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "accept.h"
+#include "watchdog.h"
 #include "addr.h"
 #include "clock.h"
 #include "door.h"
@@ -251,8 +252,8 @@ conn_wait_fd(struct worker *w, struct conn *c, int b)
 	c->backend = -1;
 	c->fd_wait = 1;
 	c->state = CONN_CONNECTING;
-	if (c->walk.attempts == 0)
-		c->last_ms = w->now_ms;
+	/* last_ms stays (accept or last connect start): connect-timeout bounds
+	 * the whole wait, see tick_service (issue 20). */
 	conn_list_append(&w->rt[c->service].connecting, c);
 	accept_pause(w, w->now_ms + ACCEPT_PAUSE_MS);
 }
@@ -612,12 +613,15 @@ tick_service(struct worker *w, size_t s)
 		conn_close(w, c, CLOSE_IDLE);
 	if (svc->max_age_ms != 0)
 		age_out(w, s);
-	/* Clients still waiting for a descriptor: try again (connect-timeout
-	 * above bounds the wait).  Taken off the list first, since a retry
-	 * that fails again puts the client back at its end. */
+	/* Clients still waiting for a descriptor: try again.  Taken off the
+	 * list first, since a retry that fails again puts the client back at
+	 * its end. */
 	for (c = rt->connecting.head; c != NULL; c = next) {
 		next = c->next;
-		if (c->fd_wait) {
+		/* Not only the list head: the retries below reorder the list. */
+		if (c->fd_wait && w->now_ms - c->last_ms >= svc->connect_timeout_ms)
+			connect_failed(w, c, ETIMEDOUT);
+		else if (c->fd_wait) {
 			conn_list_remove(&rt->connecting, c);
 			conn_list_append(&waiting, c);
 		}
@@ -666,6 +670,10 @@ signal_ready(struct worker *w)
 	while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGUSR1)
 			worker_cut_and_exit(w);
+		if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) &&
+		    orphan_notice(&w->orphan, w->now_ms, w->conf->shutdown_grace_ms))
+			log_warnx("master (pid %d) gone: %u connections to finish within "
+			    "shutdown-grace", (int)w->orphan.master, w->nconns);
 		if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !w->stopping) {
 			log_debug("stopping: %u connections to finish", w->nconns);
 			proctitle_set("worker %u (stopping)", w->id);
@@ -784,12 +792,14 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 	w.listeners = listeners;
 	w.nlisteners = nlisteners;
 	w.now_ms = clock_ms();
+	orphan_start(&w.orphan);
 	worker_setup(&w);
 	sleeping_flag = &stats_worker(map, slot)->sleeping;
 	for (;;) {
 		if (w.stopping && w.nconns == 0)
 			exit(0);
 		timeout = w.run_head != NULL ? 0 : worker_timeout(&w);
+		timeout = watchdog_wait_ms(timeout, conf->worker_stall_ms);
 		if (timeout != 0)
 			__atomic_store_n(sleeping_flag, 1, __ATOMIC_RELAXED);
 		n = epoll_wait(w.epfd, events, 256, timeout);
@@ -798,11 +808,18 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
 		w.now_ms = clock_ms();
+		__atomic_store_n(&stats_worker(map, slot)->heartbeat_ms, w.now_ms,
+		    __ATOMIC_RELAXED);
 		for (i = 0; i < n; i++)
 			dispatch(&w, &events[i]);
 		runq_run(&w);
 		if (w.now_ms >= w.next_tick_ms)
 			tick(&w);
+		if (orphan_cut_due(&w.orphan, w.now_ms)) {
+			log_warnx("master gone, shutdown-grace over: cutting %u connections",
+			    w.nconns);
+			worker_cut_and_exit(&w);
+		}
 		accept_after_turn(&w);
 		bury(&w);
 	}

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "orphan.h"
 #include "relay.h"
 #include "schedule.h"
 #include "stats.h"
@@ -117,6 +118,7 @@ struct worker {
 	uint64_t next_tick_ms;
 	uint32_t nconns;
 	int stopping;
+	struct orphan orphan;		/* see orphan.h */
 	uint64_t fdwait_logged_ms;	/* last "clients wait" line */
 	struct conn *graveyard;		/* closed this batch, freed after it */
 	struct conn *run_head;		/* yielded connections, oldest first */
