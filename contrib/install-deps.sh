@@ -3,7 +3,8 @@
 set -e
 pkgs="gcc make pkg-config libconfuse-dev libbsd-dev libcmocka-dev python3 python3-pytest
       socat iproute2 procps util-linux curl nginx keepalived man-db clang libclang-rt-14-dev
-      valgrind postgresql redis-server redis-tools bird2 nftables haproxy openssl"
+      valgrind postgresql redis-server redis-tools bird2 nftables haproxy openssl
+      prometheus chromium"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' ||
@@ -16,9 +17,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "install-deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
-# The servers the tests start (nginx, postgresql, redis, bird) are their own
-# instances on loopback or in the tests' namespaces: keep the packages'
-# system services from starting.
+# The servers the tests start (nginx, postgresql, redis, bird, prometheus)
+# are their own instances on loopback or in the tests' namespaces: keep the
+# packages' system services from starting.
 policy=""
 if [ ! -e /usr/sbin/policy-rc.d ]; then
 	policy=/usr/sbin/policy-rc.d

@@ -3,8 +3,8 @@
  * segment through a read-only mapping.  The daemon is never asked anything,
  * so this works when it is overloaded, and needs only read access to the
  * file.  Rendering lives in statview.c (table) and statexport.c (JSON,
- * Prometheus); here are the options, the mapping, consistent snapshots and
- * the sampling loop.
+ * Prometheus), the HTTP server of -l in statserve.c; here are the options,
+ * the mapping, consistent snapshots and the sampling loop.
  */
 #include <err.h>
 #include <errno.h>
@@ -18,8 +18,10 @@
 
 #include "clock.h"
 #include "config.h"
+#include "log.h"
 #include "stats.h"
 #include "statexport.h"
+#include "statserve.h"
 #include "statview.h"
 #include "watchdog.h"
 
@@ -36,6 +38,7 @@ struct lbstat_opts {
 	enum lbstat_format format;
 	const char *stats_path;		/* -s */
 	const char *conf_path;		/* -f */
+	const char *listen;		/* -l: serve HTTP there instead of printing */
 	double interval;		/* -i; 0: one sample */
 	uint64_t count;			/* -c; 0: until interrupted */
 	struct statview_filter filter;
@@ -52,7 +55,7 @@ struct lbstat_seg {
 
 #define SYNOPSIS \
 	"usage: lbstat [-hjp] [-s statsfile | -f configfile] [-i seconds [-c count]]\n" \
-	"              [service[/backend]]\n"
+	"              [-l address:port] [service[/backend]]\n"
 
 static void __attribute__((noreturn))
 help(void)
@@ -65,6 +68,8 @@ help(void)
 	    "  -i seconds     print a sample every seconds (fractions allowed) until\n"
 	    "                 interrupted; after the first, show per-second rates\n"
 	    "  -j             JSON, one object per sample, one per line\n"
+	    "  -l addr:port   serve /, /metrics, /stats.json and /history.json over\n"
+	    "                 HTTP there (e.g. 127.0.0.1:9477) until interrupted\n"
 	    "  -p             Prometheus text exposition format\n"
 	    "  -s statsfile   read this stats segment\n"
 	    "  service[/backend]  show only this service, or this backend\n");
@@ -98,6 +103,20 @@ parse_interval(const char *text)
 	return v;
 }
 
+/* Options that make no sense together. */
+static void
+options_exclusive(const struct lbstat_opts *o, int jflag, int pflag)
+{
+	if (jflag && pflag)
+		usage("-j and -p exclude each other", NULL);
+	if (o->stats_path != NULL && o->conf_path != NULL)
+		usage("-s and -f exclude each other", NULL);
+	if (o->count != 0 && o->interval == 0)
+		usage("-c needs -i", NULL);
+	if (o->listen != NULL && (jflag || pflag || o->interval != 0))
+		usage("-l excludes -i, -j and -p", NULL);
+}
+
 static void
 lbstat_options(int argc, char *argv[], struct lbstat_opts *o)
 {
@@ -106,7 +125,7 @@ lbstat_options(int argc, char *argv[], struct lbstat_opts *o)
 	int ch, jflag = 0, pflag = 0;
 
 	memset(o, 0, sizeof(*o));
-	while ((ch = getopt(argc, argv, "c:f:hi:jps:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:f:hi:jl:ps:")) != -1) {
 		switch (ch) {
 		case 'c':
 			o->count = (uint64_t)strtonum(optarg, 1, UINT32_MAX, &errstr);
@@ -124,6 +143,9 @@ lbstat_options(int argc, char *argv[], struct lbstat_opts *o)
 		case 'j':
 			jflag = 1;
 			break;
+		case 'l':
+			o->listen = optarg;
+			break;
 		case 'p':
 			pflag = 1;
 			break;
@@ -136,12 +158,7 @@ lbstat_options(int argc, char *argv[], struct lbstat_opts *o)
 	}
 	argc -= optind;
 	argv += optind;
-	if (jflag && pflag)
-		usage("-j and -p exclude each other", NULL);
-	if (o->stats_path != NULL && o->conf_path != NULL)
-		usage("-s and -f exclude each other", NULL);
-	if (o->count != 0 && o->interval == 0)
-		usage("-c needs -i", NULL);
+	options_exclusive(o, jflag, pflag);
 	if (argc > 1)
 		usage("one service or service/backend at most", NULL);
 	if (argc == 1 && statview_filter_parse(argv[0], &o->filter, why, sizeof(why)) == -1)
@@ -569,6 +586,43 @@ lbstat_run(const struct lbstat_opts *o, struct lbstat_seg *seg)
 	return rc == -1 ? 1 : 0;
 }
 
+/*
+ * The server's sampler: a snapshot of the segment, mapped on first sight
+ * and again whenever lbd replaced it (restart: new inode, new master pid).
+ * While the file is missing, nothing is mapped and the server says why.
+ */
+static int
+lbstat_serve_sample(void *ctx, struct statview_snap *snap, char *err, size_t errlen)
+{
+	struct lbstat_seg *seg = ctx;
+	struct stat st;
+
+	if (stat(seg->path, &st) == -1) {
+		snprintf(err, errlen, "%s: %s%s", seg->path, strerror(errno),
+		    errno == ENOENT ? " (is lbd running?)" : "");
+		stats_unmap(&seg->map);
+		return -1;
+	}
+	if (seg->map.base == NULL) {
+		if (seg_open(seg, err, errlen) == -1)
+			return -1;
+	} else if (seg_refresh(seg, err, errlen) == -1)
+		return -1;
+	return lbstat_snapshot(seg, snap, err, errlen);
+}
+
+static int
+lbstat_serve(const struct lbstat_opts *o, struct lbstat_seg *seg)
+{
+	struct statserve_source src = { lbstat_serve_sample, seg };
+	int rc;
+
+	log_init(1, "lbstat");
+	rc = statserve_run(o->listen, &o->filter, &src);
+	stats_unmap(&seg->map);
+	return rc;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -581,6 +635,8 @@ main(int argc, char *argv[])
 	memset(&seg, 0, sizeof(seg));
 	if (lbstat_segment_path(&opts, seg.path, sizeof(seg.path)) == -1)
 		return 1;
+	if (opts.listen != NULL)	/* no segment yet is no error: 503 until lbd starts */
+		return lbstat_serve(&opts, &seg);
 	if (seg_open(&seg, errbuf, sizeof(errbuf)) == -1) {
 		warnx("%s", errbuf);
 		return 1;
