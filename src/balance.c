@@ -165,8 +165,23 @@ balance_client_hash(const struct sockaddr *sa)
 	return h;
 }
 
+/* FNV-1a over the bytes, then mix64: FNV alone leaves the high bits of short
+ * names that differ only in their last letter ("app1", "app2") too alike. */
+uint64_t
+balance_name_hash(const char *name)
+{
+	uint64_t h = UINT64_C(0xcbf29ce484222325);
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)name; *p != '\0'; p++) {
+		h ^= *p;
+		h *= UINT64_C(0x100000001b3);
+	}
+	return mix64(h);
+}
+
 int
-balance_rendezvous(uint64_t client_hash, const uint32_t *ids,
+balance_rendezvous(uint64_t client_hash, const uint64_t *ids,
     const uint32_t *weights, size_t n)
 {
 	double best_score = 0, score, u;

@@ -45,12 +45,21 @@ int balance_leastload(const uint64_t *load, const uint64_t *active, const uint64
 uint64_t balance_client_hash(const struct sockaddr *sa);
 
 /*
- * Rendezvous (highest random weight) choice among n candidates identified by
- * ids (stable across changes, e.g. backend slots): a client keeps its
- * backend while that backend stays, and losing one backend moves only its
- * own clients.  Candidates of weight 0 are skipped.  -1 if none.
+ * A stable 64-bit identity for a backend, from its name alone: the same on
+ * every node and across restarts, whatever the order of the file (unlike
+ * its stats slot or its index).  Hashing by name is what lets several lbd
+ * nodes behind ECMP send one client to one backend (issue 19).
  */
-int balance_rendezvous(uint64_t client_hash, const uint32_t *ids,
+uint64_t balance_name_hash(const char *name);
+
+/*
+ * Rendezvous (highest random weight) choice among n candidates identified by
+ * ids (balance_name_hash of each backend's name): a client keeps its
+ * backend while that backend stays, losing one backend moves only its own
+ * clients, and the choice depends on the set of ids, not on their order.
+ * Candidates of weight 0 are skipped.  -1 if none.
+ */
+int balance_rendezvous(uint64_t client_hash, const uint64_t *ids,
     const uint32_t *weights, size_t n);
 
 #endif

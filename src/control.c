@@ -408,15 +408,51 @@ control_uid_in_group(uid_t uid, gid_t gid)
 }
 
 /*
- * Root, the daemon's own uid, and members of the admin group.  A process
- * whose effective group is the admin group is a member for the socket's
- * file mode too, so it is let in as well.
+ * The peer's own supplementary groups, as they were at connect(): the list
+ * the kernel checked the socket's file mode against.  1 when gid is among
+ * them, 0 when not, -1 when the kernel cannot say (before Linux 4.13).
  */
 static int
-control_admitted(struct control *ctl, const struct ucred *cr)
+control_peer_in_group(int fd, gid_t gid)
 {
-	return cr->uid == 0 || cr->uid == geteuid() || cr->gid == ctl->admin_gid ||
-	    control_uid_in_group(cr->uid, ctl->admin_gid);
+	gid_t some[64], *groups = some;
+	socklen_t len = sizeof(some);
+	size_t i, n;
+	int found = 0;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, some, &len) == -1) {
+		/* ERANGE: len now says how much room the whole list needs. */
+		if (errno != ERANGE || len > 65536 * sizeof(gid_t) ||
+		    (groups = malloc(len)) == NULL)
+			return -1;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == -1) {
+			free(groups);
+			return -1;
+		}
+	}
+	for (i = 0, n = len / sizeof(gid_t); i < n && !found; i++)
+		found = groups[i] == gid;
+	if (groups != some)
+		free(groups);
+	return found;
+}
+
+/*
+ * Root, the daemon's own uid, and members of the admin group: by the
+ * peer's effective group or its own supplementary groups (SO_PEERGROUPS),
+ * which the socket's file mode let in too; the group database only where
+ * the kernel cannot give that list.
+ */
+static int
+control_admitted(struct control *ctl, int fd, const struct ucred *cr)
+{
+	int in;
+
+	if (cr->uid == 0 || cr->uid == geteuid() || cr->gid == ctl->admin_gid)
+		return 1;
+	if ((in = control_peer_in_group(fd, ctl->admin_gid)) >= 0)
+		return in;
+	return control_uid_in_group(cr->uid, ctl->admin_gid);
 }
 
 /* For a client turned away at the door: a best-effort reply, then close. */
@@ -481,7 +517,7 @@ control_accept_one(struct control *ctl, int fd)
 		control_refuse(fd, "error: permission denied\n");
 		return;
 	}
-	if (!control_admitted(ctl, &cr)) {
+	if (!control_admitted(ctl, fd, &cr)) {
 		log_warnx("control: refused uid %u pid %d: not root and not in the "
 		    "admin group (gid %u)", (unsigned)cr.uid, (int)cr.pid,
 		    (unsigned)ctl->admin_gid);

@@ -182,6 +182,17 @@ health_set_segment(struct health_check *c, int up)
 	stats_service(c->h->map, c->svc->slot)->sched_version++;
 }
 
+/* For lbstat's age of the last check (unix time: lbstat compares it with
+ * its own clock, and lbd.stats outlives the daemon). */
+static uint64_t
+health_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* Counts one probe result in rise/fall and in the segment. */
 static void
 health_record(struct health_check *c, int ok, const char *text, uint64_t latency)
@@ -195,6 +206,7 @@ health_record(struct health_check *c, int ok, const char *text, uint64_t latency
 	snprintf(b->check_text, sizeof(b->check_text), "%s", text);
 	b->check_latency_us = latency > UINT32_MAX ? UINT32_MAX : (uint32_t)latency;
 	b->checks++;
+	b->last_check_ms = health_wall_ms();
 	if (change != HSTATE_SAME)
 		health_set_segment(c, c->st.up);
 	stats_write_end(c->h->map);

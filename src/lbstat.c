@@ -16,12 +16,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "stats.h"
 #include "statexport.h"
 #include "statserve.h"
 #include "statview.h"
+#include "watchdog.h"
 
 #define SNAP_SPINS	64	/* seqlock attempts before napping between them */
 #define SNAP_TRIES	(SNAP_SPINS + 1000)	/* then 1ms naps: give up after about 1s */
@@ -246,6 +248,15 @@ copy_str(char *dst, const char *src, size_t len)
 	dst[len - 1] = '\0';
 }
 
+static uint64_t
+wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static void
 capture_backend(const struct stats_map *map, uint32_t slot,
     const uint8_t live[LBD_WORKER_SLOTS], struct statview_backend *be)
@@ -267,6 +278,9 @@ capture_backend(const struct stats_map *map, uint32_t slot,
 	be->check_status = b.check_status;
 	be->check_latency_us = b.check_latency_us;
 	be->last_change = b.last_change;
+	be->check_interval_ms = b.check_interval_ms;
+	be->check_age_ms = b.last_check_ms == 0 ? -1 :
+	    wall_ms() > b.last_check_ms ? (int64_t)(wall_ms() - b.last_check_ms) : 0;
 	/* Totals over every row, the retired row of dead workers included;
 	 * active only over rows whose worker still lives. */
 	for (row = 0; row < LBD_COUNTER_ROWS; row++) {
@@ -297,6 +311,9 @@ capture_service_counters(const struct stats_map *map, const uint8_t live[LBD_WOR
 			svc->active += stats_load(&c->active);
 		svc->accepted += stats_load(&c->accepted);
 		svc->rejected += stats_load(&c->rejected);
+		svc->proxy_errors += stats_load(&c->proxy_errors);
+		svc->denied += stats_load(&c->denied);
+		svc->sni_misses += stats_load(&c->sni_misses);
 	}
 }
 
@@ -377,6 +394,7 @@ capture_workers(const struct stats_map *map, uint8_t live[LBD_WORKER_SLOTS],
 		v->restarts = w.restarts;
 		v->accepted = stats_load(&stats_worker(map, slot)->accepted);
 		v->active = stats_load(&stats_worker(map, slot)->active);
+		v->heartbeat_age_ms = watchdog_age_ms(w.heartbeat_ms, clock_ms());
 	}
 }
 
@@ -396,6 +414,7 @@ capture(const struct stats_map *map, struct statview_snap *snap)
 	snap->start_time = h.start_time;
 	snap->worker_restarts = h.worker_restarts;
 	snap->reloads = h.reloads;
+	snap->worker_stall_ms = h.worker_stall_ms;
 	capture_workers(map, live, snap);
 	snap->nservices = 0;
 	snap->nbackends = 0;

@@ -38,6 +38,7 @@
 #include "privs.h"
 #include "proctitle.h"
 #include "stats.h"
+#include "watchdog.h"
 #include "worker.h"
 
 #define LISTEN_BACKLOG		4096
@@ -81,7 +82,7 @@ struct master {
 	struct pidfh *pidfh;
 	int stopping;
 	int reload_pending;
-	uint64_t stop_deadline_ms;
+	uint64_t watchdog_due_ms;	/* next look at the heartbeats */
 };
 
 /* ---- listeners ---- */
@@ -125,8 +126,48 @@ find_listener(const struct listener *ls, size_t n, const struct lbd_sockaddr *ad
 	return -1;
 }
 
+/* Undoes listeners_for's work on ls[0..k): fresh sockets closed, doors freed. */
+static void
+listeners_unwind(struct listener *ls, size_t k, const struct listener *old, size_t nold)
+{
+	while (k-- > 0) {
+		if (find_listener(old, nold, &ls[k].addr) < 0)
+			close(ls[k].fd);
+		doorconf_free(&ls[k].door);
+	}
+	free(ls);
+}
+
+/* Binds addr anew, or takes its socket over from old; builds its door. */
+static int
+listener_open(struct listener *l, const struct lbd_config *conf,
+    const struct listener *old, size_t nold, char *err, size_t errlen)
+{
+	long fallback;
+	int i;
+
+	if (doorconf_build(&l->door, conf, &l->addr) == -1) {
+		doorconf_free(&l->door);
+		snprintf(err, errlen, "listen %s: out of memory", l->addr.text);
+		return -1;
+	}
+	/* Connections a front door turns away are counted on the default. */
+	fallback = l->door.route.fallback;
+	l->service = l->door.candidates[fallback >= 0 ? (size_t)fallback : 0].service;
+	if ((i = find_listener(old, nold, &l->addr)) >= 0) {
+		l->fd = old[i].fd;
+		return 0;
+	}
+	if ((l->fd = listener_bind(&l->addr, err, errlen)) == -1) {
+		doorconf_free(&l->door);
+		return -1;
+	}
+	return 0;
+}
+
 /*
- * The listeners conf needs: those already open in old (moved out of it, so
+ * The listeners conf needs, one per address (services that share one by
+ * sni share its listener): those already open in old (moved out of it, so
  * they are never closed and re-opened) and freshly bound ones.  On failure
  * the fresh ones are closed and old is left as it was.
  */
@@ -136,7 +177,6 @@ listeners_for(const struct lbd_config *conf, struct listener *old, size_t nold,
 {
 	struct listener *ls;
 	size_t total = 0, s, l, k = 0;
-	int i;
 
 	for (s = 0; s < conf->nservices; s++)
 		total += conf->services[s].nlisten;
@@ -145,22 +185,17 @@ listeners_for(const struct lbd_config *conf, struct listener *old, size_t nold,
 		return NULL;
 	}
 	for (s = 0; s < conf->nservices; s++)
-		for (l = 0; l < conf->services[s].nlisten; l++, k++) {
+		for (l = 0; l < conf->services[s].nlisten; l++) {
+			if (find_listener(ls, k, &conf->services[s].listen[l]) >= 0)
+				continue;	/* shared with an earlier service */
 			ls[k].addr = conf->services[s].listen[l];
-			ls[k].service = s;
-			if ((i = find_listener(old, nold, &ls[k].addr)) >= 0) {
-				ls[k].fd = old[i].fd;
-				continue;
-			}
-			if ((ls[k].fd = listener_bind(&ls[k].addr, err, errlen)) == -1) {
-				while (k-- > 0)
-					if (find_listener(old, nold, &ls[k].addr) < 0)
-						close(ls[k].fd);
-				free(ls);
+			if (listener_open(&ls[k], conf, old, nold, err, errlen) == -1) {
+				listeners_unwind(ls, k, old, nold);
 				return NULL;
 			}
+			k++;
 		}
-	*n = total;
+	*n = k;
 	return ls;
 }
 
@@ -177,6 +212,7 @@ listeners_retire(struct listener *old, size_t nold, const struct listener *next,
 			kept = next[j].fd == old[i].fd;
 		if (!kept && old[i].fd != -1)
 			close(old[i].fd);
+		doorconf_free(&old[i].door);
 	}
 	free(old);
 }
@@ -236,6 +272,8 @@ worker_spawn(struct master *m, uint32_t id)
 		log_warnx("worker %u: no free worker slot", id);
 		return -1;
 	}
+	/* Before the fork: the worker owns it from its first turn on. */
+	stats_worker(&m->map, (uint32_t)slot)->heartbeat_ms = clock_ms();
 	if ((pid = fork()) == -1) {
 		log_warn("worker %u: fork", id);
 		return -1;
@@ -392,6 +430,29 @@ worker_abort(struct master *m, int slot, uint64_t now)
 	wp->kill_at_ms = now + 1000;
 }
 
+/* A running worker whose loop has not turned for worker-stall is hung: logged
+ * once, shown stalled, killed (by our pid, not the segment's), reaped as dead. */
+static void
+watchdog_run(struct master *m, uint64_t now)
+{
+	struct lbd_stats_worker *rec;
+	int i = -1;
+
+	while ((i = watchdog_next_stalled(&m->map, now, m->conf->worker_stall_ms,
+	    i + 1)) >= 0) {
+		if (m->workers[i].pid == 0 || m->workers[i].stopping)
+			continue;
+		rec = stats_worker(&m->map, (uint32_t)i);
+		log_warnx("worker %u (pid %d) stalled for %.1fs; killing it",
+		    m->workers[i].id, (int)m->workers[i].pid,
+		    (double)watchdog_age_ms(rec->heartbeat_ms, now) / 1000);
+		stats_write_begin(&m->map);
+		rec->state = LBD_WORKER_STALLED;
+		stats_write_end(&m->map);
+		(void)kill(m->workers[i].pid, SIGKILL);
+	}
+}
+
 static void
 run_timers(struct master *m)
 {
@@ -407,12 +468,16 @@ run_timers(struct master *m)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    now >= m->workers[i].kill_at_ms)
 			worker_abort(m, i, now);
+	if (now >= m->watchdog_due_ms) {
+		m->watchdog_due_ms = now + watchdog_period_ms(m->conf->worker_stall_ms);
+		watchdog_run(m, now);
+	}
 }
 
 static int
 next_timeout(const struct master *m)
 {
-	uint64_t now = clock_ms(), next = UINT64_MAX;
+	uint64_t now = clock_ms(), next = m->watchdog_due_ms;
 	uint32_t id;
 	int i;
 
@@ -423,8 +488,6 @@ next_timeout(const struct master *m)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    m->workers[i].kill_at_ms < next)
 			next = m->workers[i].kill_at_ms;
-	if (next == UINT64_MAX)
-		return -1;
 	return next <= now ? 0 : (int)(next - now > 60000 ? 60000 : next - now);
 }
 
@@ -675,7 +738,7 @@ master_setup(struct master *m)
 	signals_setup(m);
 	if (config_stats_path(m->conf, path, sizeof(path)) == -1 ||
 	    stats_create(&m->map, path, m->conf->workers) == -1)
-		fatal("stats segment %s", path);
+		fatal("stats segment %s: cannot create it in runtime-dir", path);
 	if (stats_layout(&m->map, m->conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	m->generation = m->map.hdr->generation;

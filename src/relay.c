@@ -335,6 +335,22 @@ relay_read_first(struct relay *r, int client_fd, char *scratch)
 	return n;
 }
 
+int
+relay_hold_request(struct relay *r, const void *buf, size_t len)
+{
+	struct half *h = &r->up;
+
+	h->src_ready = true;		/* the door may have stopped at a full buffer */
+	if (len == 0)
+		return 0;
+	if ((h->pending = malloc(len)) == NULL)
+		return -1;
+	memcpy(h->pending, buf, len);
+	h->pending_off = 0;
+	h->pending_len = (uint32_t)len;
+	return 0;
+}
+
 /* Runs one direction until it waits, yields or fails. */
 static enum step
 half_pump(struct half *h, const struct half *other, int src, int dst,

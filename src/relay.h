@@ -102,6 +102,13 @@ void relay_init(struct relay *r);
  */
 ssize_t relay_read_first(struct relay *r, int client_fd, char *scratch);
 
+/*
+ * Takes len bytes the front door read from the client as bytes owed to the
+ * backend, as relay_read_first does; more may follow.  0, or -1 when
+ * memory ran out.
+ */
+int relay_hold_request(struct relay *r, const void *buf, size_t len);
+
 /* Client bytes are held for the backend (so the connect's ACK can wait). */
 bool relay_holds_request(const struct relay *r);
 

@@ -12,14 +12,16 @@ schedule_init(struct schedule *s, size_t nbackends)
 {
 	s->weights = calloc(nbackends, sizeof(*s->weights));
 	s->ids = calloc(nbackends, sizeof(*s->ids));
+	s->keys = calloc(nbackends, sizeof(*s->keys));
 	s->candidates = calloc(nbackends, sizeof(*s->candidates));
 	s->active = calloc(nbackends, sizeof(*s->active));
 	s->load = calloc(nbackends, sizeof(*s->load));
 	s->recent = calloc(nbackends, sizeof(*s->recent));
+	s->over = calloc(nbackends, sizeof(*s->over));
 	s->seq = malloc(BALANCE_SEQ_MAX);
-	return s->weights == NULL || s->ids == NULL || s->candidates == NULL ||
-	    s->active == NULL || s->load == NULL || s->recent == NULL ||
-	    s->seq == NULL ? -1 : 0;
+	return s->weights == NULL || s->ids == NULL || s->keys == NULL ||
+	    s->candidates == NULL || s->active == NULL || s->load == NULL ||
+	    s->recent == NULL || s->over == NULL || s->seq == NULL ? -1 : 0;
 }
 
 /*
@@ -40,6 +42,8 @@ schedule_build(struct schedule *s, const struct lbd_service_conf *svc,
 		int health_up = __atomic_load_n(&b->health, __ATOMIC_RELAXED) == LBD_HEALTH_UP;
 
 		s->ids[i] = svc->backends[i].slot;
+		/* By name, not slot: every node and every restart agrees (issue 19). */
+		s->keys[i] = svc->backends[i].name_hash;
 		s->weights[i] = admin_ok && health_up ? weight : 0;
 		up += s->weights[i] > 0;
 	}
@@ -138,7 +142,7 @@ pick(struct schedule *s, const struct lbd_service_conf *svc, struct stats_map *m
 	for (i = 0; i < svc->nbackends; i++)
 		s->candidates[i] = walk->tried & (UINT64_C(1) << i) ? 0 : s->weights[i];
 	if (svc->balance == LBD_BALANCE_SOURCE)
-		return balance_rendezvous(balance_client_hash(client), s->ids,
+		return balance_rendezvous(balance_client_hash(client), s->keys,
 		    s->candidates, svc->nbackends);
 	if (svc->balance == LBD_BALANCE_LEASTLOAD)
 		return pick_leastload(s, svc, map,
@@ -162,6 +166,29 @@ schedule_next(struct schedule *s, const struct lbd_service_conf *svc,
 	walk->attempts++;
 	stats_add(&stats_counter(map, row, svc->backends[b].slot)->picks, 1);
 	return b;
+}
+
+void
+schedule_age_candidates(struct schedule *s, const struct lbd_service_conf *svc,
+    struct stats_map *map)
+{
+	struct lbd_stats_service *ss = stats_service(map, svc->slot);
+	uint32_t version = __atomic_load_n(&ss->sched_version, __ATOMIC_ACQUIRE);
+	unsigned __int128 total_load = 0, total_weight = 0;
+	size_t i;
+
+	if (!s->built || s->version != version)
+		schedule_build(s, svc, map, version);
+	for (i = 0; i < svc->nbackends; i++) {
+		s->load[i] = __atomic_load_n(&stats_backend(map, s->ids[i])->load_rate,
+		    __ATOMIC_RELAXED);
+		total_load += s->weights[i] != 0 ? s->load[i] : 0;
+		total_weight += s->weights[i];
+	}
+	for (i = 0; i < svc->nbackends; i++)
+		/* load / weight > total_load / total_weight, without division */
+		s->over[i] = svc->balance != LBD_BALANCE_LEASTLOAD || s->weights[i] == 0 ||
+		    (unsigned __int128)s->load[i] * total_weight > total_load * s->weights[i];
 }
 
 void

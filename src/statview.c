@@ -35,6 +35,13 @@ statview_backend_checked(const struct statview_backend *be)
 	return be->admin != LBD_ADMIN_DISABLED && be->check_status != LBD_CHECK_NONE;
 }
 
+int
+statview_check_stale(const struct statview_backend *be)
+{
+	return statview_backend_checked(be) && be->check_interval_ms > 0 &&
+	    be->check_age_ms > (int64_t)be->check_interval_ms * STATVIEW_STALE_INTERVALS;
+}
+
 /*
  * Bytes in powers of 1024 with K, M, G, T, P, E; plain below 1000 so a
  * number never takes more than five columns.
@@ -79,6 +86,15 @@ statview_uptime_s(const struct statview_snap *snap)
 	if (!snap->master_alive || snap->now < snap->start_time)
 		return 0;
 	return snap->now - snap->start_time;
+}
+
+const char *
+statview_worker_state(const struct statview_snap *snap, const struct statview_worker *w)
+{
+	if (w->state == LBD_WORKER_STALLED || (w->state == LBD_WORKER_RUNNING &&
+	    snap->worker_stall_ms > 0 && w->heartbeat_age_ms >= snap->worker_stall_ms))
+		return "stalled";
+	return w->state == LBD_WORKER_RUNNING ? "running" : "stopping";
 }
 
 double
@@ -315,6 +331,9 @@ check_cell(const struct statview_backend *be, char *buf, size_t len)
 		snprintf(buf, len, "failed");
 	else
 		printable(be->check_text, buf, len);
+	if (statview_check_stale(be) && strlen(buf) + 24 < len)
+		snprintf(buf + strlen(buf), len - strlen(buf), " (stale %llds)",
+		    (long long)(be->check_age_ms / 1000));
 }
 
 static void
@@ -407,13 +426,14 @@ static void
 table_header(FILE *out, const struct statview_snap *snap)
 {
 	char version[LBD_VERSION_LEN], up[32];
-	size_t i, running = 0, stopping = 0;
+	size_t i, running = 0, stopping = 0, stalled = 0;
+	const char *state;
 
 	for (i = 0; i < snap->nworkers; i++) {
-		if (snap->workers[i].state == LBD_WORKER_RUNNING)
-			running++;
-		else
-			stopping++;
+		state = statview_worker_state(snap, &snap->workers[i]);
+		running += strcmp(state, "running") == 0;
+		stopping += strcmp(state, "stopping") == 0;
+		stalled += strcmp(state, "stalled") == 0;
 	}
 	fprintf(out, "lbd %s  ", printable(snap->version, version, sizeof(version)));
 	/* The master zeroes its pid when it stops cleanly; a pid that is
@@ -429,6 +449,8 @@ table_header(FILE *out, const struct statview_snap *snap)
 	    snap->workers_configured, snap->worker_restarts);
 	if (stopping > 0)
 		fprintf(out, ", %zu stopping", stopping);
+	if (stalled > 0)
+		fprintf(out, ", %zu stalled", stalled);
 	fprintf(out, ")  generation %" PRIu32 "\n", snap->generation);
 }
 
@@ -472,7 +494,10 @@ table_workers(FILE *out, const struct statview_snap *snap)
 		fprintf(out, "worker %-*" PRIu32 "  pid %-7" PRId32 "  %s %-*s  active %"
 		    PRIu64, wid, w->id, w->pid, snap->has_rates ? "accepted/s" : "accepted",
 		    wacc, acc, w->active);
-		if (w->state != LBD_WORKER_RUNNING)
+		if (strcmp(statview_worker_state(snap, w), "stalled") == 0)
+			fprintf(out, "  stalled (no turn for %.1fs)",
+			    (double)w->heartbeat_age_ms / 1000);
+		else if (w->state != LBD_WORKER_RUNNING)
 			fprintf(out, "  stopping (generation %" PRIu32 ")", w->generation);
 		fputc('\n', out);
 	}

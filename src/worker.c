@@ -21,8 +21,10 @@
 #include <unistd.h>
 
 #include "accept.h"
+#include "watchdog.h"
 #include "addr.h"
 #include "clock.h"
+#include "door.h"
 #include "log.h"
 #include "proctitle.h"
 #include "proxyproto.h"
@@ -89,37 +91,13 @@ runq_remove(struct worker *w, struct conn *c)
 	w->nrun--;
 }
 
-static void
-list_remove(struct conn_list *l, struct conn *c)
-{
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else if (l->head == c)
-		l->head = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	else if (l->tail == c)
-		l->tail = c->prev;
-	c->prev = c->next = NULL;
-}
-
-static void
-list_append(struct conn_list *l, struct conn *c)
-{
-	c->next = NULL;
-	c->prev = l->tail;
-	if (l->tail != NULL)
-		l->tail->next = c;
-	else
-		l->head = c;
-	l->tail = c;
-}
-
 static struct conn_list *
 conn_list_of(struct worker *w, struct conn *c)
 {
 	struct service_rt *rt = &w->rt[c->service];
 
+	if (c->state == CONN_DOOR)
+		return &w->doors;
 	return c->state == CONN_CONNECTING ? &rt->connecting : &rt->idle;
 }
 
@@ -149,7 +127,8 @@ close_reason_text(enum close_reason r)
 		[CLOSE_RESET_BACKEND] = "backend reset", [CLOSE_IDLE] = "idle timeout",
 		[CLOSE_CONNECT] = "connect failed", [CLOSE_NO_BACKEND] = "no backend available",
 		[CLOSE_SHUTDOWN] = "shutdown", [CLOSE_LOCAL] = "out of resources",
-		[CLOSE_AGED] = "aged out",
+		[CLOSE_AGED] = "aged out", [CLOSE_PROXY_ERROR] = "PROXY header error",
+		[CLOSE_DENIED] = "denied", [CLOSE_SNI_MISS] = "no service for the server name",
 	};
 
 	return r < sizeof(text) / sizeof(text[0]) ? text[r] : "closed";
@@ -189,7 +168,7 @@ backend_release(struct worker *w, struct conn *c)
 	c->backend_fd = -1;
 }
 
-static void
+void
 conn_close(struct worker *w, struct conn *c, enum close_reason reason)
 {
 	if (c->closed)
@@ -198,16 +177,18 @@ conn_close(struct worker *w, struct conn *c, enum close_reason reason)
 		c->close_reason = (uint8_t)reason;
 	if (w->conf->log_connections)
 		conn_log(w, c);
-	list_remove(conn_list_of(w, c), c);
+	conn_list_remove(conn_list_of(w, c), c);
 	if (reason == CLOSE_RESET_BACKEND)
 		socket_reset(c->client_fd);
 	else if (reason == CLOSE_RESET_CLIENT && c->backend_fd != -1)
 		socket_reset(c->backend_fd);
+	door_release(c);
 	relay_release(&c->relay, &w->pool);
 	backend_release(w, c);
 	close(c->client_fd);
 	c->client_fd = -1;
-	stats_sub(&service_counter(w, c)->active, 1);
+	if (c->admitted)
+		stats_sub(&service_counter(w, c)->active, 1);
 	stats_sub(&stats_worker(w->map, w->slot)->active, 1);
 	c->closed = 1;
 	runq_remove(w, c);
@@ -246,7 +227,7 @@ connect_failed(struct worker *w, struct conn *c, int err)
 		log_warnx("backend %s/%s %s: connect: %s", svc->name, be->name,
 		    be->addr.text, strerror(err));
 	}
-	list_remove(conn_list_of(w, c), c);
+	conn_list_remove(conn_list_of(w, c), c);
 	backend_release(w, c);
 	c->state = CONN_CONNECTING;
 	conn_connect(w, c);
@@ -271,9 +252,9 @@ conn_wait_fd(struct worker *w, struct conn *c, int b)
 	c->backend = -1;
 	c->fd_wait = 1;
 	c->state = CONN_CONNECTING;
-	if (c->walk.attempts == 0)
-		c->last_ms = w->now_ms;
-	list_append(&w->rt[c->service].connecting, c);
+	/* last_ms stays (accept or last connect start): connect-timeout bounds
+	 * the whole wait, see tick_service (issue 20). */
+	conn_list_append(&w->rt[c->service].connecting, c);
 	accept_pause(w, w->now_ms + ACCEPT_PAUSE_MS);
 }
 
@@ -333,7 +314,7 @@ conn_connect(struct worker *w, struct conn *c)
 	}
 	c->state = CONN_CONNECTING;
 	c->last_ms = w->now_ms;
-	list_append(&w->rt[c->service].connecting, c);
+	conn_list_append(&w->rt[c->service].connecting, c);
 }
 
 static int
@@ -397,8 +378,8 @@ conn_account(struct worker *w, struct conn *c, const struct relay_result *res)
 	c->bytes_down += res->down;
 	c->last_ms = w->now_ms;
 	if (idle->tail != c) {
-		list_remove(idle, c);
-		list_append(idle, c);
+		conn_list_remove(idle, c);
+		conn_list_append(idle, c);
 	}
 }
 
@@ -450,10 +431,10 @@ connect_result(struct worker *w, struct conn *c, uint32_t events)
 	}
 	if (!(events & EPOLLOUT))
 		return;
-	list_remove(&w->rt[c->service].connecting, c);
+	conn_list_remove(&w->rt[c->service].connecting, c);
 	c->state = CONN_RELAY;
 	c->last_ms = w->now_ms;
-	list_append(&w->rt[c->service].idle, c);
+	conn_list_append(&w->rt[c->service].idle, c);
 	stats_add(&backend_counter(w, c)->connections, 1);
 	relay_connected(&c->relay, events);
 	if (w->conf->services[c->service].proxy_protocol != LBD_PROXY_OFF &&
@@ -487,6 +468,10 @@ conn_event(struct worker *w, struct conn *c, bool is_backend, uint32_t events)
 {
 	if (c->closed)
 		return;
+	if (c->state == CONN_DOOR) {
+		door_event(w, c, events);
+		return;
+	}
 	if (is_backend && c->ack_held && (events & EPOLLIN))
 		backend_reply_started(c, events);
 	if (is_backend && c->state == CONN_CONNECTING) {
@@ -500,6 +485,34 @@ conn_event(struct worker *w, struct conn *c, bool is_backend, uint32_t events)
 	relay_ready(&c->relay, is_backend, events);
 	if (c->state == CONN_RELAY)
 		conn_pump(w, c);
+}
+
+/* The client now counts in its service: accepted there, active there. */
+static void
+conn_count_in(struct worker *w, struct conn *c)
+{
+	stats_add(&service_counter(w, c)->accepted, 1);
+	stats_add(&service_counter(w, c)->active, 1);
+	c->admitted = 1;
+}
+
+/* Its listener has a front door: the client's first bytes decide. */
+static void
+conn_new_door(struct worker *w, struct conn *c, struct listener *l)
+{
+	struct epoll_event ev = {
+		.events = EPOLLIN | EPOLLRDHUP | EPOLLET,
+		.data.u64 = tag(c, TAG_CLIENT),
+	};
+
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->client_fd, &ev) == -1) {
+		log_warn("listener %s: epoll_ctl(ADD) client", l->addr.text);
+		c->state = CONN_DOOR;
+		conn_list_append(&w->doors, c);
+		conn_close(w, c, CLOSE_LOCAL);
+		return;
+	}
+	door_start(w, c, l);
 }
 
 void
@@ -525,8 +538,11 @@ conn_new(struct worker *w, struct listener *l, int fd, const struct sockaddr_sto
 	w->nconns++;
 	stats_add(&stats_worker(w->map, w->slot)->accepted, 1);
 	stats_add(&stats_worker(w->map, w->slot)->active, 1);
-	stats_add(&service_counter(w, c)->accepted, 1);
-	stats_add(&service_counter(w, c)->active, 1);
+	if (l->door.needed) {
+		conn_new_door(w, c, l);
+		return;
+	}
+	conn_count_in(w, c);
 	/* Most clients speak first, and their bytes are usually here by now:
 	 * holding them lets the connect below save a packet. */
 	if (relay_read_first(&c->relay, fd, w->scratch) == -1) {
@@ -539,6 +555,13 @@ conn_new(struct worker *w, struct listener *l, int fd, const struct sockaddr_sto
 		conn_close(w, c, CLOSE_LOCAL);
 		return;
 	}
+	conn_connect(w, c);
+}
+
+void
+conn_admit(struct worker *w, struct conn *c)
+{
+	conn_count_in(w, c);
 	conn_connect(w, c);
 }
 
@@ -555,14 +578,18 @@ static void
 age_out(struct worker *w, size_t s)
 {
 	const struct lbd_service_conf *svc = &w->conf->services[s];
+	struct schedule *sched = &w->rt[s].sched;
 	struct conn *c, *next;
 
-	for (c = w->rt[s].idle.head; c != NULL; c = next) {
+	if ((c = w->rt[s].idle.head) == NULL || w->now_ms - c->last_ms < svc->age_quiet_ms)
+		return;
+	schedule_age_candidates(sched, svc, w->map);
+	for (; c != NULL; c = next) {
 		next = c->next;
 		if (w->now_ms - c->last_ms < svc->age_quiet_ms)
 			break;
 		if (w->now_ms - c->started_ms < svc->max_age_ms ||
-		    !relay_answered(&c->relay))
+		    !sched->over[c->backend] || !relay_answered(&c->relay))
 			continue;
 		stats_add(&backend_counter(w, c)->aged_out, 1);
 		c->close_reason = CLOSE_AGED;
@@ -586,18 +613,21 @@ tick_service(struct worker *w, size_t s)
 		conn_close(w, c, CLOSE_IDLE);
 	if (svc->max_age_ms != 0)
 		age_out(w, s);
-	/* Clients still waiting for a descriptor: try again (connect-timeout
-	 * above bounds the wait).  Taken off the list first, since a retry
-	 * that fails again puts the client back at its end. */
+	/* Clients still waiting for a descriptor: try again.  Taken off the
+	 * list first, since a retry that fails again puts the client back at
+	 * its end. */
 	for (c = rt->connecting.head; c != NULL; c = next) {
 		next = c->next;
-		if (c->fd_wait) {
-			list_remove(&rt->connecting, c);
-			list_append(&waiting, c);
+		/* Not only the list head: the retries below reorder the list. */
+		if (c->fd_wait && w->now_ms - c->last_ms >= svc->connect_timeout_ms)
+			connect_failed(w, c, ETIMEDOUT);
+		else if (c->fd_wait) {
+			conn_list_remove(&rt->connecting, c);
+			conn_list_append(&waiting, c);
 		}
 	}
 	while ((c = waiting.head) != NULL) {
-		list_remove(&waiting, c);
+		conn_list_remove(&waiting, c);
 		c->fd_wait = 0;
 		conn_connect(w, c);
 	}
@@ -610,6 +640,7 @@ tick(struct worker *w)
 
 	for (s = 0; s < w->conf->nservices; s++)
 		tick_service(w, s);
+	door_expire(w);
 	w->next_tick_ms = w->now_ms + TICK_MS;
 }
 
@@ -626,6 +657,8 @@ worker_cut_and_exit(struct worker *w)
 		while ((c = w->rt[s].idle.head) != NULL)
 			conn_close(w, c, CLOSE_SHUTDOWN);
 	}
+	while ((c = w->doors.head) != NULL)
+		conn_close(w, c, CLOSE_SHUTDOWN);
 	exit(0);
 }
 
@@ -637,6 +670,10 @@ signal_ready(struct worker *w)
 	while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGUSR1)
 			worker_cut_and_exit(w);
+		if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) &&
+		    orphan_notice(&w->orphan, w->now_ms, w->conf->shutdown_grace_ms))
+			log_warnx("master (pid %d) gone: %u connections to finish within "
+			    "shutdown-grace", (int)w->orphan.master, w->nconns);
 		if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !w->stopping) {
 			log_debug("stopping: %u connections to finish", w->nconns);
 			proctitle_set("worker %u (stopping)", w->id);
@@ -755,12 +792,14 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 	w.listeners = listeners;
 	w.nlisteners = nlisteners;
 	w.now_ms = clock_ms();
+	orphan_start(&w.orphan);
 	worker_setup(&w);
 	sleeping_flag = &stats_worker(map, slot)->sleeping;
 	for (;;) {
 		if (w.stopping && w.nconns == 0)
 			exit(0);
 		timeout = w.run_head != NULL ? 0 : worker_timeout(&w);
+		timeout = watchdog_wait_ms(timeout, conf->worker_stall_ms);
 		if (timeout != 0)
 			__atomic_store_n(sleeping_flag, 1, __ATOMIC_RELAXED);
 		n = epoll_wait(w.epfd, events, 256, timeout);
@@ -769,11 +808,18 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
 		w.now_ms = clock_ms();
+		__atomic_store_n(&stats_worker(map, slot)->heartbeat_ms, w.now_ms,
+		    __ATOMIC_RELAXED);
 		for (i = 0; i < n; i++)
 			dispatch(&w, &events[i]);
 		runq_run(&w);
 		if (w.now_ms >= w.next_tick_ms)
 			tick(&w);
+		if (orphan_cut_due(&w.orphan, w.now_ms)) {
+			log_warnx("master gone, shutdown-grace over: cutting %u connections",
+			    w.nconns);
+			worker_cut_and_exit(&w);
+		}
 		accept_after_turn(&w);
 		bury(&w);
 	}

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "orphan.h"
 #include "relay.h"
 #include "schedule.h"
 #include "stats.h"
@@ -20,6 +21,7 @@
 enum conn_state {
 	CONN_CONNECTING,
 	CONN_RELAY,
+	CONN_DOOR,			/* at the front door: no service yet (door.c) */
 };
 
 enum close_reason {
@@ -34,7 +36,12 @@ enum close_reason {
 	CLOSE_SHUTDOWN,			/* lbd stopped */
 	CLOSE_LOCAL,			/* out of descriptors or memory */
 	CLOSE_AGED,			/* max-connection-age, at a quiet moment */
+	CLOSE_PROXY_ERROR,		/* accept-proxy: no valid header in time */
+	CLOSE_DENIED,			/* allow/deny */
+	CLOSE_SNI_MISS,			/* no service for the server name */
 };
+
+struct door_wait;
 
 /* One client connection; owned by the worker, freed after its event batch.
  * The order fields are laid out in keeps an idle connection small. */
@@ -51,6 +58,7 @@ struct conn {
 	uint8_t client_out;		/* the client socket's output is watched */
 	uint8_t ack_held;		/* connect holds its last ACK for our first bytes */
 	uint8_t queued;			/* yielded: in the worker's run queue */
+	uint8_t admitted;		/* counted in its service (past the front door) */
 	struct sched_walk walk;		/* backends tried, for retries */
 	union {				/* the client: TCP over IPv4 or IPv6 only */
 		struct sockaddr sa;
@@ -64,7 +72,10 @@ struct conn {
 	uint64_t bytes_up;
 	uint64_t bytes_down;
 	struct conn *prev, *next;	/* the service's connecting or idle list */
-	struct conn *run_next;		/* the worker's run queue, while queued */
+	union {
+		struct conn *run_next;	/* the worker's run queue, while queued */
+		struct door_wait *door;	/* owned, while at the front door */
+	};
 };
 
 struct conn_list {
@@ -100,12 +111,14 @@ struct worker {
 	size_t nlisteners;
 	struct acceptor acc;
 	struct service_rt *rt;		/* one per service */
+	struct conn_list doors;		/* at the front door, oldest first */
 	struct pipe_pool pool;
 	char scratch[RELAY_COPY_MAX];	/* copied directions pass through here */
 	uint64_t now_ms;
 	uint64_t next_tick_ms;
 	uint32_t nconns;
 	int stopping;
+	struct orphan orphan;		/* see orphan.h */
 	uint64_t fdwait_logged_ms;	/* last "clients wait" line */
 	struct conn *graveyard;		/* closed this batch, freed after it */
 	struct conn *run_head;		/* yielded connections, oldest first */
@@ -133,8 +146,38 @@ tag(void *ptr, enum tag_kind kind)
 	return (uint64_t)(uintptr_t)ptr | (uint64_t)kind;
 }
 
+static inline void
+conn_list_remove(struct conn_list *l, struct conn *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else if (l->head == c)
+		l->head = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	else if (l->tail == c)
+		l->tail = c->prev;
+	c->prev = c->next = NULL;
+}
+
+static inline void
+conn_list_append(struct conn_list *l, struct conn *c)
+{
+	c->next = NULL;
+	c->prev = l->tail;
+	if (l->tail != NULL)
+		l->tail->next = c;
+	else
+		l->head = c;
+	l->tail = c;
+}
+
 /* worker.c: a client just accepted on listener l. */
 void conn_new(struct worker *w, struct listener *l, int fd,
     const struct sockaddr_storage *peer, socklen_t peerlen);
+/* worker.c: the client's service is known: count it there and connect. */
+void conn_admit(struct worker *w, struct conn *c);
+/* worker.c: closes the connection (freed after the event batch). */
+void conn_close(struct worker *w, struct conn *c, enum close_reason reason);
 
 #endif

@@ -388,7 +388,8 @@ setup_clients(void **state)
 static void
 test_rendezvous_stable(void **state)
 {
-	const uint32_t ids[] = { 11, 22, 33, 44 }, w[] = { 1, 1, 1, 1 };
+	const uint64_t ids[] = { 11, 22, 33, 44 };
+	const uint32_t w[] = { 1, 1, 1, 1 };
 	size_t i;
 
 	(void)state;
@@ -403,7 +404,8 @@ test_rendezvous_stable(void **state)
 static void
 test_rendezvous_distribution(void **state)
 {
-	const uint32_t ids[] = { 0, 1, 2, 3 }, w[] = { 1, 1, 1, 1 };
+	const uint64_t ids[] = { 0, 1, 2, 3 };
+	const uint32_t w[] = { 1, 1, 1, 1 };
 	unsigned count[4] = { 0 };
 	size_t i;
 
@@ -418,8 +420,10 @@ test_rendezvous_distribution(void **state)
 static void
 test_rendezvous_weights(void **state)
 {
-	const uint32_t ids[] = { 5, 6 }, w[] = { 2, 1 };
-	const uint32_t ids3[] = { 5, 6, 7 }, w3[] = { 1, 2, 1 };
+	const uint64_t ids[] = { 5, 6 };
+	const uint32_t w[] = { 2, 1 };
+	const uint64_t ids3[] = { 5, 6, 7 };
+	const uint32_t w3[] = { 1, 2, 1 };
 	unsigned count[3] = { 0 };
 	size_t i;
 
@@ -442,8 +446,10 @@ test_rendezvous_weights(void **state)
 static void
 test_rendezvous_removal(void **state)
 {
-	const uint32_t ids[] = { 101, 202, 303, 404 }, w[] = { 1, 1, 1, 1 };
-	const uint32_t ids3[] = { 101, 303, 404 }, w3[] = { 1, 1, 1 };
+	const uint64_t ids[] = { 101, 202, 303, 404 };
+	const uint32_t w[] = { 1, 1, 1, 1 };
+	const uint64_t ids3[] = { 101, 303, 404 };
+	const uint32_t w3[] = { 1, 1, 1 };
 	uint32_t wr[] = { 1, 0, 1, 1 };
 	unsigned moved = 0;
 	size_t i;
@@ -476,7 +482,8 @@ test_rendezvous_removal(void **state)
 static void
 test_rendezvous_none(void **state)
 {
-	const uint32_t ids[] = { 1, 2 }, w[] = { 0, 0 };
+	const uint64_t ids[] = { 1, 2 };
+	const uint32_t w[] = { 0, 0 };
 
 	(void)state;
 	assert_int_equal(balance_rendezvous(clients[0], ids, w, 2), -1);
@@ -595,6 +602,133 @@ test_load_decay(void **state)
 	assert_true(rate > 850000 && rate < 1000000);
 }
 
+/* ---- source hashing keyed by backend name (issue 19) ---- */
+
+/*
+ * A backend list as a node's file gives it: names and weights in the
+ * file's order.  by_name() is what "source" picks for a client, as a name.
+ */
+struct named {
+	const char *name[8];
+	uint32_t weight[8];
+	size_t n;
+};
+
+static const char *
+by_name(const struct named *b, uint64_t client)
+{
+	uint64_t ids[8];
+	size_t i;
+	int pick;
+
+	for (i = 0; i < b->n; i++)
+		ids[i] = balance_name_hash(b->name[i]);
+	pick = balance_rendezvous(client, ids, b->weight, b->n);
+	return pick < 0 ? NULL : b->name[pick];
+}
+
+/* The list in the order perm gives (perm[k] = index in src). */
+static void
+permute(const struct named *src, const size_t *perm, struct named *dst)
+{
+	size_t k;
+
+	dst->n = src->n;
+	for (k = 0; k < src->n; k++) {
+		dst->name[k] = src->name[perm[k]];
+		dst->weight[k] = src->weight[perm[k]];
+	}
+}
+
+/* The hash is part of the contract between nodes (and versions): pin it. */
+static void
+test_name_hash(void **state)
+{
+	char name[16];
+	uint64_t seen[1000];
+	size_t i, j;
+
+	(void)state;
+	assert_true(balance_name_hash("app1") == UINT64_C(0x559721a43f6847d7));
+	assert_true(balance_name_hash("app1") != balance_name_hash("app2"));
+	assert_true(balance_name_hash("a") != balance_name_hash("a."));
+	for (i = 0; i < 1000; i++) {
+		snprintf(name, sizeof(name), "app%zu", i);
+		seen[i] = balance_name_hash(name);
+		for (j = 0; j < i; j++)
+			assert_true(seen[j] != seen[i]);
+	}
+}
+
+/* Every one of the 24 orders of 4 backends sends each client to one name. */
+static void
+test_rendezvous_names_any_order(void **state)
+{
+	const struct named base = { { "app1", "app2", "app3", "app4" },
+	    { 1, 2, 1, 3 }, 4 };
+	size_t perm[4], a, b, c, i, orders = 0;
+	struct named other;
+
+	(void)state;
+	for (a = 0; a < 4; a++)
+		for (b = 0; b < 4; b++)
+			for (c = 0; c < 4; c++) {
+				if (a == b || a == c || b == c)
+					continue;
+				perm[0] = a, perm[1] = b, perm[2] = c;
+				perm[3] = 6 - a - b - c;
+				permute(&base, perm, &other);
+				for (i = 0; i < 2000; i++)
+					assert_string_equal(by_name(&other, clients[i]),
+					    by_name(&base, clients[i]));
+				orders++;
+			}
+	assert_int_equal(orders, 24);
+}
+
+/* Taking app3 out of the file (anywhere in it) moves only app3's clients. */
+static void
+test_rendezvous_names_removal(void **state)
+{
+	const struct named four = { { "app1", "app2", "app3", "app4" },
+	    { 1, 1, 1, 1 }, 4 };
+	const struct named three = { { "app4", "app1", "app2" }, { 1, 1, 1 }, 3 };
+	unsigned moved = 0;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < NCLIENTS; i++) {
+		const char *before = by_name(&four, clients[i]);
+		const char *after = by_name(&three, clients[i]);
+
+		if (strcmp(before, "app3") == 0)
+			moved++;
+		else
+			assert_string_equal(after, before);
+	}
+	assert_in_range(moved, 2250, 2750);
+}
+
+/* Weights still count, and follow the name, not the place in the file. */
+static void
+test_rendezvous_names_weights(void **state)
+{
+	const struct named one = { { "big", "small" }, { 3, 1 }, 2 };
+	const struct named two = { { "small", "big" }, { 1, 3 }, 2 };
+	unsigned big = 0;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < NCLIENTS; i++) {
+		const char *pick = by_name(&one, clients[i]);
+
+		assert_string_equal(by_name(&two, clients[i]), pick);
+		big += strcmp(pick, "big") == 0;
+	}
+	/* 7500 : 2500 expected */
+	assert_in_range(big, 7200, 7800);
+}
+
 int
 main(void)
 {
@@ -620,6 +754,10 @@ main(void)
 		cmocka_unit_test(test_leastload_herd),
 		cmocka_unit_test(test_leastload_herd_weights),
 		cmocka_unit_test(test_load_decay),
+		cmocka_unit_test(test_name_hash),
+		cmocka_unit_test(test_rendezvous_names_any_order),
+		cmocka_unit_test(test_rendezvous_names_removal),
+		cmocka_unit_test(test_rendezvous_names_weights),
 	};
 
 	return cmocka_run_group_tests(tests, setup_clients, NULL);

@@ -413,7 +413,7 @@ test_json(void **state)
 	    "\"accepted\":10291,\"restarts\":0,"));
 	assert_non_null(strstr(out, "\"services\":[{\"name\":\"web\",\"listen\":[\"0.0.0.0:80\"],"
 	    "\"balance\":\"roundrobin\",\"active\":15,\"accepted\":30338,\"rejected\":0,"
-	    "\"exchanges\":0,"));
+	    "\"exchanges\":0,\"proxy_errors\":0,\"denied\":0,\"sni_misses\":0,"));
 	assert_non_null(strstr(out, "{\"name\":\"app1\",\"address\":\"10.0.0.1:80\","
 	    "\"state\":\"up\",\"weight\":1,\"active\":12,\"connections\":10234,"
 	    "\"connect_failures\":0,\"bytes_in\":1288490188,\"bytes_out\":37044092928,"
@@ -426,7 +426,8 @@ test_json(void **state)
 	assert_non_null(strstr(out, "\"state\":\"disabled\""));
 	assert_non_null(strstr(out, "\"check\":{\"status\":\"none\",\"latency_ms\":0.000,"));
 	assert_non_null(strstr(out, "\"check\":{\"status\":\"failed\",\"latency_ms\":0.412,"
-	    "\"last_change_s\":20,\"text\":\"connect: Connection refused\"}"));
+	    "\"last_change_s\":20,\"text\":\"connect: Connection refused\","
+	    "\"age_s\":0.0,\"stale\":false}"));
 	free(out);
 	free(snap);
 }
@@ -462,6 +463,64 @@ test_disabled_and_retired(void **state)
 	    "state=\"disabled\"} 1\n"));
 	assert_null(strstr(out, "lbd_backend_check_latency_seconds{service=\"web\","
 	    "backend=\"app2\"}"));
+	free(out);
+	free(snap);
+}
+
+/* A running worker whose heartbeat is older than worker-stall is stalled,
+ * whether or not the master has marked it yet; 0 = no threshold known. */
+static void
+test_worker_stalled(void **state)
+{
+	struct statview_snap *snap = example();
+	char *out;
+
+	(void)state;
+	snap->worker_stall_ms = 5000;
+	snap->workers[0].heartbeat_age_ms = 4999;
+	assert_string_equal(statview_worker_state(snap, &snap->workers[0]), "running");
+	snap->workers[0].heartbeat_age_ms = 5000;
+	assert_string_equal(statview_worker_state(snap, &snap->workers[0]), "stalled");
+	snap->workers[1].state = LBD_WORKER_STALLED;
+	assert_string_equal(statview_worker_state(snap, &snap->workers[1]), "stalled");
+	snap->workers[1].state = LBD_WORKER_STOPPING;
+	snap->workers[1].heartbeat_age_ms = 9000;
+	assert_string_equal(statview_worker_state(snap, &snap->workers[1]), "stopping");
+	out = render(statexport_json, snap, NULL);
+	assert_non_null(strstr(out, "\"state\":\"stalled\",\"heartbeat_age_ms\":5000"));
+	free(out);
+	out = render(statview_table, snap, NULL);
+	assert_non_null(strstr(out, "stalled (no turn for 5.0s)"));
+	assert_non_null(strstr(out, ", 1 stalled)"));
+	free(out);
+	out = render(statexport_prom, snap, NULL);
+	assert_non_null(strstr(out, "lbd_worker_heartbeat_age_seconds{worker=\"1\"} 5\n"));
+	free(out);
+	snap->worker_stall_ms = 0;
+	assert_string_equal(statview_worker_state(snap, &snap->workers[0]), "running");
+	free(snap);
+}
+
+/* The age of the last check, and a check older than 3 intervals marked. */
+static void
+test_check_age(void **state)
+{
+	struct statview_snap *snap = example();
+	char *out;
+
+	(void)state;
+	snap->backends[0].check_interval_ms = 2000;
+	snap->backends[0].check_age_ms = 6000;
+	assert_false(statview_check_stale(&snap->backends[0]));
+	snap->backends[0].check_age_ms = 7400;
+	assert_true(statview_check_stale(&snap->backends[0]));
+	snap->backends[1].check_age_ms = -1;
+	out = render(statexport_json, snap, NULL);
+	assert_non_null(strstr(out, "\"age_s\":7.4,\"stale\":true}"));
+	assert_non_null(strstr(out, "\"age_s\":null,\"stale\":false}"));
+	free(out);
+	out = render(statview_table, snap, NULL);
+	assert_non_null(strstr(out, " (stale 7s)"));
 	free(out);
 	free(snap);
 }
@@ -509,7 +568,7 @@ test_prom(void **state)
 			assert_int_equal(strncmp(line, family, strlen(family)), 0);
 	}
 	assert_int_equal(helps, types);
-	assert_int_equal(helps, 23);
+	assert_int_equal(helps, 27);
 	free(out);
 	free(snap);
 }
@@ -533,6 +592,8 @@ main(void)
 		cmocka_unit_test(test_exchange_imbalance),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_prom),
+		cmocka_unit_test(test_worker_stalled),
+		cmocka_unit_test(test_check_age),
 		cmocka_unit_test(test_disabled_and_retired),
 	};
 
