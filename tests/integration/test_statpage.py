@@ -181,9 +181,13 @@ def shape(v):
     return type(v).__name__ if not isinstance(v, (int, float)) else "number"
 
 
+# Series whose value moves with the clock, not with traffic: the server's
+# sample may be up to a second older than lbstat -p's.
+CLOCK_SERIES = re.compile(r"^(lbd_uptime_seconds|lbd_worker_heartbeat_age_seconds)[ {]")
+
+
 def without_uptime(text):
-    return "\n".join(l for l in text.splitlines()
-                     if not l.startswith("lbd_uptime_seconds "))
+    return "\n".join(l for l in text.splitlines() if not CLOCK_SERIES.match(l))
 
 
 def backend_set(n, backend, first=1):
