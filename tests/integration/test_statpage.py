@@ -49,7 +49,8 @@ class StatServer:
 
     TRIES = 3
 
-    def __init__(self, segment, *args):
+    def __init__(self, segment, *args, prefix=()):
+        self.prefix = list(prefix)
         for _ in range(self.TRIES):
             self.port = lbdtest.free_port()
             if self._start(segment, args):
@@ -60,8 +61,8 @@ class StatServer:
 
     def _start(self, segment, args):
         self.proc = subprocess.Popen(
-            [build_bin("lbstat"), "-l", "127.0.0.1:%d" % self.port, "-s", segment]
-            + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            self.prefix + [build_bin("lbstat"), "-l", "127.0.0.1:%d" % self.port,
+                           "-s", segment] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10 * SCALE
         self.lines = []
@@ -103,8 +104,8 @@ class StatServer:
 def statserver():
     started = []
 
-    def start(segment, *args):
-        s = StatServer(segment, *args)
+    def start(segment, *args, prefix=()):
+        s = StatServer(segment, *args, prefix=prefix)
         started.append(s)
         return s
 
@@ -265,6 +266,20 @@ def test_filter_argument(lbd, backend, statserver):
     assert 'service="web"' in metrics and 'service="db"' not in metrics
     assert without_uptime(metrics) == without_uptime(
         lbstat_out("-p", "-s", stats_path(d), "web"))
+
+
+def test_serves_as_an_unprivileged_user(lbd, backend, statserver):
+    """What contrib/systemd/lbstat-http.service relies on: any user may
+    read the segment, so lbstat -l needs no privilege."""
+    if os.geteuid() != 0:
+        pytest.skip("switching to user nobody needs root")
+    d = lbd([service("web", backend_set(1, backend))], workers=1)
+    srv = statserver(stats_path(d), prefix=["setpriv", "--reuid=65534",
+                                            "--regid=65534", "--clear-groups"])
+    status = open("/proc/%d/status" % srv.proc.pid).read()
+    assert re.search(r"^Uid:\t65534\t65534\t", status, re.M), status
+    st, _, body = get(srv, "/metrics")
+    assert st == 200 and b"\nlbd_up 1\n" in body
 
 
 def test_page_is_self_contained(lbd, backend, statserver):
