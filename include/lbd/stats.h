@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define LBD_STATS_MAGIC		UINT64_C(0x3153544154534c42)	/* "LBSTATS1" */
-#define LBD_STATS_VERSION	4
+#define LBD_STATS_VERSION	5
 #define LBD_STATS_FILE		"lbd.stats"
 
 #define LBD_NAME_LEN		48	/* service and backend names, with NUL */
@@ -107,13 +107,24 @@ struct lbd_stats_header {
 	uint64_t reloads;
 	char lbd_version[LBD_VERSION_LEN];
 	uint32_t worker_slots_used;	/* worker records below this index may be live */
-	uint8_t reserved[100];
+	uint32_t limit_size;
+	uint64_t limits_off;		/* [max_backends] struct lbd_stats_limit */
+	uint8_t reserved[88];
 };
 
-/* Written by the master; rr_counter by every worker (atomic add). */
+/*
+ * Written by the master; rr_counter by every worker (atomic add); the queue
+ * line by every worker (atomics), on a cache line of its own.
+ */
 struct lbd_stats_service {
 	uint64_t rr_counter;		/* alone on its cache line */
 	uint8_t pad0[LBD_CACHELINE - 8];
+	/* The service queue (src/queue.c), touched only by services whose
+	 * backends have a maxconn: */
+	uint64_t queue_ticket;		/* tickets handed out, in order of arrival */
+	uint64_t queued;		/* clients waiting now, all workers */
+	uint64_t queue_max;		/* most clients seen waiting at once */
+	uint8_t pad_q[LBD_CACHELINE - 24];
 	char name[LBD_NAME_LEN];
 	char listen[LBD_MAX_LISTEN][LBD_ADDR_LEN];
 	uint32_t state;			/* enum lbd_slot_state */
@@ -124,8 +135,10 @@ struct lbd_stats_service {
 	/* Bumped after any change of a member's health, admin state or weight,
 	 * so workers know to rebuild their schedules. */
 	uint32_t sched_version;
-	uint32_t pad1;
-	uint8_t pad2[248];
+	uint32_t queue_timeout_ms;	/* config, for lbstat */
+	uint32_t max_queue;		/* config: 0 = bounded only by maxconn */
+	uint32_t slowstart_ms;		/* config: 0 = off */
+	uint8_t pad2[176];
 } __attribute__((aligned(LBD_CACHELINE)));
 
 /* Written by the master (health checker and control socket). */
@@ -143,7 +156,26 @@ struct lbd_stats_backend {
 	uint32_t admin_weight_set;	/* weight came from lbadmin: a reload keeps it */
 	uint64_t last_change;		/* unix seconds of the last health/admin change */
 	uint64_t checks;		/* health probes run */
-	uint8_t pad1[16];
+	uint32_t maxconn;		/* config: 0 = unlimited */
+	uint32_t flags;			/* LBD_BACKEND_BACKUP */
+	/* Slow start: the share of its weight it has now, in thousandths;
+	 * 0 = not ramping (full weight).  The master steps it. */
+	uint32_t ramp_permille;
+	uint32_t pad1;
+} __attribute__((aligned(LBD_CACHELINE)));
+
+#define LBD_BACKEND_BACKUP	1u	/* flags: used only while no primary is eligible */
+
+/*
+ * One per backend slot: the connections open to it from every worker, for
+ * its maxconn.  A multi-writer atomic (a worker takes a slot with a
+ * compare-and-swap below maxconn and gives it back on close; the master
+ * gives back a dead worker's), so it sits alone on its cache line.  Only
+ * backends with a maxconn touch it.
+ */
+struct lbd_stats_limit {
+	uint64_t conns;
+	uint8_t pad[LBD_CACHELINE - 8];
 } __attribute__((aligned(LBD_CACHELINE)));
 
 /* pid, id, generation, state, restarts, started: master.  accepted, active,
@@ -173,7 +205,9 @@ struct lbd_stats_counter {
 	 * buffer to splice(); small request/response traffic stays copied. */
 	uint64_t spliced_in;		/* client -> backend directions spliced */
 	uint64_t spliced_out;		/* backend -> client directions spliced */
-	uint64_t pad[1];
+	/* Slots of the backend's maxconn this worker holds: what the master
+	 * gives back when the worker dies. */
+	uint64_t slots;
 };
 
 /* One per (worker slot, service slot): same writers as above. */
@@ -181,7 +215,11 @@ struct lbd_stats_service_counter {
 	uint64_t active;
 	uint64_t accepted;
 	uint64_t rejected;		/* closed without a backend: none eligible, all failed */
-	uint64_t pad[5];
+	uint64_t queued;		/* this worker's clients waiting in the queue now */
+	uint64_t queue_oldest;		/* ticket of its oldest waiting client, 0 = none */
+	uint64_t queue_timeouts;	/* closed after waiting queue-timeout */
+	uint64_t queue_waited;		/* clients that waited in the queue */
+	uint64_t pad[1];
 };
 
 _Static_assert(sizeof(struct lbd_stats_header) == 256, "header size");
@@ -190,6 +228,7 @@ _Static_assert(sizeof(struct lbd_stats_backend) == 256, "backend record size");
 _Static_assert(sizeof(struct lbd_stats_worker) == 64, "worker record size");
 _Static_assert(sizeof(struct lbd_stats_counter) == 64, "counter record size");
 _Static_assert(sizeof(struct lbd_stats_service_counter) == 64, "service counter size");
+_Static_assert(sizeof(struct lbd_stats_limit) == LBD_CACHELINE, "limit record size");
 _Static_assert(LBD_MAX_SERVICE_BACKENDS <= 64, "tried mask is a uint64_t");
 
 #endif
