@@ -71,9 +71,12 @@ balance_leastconn(const uint64_t *active, const uint32_t *weights, size_t n,
 		i = (size_t)((rotate + k) % n);
 		if (weights[i] == 0)
 			continue;
-		/* active[i]/weights[i] < active[best]/weights[best], without division */
-		if (best == -1 || (unsigned __int128)active[i] * weights[best] <
-		    (unsigned __int128)active[best] * weights[i])
+		/* (active[i]+1)/weights[i] < (active[best]+1)/weights[best]: the
+		 * load with this connection added (HAProxy's too), so a backend of
+		 * small weight, a slow-starting one, is not picked just for being
+		 * idle.  For equal weights the order is the same as active's. */
+		if (best == -1 || (unsigned __int128)(active[i] + 1) * weights[best] <
+		    (unsigned __int128)(active[best] + 1) * weights[i])
 			best = (int)i;
 	}
 	return best;

@@ -36,6 +36,7 @@
 #include "master.h"
 #include "privs.h"
 #include "proctitle.h"
+#include "slowstart.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -80,6 +81,7 @@ struct master {
 	int stopping;
 	int reload_pending;
 	uint64_t stop_deadline_ms;
+	uint64_t slowstart_due_ms;	/* next ramp step, 0 = none */
 };
 
 /* ---- listeners ---- */
@@ -390,6 +392,15 @@ worker_abort(struct master *m, int slot, uint64_t now)
 	wp->kill_at_ms = now + 1000;
 }
 
+/* Steps slow-start ramps: after every event, since one may have begun a ramp. */
+static void
+run_slowstart(struct master *m, uint64_t now)
+{
+	int64_t left = slowstart_tick(&m->map, now);
+
+	m->slowstart_due_ms = left < 0 ? 0 : now + (uint64_t)left;
+}
+
 static void
 run_timers(struct master *m)
 {
@@ -405,6 +416,7 @@ run_timers(struct master *m)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    now >= m->workers[i].kill_at_ms)
 			worker_abort(m, i, now);
+	run_slowstart(m, now);
 }
 
 static int
@@ -421,6 +433,8 @@ next_timeout(const struct master *m)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    m->workers[i].kill_at_ms < next)
 			next = m->workers[i].kill_at_ms;
+	if (m->slowstart_due_ms != 0 && m->slowstart_due_ms < next)
+		next = m->slowstart_due_ms;
 	if (next == UINT64_MAX)
 		return -1;
 	return next <= now ? 0 : (int)(next - now > 60000 ? 60000 : next - now);
@@ -551,6 +565,7 @@ master_reload(struct master *m)
 	for (i = 0; i < LBD_WORKER_SLOTS; i++)
 		if (m->workers[i].pid != 0 && m->workers[i].generation != m->generation)
 			worker_signal_stop(m, i, conf->shutdown_grace_ms);
+	slowstart_added(&m->map, old, conf, clock_ms());
 	health_reconfigure(m->health, conf);
 	control_set_admin_gid(m->control, privs.admin_gid);
 	control_apply_state(m->control);

@@ -26,6 +26,8 @@
 #include "log.h"
 #include "proctitle.h"
 #include "proxyproto.h"
+#include "queue.h"
+#include "wait.h"
 #include "workerstate.h"
 
 #define TICK_MS			100	/* timeout scan period */
@@ -35,8 +37,6 @@
 
 _Static_assert(_Alignof(struct listener) >= 8 && _Alignof(struct conn) >= 8 &&
     _Alignof(struct acceptor) >= 8, "epoll tags take the low 3 bits of a pointer");
-
-static void conn_connect(struct worker *w, struct conn *c);
 
 /* ---- lists ---- */
 
@@ -115,11 +115,26 @@ list_append(struct conn_list *l, struct conn *c)
 	l->tail = c;
 }
 
+/* wait.c keeps its waiting lists with these. */
+void
+conn_list_append(struct conn_list *l, struct conn *c)
+{
+	list_append(l, c);
+}
+
+void
+conn_list_remove(struct conn_list *l, struct conn *c)
+{
+	list_remove(l, c);
+}
+
 static struct conn_list *
 conn_list_of(struct worker *w, struct conn *c)
 {
 	struct service_rt *rt = &w->rt[c->service];
 
+	if (c->state == CONN_WAITING)
+		return &rt->waiting;
 	return c->state == CONN_CONNECTING ? &rt->connecting : &rt->idle;
 }
 
@@ -149,6 +164,7 @@ close_reason_text(enum close_reason r)
 		[CLOSE_RESET_BACKEND] = "backend reset", [CLOSE_IDLE] = "idle timeout",
 		[CLOSE_CONNECT] = "connect failed", [CLOSE_NO_BACKEND] = "no backend available",
 		[CLOSE_SHUTDOWN] = "shutdown", [CLOSE_LOCAL] = "out of resources",
+		[CLOSE_QUEUE_TIMEOUT] = "queue timeout", [CLOSE_QUEUE_FULL] = "queue full",
 	};
 
 	return r < sizeof(text) / sizeof(text[0]) ? text[r] : "closed";
@@ -158,15 +174,19 @@ static void
 conn_log(struct worker *w, struct conn *c)
 {
 	const struct lbd_service_conf *svc = &w->conf->services[c->service];
-	char peer[LBD_ADDR_LEN];
+	char peer[LBD_ADDR_LEN], queued[40] = "";
 
 	addr_format(&c->peer.sa, peer, sizeof(peer));
-	log_info("%s %s -> %s %s %llums in %llu out %llu: %s", svc->name, peer,
+	/* How long it waited in the service queue, when it did. */
+	if (c->ticket != 0 || c->waited_ms > 0)
+		snprintf(queued, sizeof(queued), " (queued %llums)", (unsigned long long)
+		    (c->ticket != 0 ? w->now_ms - c->last_ms : c->waited_ms));
+	log_info("%s %s -> %s %s %llums in %llu out %llu: %s%s", svc->name, peer,
 	    c->backend >= 0 ? svc->backends[c->backend].name : "-",
 	    c->backend >= 0 ? svc->backends[c->backend].addr.text : "-",
 	    (unsigned long long)(w->now_ms - c->started_ms),
 	    (unsigned long long)c->bytes_up, (unsigned long long)c->bytes_down,
-	    close_reason_text(c->close_reason));
+	    close_reason_text(c->close_reason), queued);
 }
 
 /* An RST instead of a FIN: what a reset on the other side deserves. */
@@ -178,9 +198,21 @@ socket_reset(int fd)
 	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
 
+/* Gives back c's maxconn slot: the queue may take it at the end of the turn. */
+static void
+conn_slot_give(struct worker *w, struct conn *c)
+{
+	if (!c->slot_held)
+		return;
+	queue_slot_give(w->map, w->slot, w->conf->services[c->service].backends[c->backend].slot);
+	c->slot_held = 0;
+	w->wait_due = w->nwaiting > 0;
+}
+
 static void
 backend_release(struct worker *w, struct conn *c)
 {
+	conn_slot_give(w, c);
 	if (c->backend >= 0 && c->backend_fd != -1)
 		stats_sub(&backend_counter(w, c)->active, 1);
 	if (c->backend_fd != -1)
@@ -188,7 +220,7 @@ backend_release(struct worker *w, struct conn *c)
 	c->backend_fd = -1;
 }
 
-static void
+void
 conn_close(struct worker *w, struct conn *c, enum close_reason reason)
 {
 	if (c->closed)
@@ -197,6 +229,8 @@ conn_close(struct worker *w, struct conn *c, enum close_reason reason)
 		c->close_reason = (uint8_t)reason;
 	if (w->conf->log_connections)
 		conn_log(w, c);
+	if (c->state == CONN_WAITING)
+		wait_leave(w, c);
 	list_remove(conn_list_of(w, c), c);
 	if (reason == CLOSE_RESET_BACKEND)
 		socket_reset(c->client_fd);
@@ -216,7 +250,7 @@ conn_close(struct worker *w, struct conn *c, enum close_reason reason)
 	accept_conn_closed(w);
 }
 
-static void
+void
 conn_reject(struct worker *w, struct conn *c, enum close_reason reason)
 {
 	stats_add(&service_counter(w, c)->rejected, 1);
@@ -267,6 +301,7 @@ conn_wait_fd(struct worker *w, struct conn *c, int b)
 		    svc->name, svc->backends[b].name);
 	}
 	schedule_untry(&c->walk, b);
+	conn_slot_give(w, c);
 	c->backend = -1;
 	c->fd_wait = 1;
 	c->state = CONN_CONNECTING;
@@ -300,7 +335,7 @@ conn_start_connect(struct worker *w, struct conn *c, const struct lbd_backend_co
 }
 
 /* Starts a connect to the next eligible backend, or rejects the client. */
-static void
+void
 conn_connect(struct worker *w, struct conn *c)
 {
 	const struct lbd_service_conf *svc = &w->conf->services[c->service];
@@ -309,7 +344,12 @@ conn_connect(struct worker *w, struct conn *c)
 	int b, fd;
 
 	do {
-		b = schedule_next(&w->rt[c->service].sched, svc, w->map, &c->walk, &c->peer.sa);
+		if (svc->limited) {
+			if ((b = wait_pick(w, c)) < 0)
+				return;
+		} else
+			b = schedule_next(&w->rt[c->service].sched, svc, w->map, &c->walk,
+			    &c->peer.sa);
 		if (b < 0) {
 			conn_reject(w, c, c->walk.attempts > 0 ? CLOSE_CONNECT : CLOSE_NO_BACKEND);
 			return;
@@ -487,7 +527,7 @@ conn_event(struct worker *w, struct conn *c, bool is_backend, uint32_t events)
 		connect_result(w, c, events);
 		return;
 	}
-	if (events & EPOLLERR) {
+	if ((events & EPOLLERR) || (c->state == CONN_WAITING && (events & EPOLLHUP))) {
 		conn_close(w, c, is_backend ? CLOSE_RESET_BACKEND : CLOSE_RESET_CLIENT);
 		return;
 	}
@@ -552,6 +592,7 @@ tick_service(struct worker *w, size_t s)
 	while ((c = rt->idle.head) != NULL &&
 	    w->now_ms - c->last_ms >= svc->idle_timeout_ms)
 		conn_close(w, c, CLOSE_IDLE);
+	wait_expire(w, s);
 	/* Clients still waiting for a descriptor: try again (connect-timeout
 	 * above bounds the wait).  Taken off the list first, since a retry
 	 * that fails again puts the client back at its end. */
@@ -590,6 +631,8 @@ worker_cut_and_exit(struct worker *w)
 		while ((c = w->rt[s].connecting.head) != NULL)
 			conn_close(w, c, CLOSE_SHUTDOWN);
 		while ((c = w->rt[s].idle.head) != NULL)
+			conn_close(w, c, CLOSE_SHUTDOWN);
+		while ((c = w->rt[s].waiting.head) != NULL)
 			conn_close(w, c, CLOSE_SHUTDOWN);
 	}
 	exit(0);
@@ -695,8 +738,8 @@ worker_timeout(const struct worker *w)
 	if (w->nconns > 0)
 		tick = w->next_tick_ms > w->now_ms ? (int64_t)(w->next_tick_ms - w->now_ms) : 0;
 	if (tick == -1 || (pause != -1 && pause < tick))
-		return (int)pause;
-	return (int)tick;
+		return wait_timeout(w, (int)pause);
+	return wait_timeout(w, (int)tick);
 }
 
 void
@@ -738,6 +781,8 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 		for (i = 0; i < n; i++)
 			dispatch(&w, &events[i]);
 		runq_run(&w);
+		if (w.nwaiting > 0 && (w.wait_due || w.now_ms >= w.next_wait_ms))
+			wait_run(&w);	/* the service queues: see wait.c */
 		if (w.now_ms >= w.next_tick_ms)
 			tick(&w);
 		accept_after_turn(&w);

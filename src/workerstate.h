@@ -20,6 +20,7 @@
 enum conn_state {
 	CONN_CONNECTING,
 	CONN_RELAY,
+	CONN_WAITING,			/* in the service queue for a maxconn slot (wait.c) */
 };
 
 enum close_reason {
@@ -33,6 +34,8 @@ enum close_reason {
 	CLOSE_NO_BACKEND,		/* none eligible */
 	CLOSE_SHUTDOWN,			/* lbd stopped */
 	CLOSE_LOCAL,			/* out of descriptors or memory */
+	CLOSE_QUEUE_TIMEOUT,		/* waited queue-timeout for a maxconn slot */
+	CLOSE_QUEUE_FULL,		/* the service queue held max-queue already */
 };
 
 /* One client connection; owned by the worker, freed after its event batch.
@@ -50,6 +53,9 @@ struct conn {
 	uint8_t client_out;		/* the client socket's output is watched */
 	uint8_t ack_held;		/* connect holds its last ACK for our first bytes */
 	uint8_t queued;			/* yielded: in the worker's run queue */
+	uint8_t slot_held;		/* holds one of its backend's maxconn slots */
+	uint32_t waited_ms;		/* in the service queue, for the log */
+	uint64_t ticket;		/* its place in the service queue, while waiting */
 	struct sched_walk walk;		/* backends tried, for retries */
 	union {				/* the client: TCP over IPv4 or IPv6 only */
 		struct sockaddr sa;
@@ -74,6 +80,7 @@ struct service_rt {
 	struct schedule sched;
 	struct conn_list connecting;	/* oldest connect first */
 	struct conn_list idle;		/* least recently active first */
+	struct conn_list waiting;	/* in the service queue, oldest first (wait.c) */
 };
 
 /* accept.c's state. */
@@ -110,6 +117,9 @@ struct worker {
 	struct conn *run_tail;
 	uint32_t nrun;
 	uint64_t fail_logged_ms[LBD_MAX_BACKENDS];
+	uint32_t nwaiting;		/* clients in service queues (wait.c) */
+	int wait_due;			/* a slot freed here, or a client queued: look now */
+	uint64_t next_wait_ms;		/* next look at the queues while clients wait */
 };
 
 /*
@@ -134,5 +144,11 @@ tag(void *ptr, enum tag_kind kind)
 /* worker.c: a client just accepted on listener l. */
 void conn_new(struct worker *w, struct listener *l, int fd,
     const struct sockaddr_storage *peer, socklen_t peerlen);
+/* worker.c, for wait.c: a backend for c (or the queue), and the ends. */
+void conn_connect(struct worker *w, struct conn *c);
+void conn_close(struct worker *w, struct conn *c, enum close_reason reason);
+void conn_reject(struct worker *w, struct conn *c, enum close_reason reason);
+void conn_list_append(struct conn_list *l, struct conn *c);
+void conn_list_remove(struct conn_list *l, struct conn *c);
 
 #endif
