@@ -249,6 +249,9 @@ capture_backend(const struct stats_map *map, uint32_t slot,
 	be->weight = b.weight;
 	be->check_status = b.check_status;
 	be->check_latency_us = b.check_latency_us;
+	be->maxconn = b.maxconn;
+	be->backup = (b.flags & LBD_BACKEND_BACKUP) != 0;
+	be->ramp_permille = b.ramp_permille;
 	be->last_change = b.last_change;
 	/* Totals over every row, the retired row of dead workers included;
 	 * active only over rows whose worker still lives. */
@@ -278,6 +281,7 @@ capture_service_counters(const struct stats_map *map, const uint8_t live[LBD_WOR
 			svc->active += stats_load(&c->active);
 		svc->accepted += stats_load(&c->accepted);
 		svc->rejected += stats_load(&c->rejected);
+		svc->queue_timeouts += stats_load(&c->queue_timeouts);
 	}
 }
 
@@ -327,9 +331,13 @@ capture_service(const struct stats_map *map, uint32_t slot,
 	for (i = 0; i < svc->nlisten; i++)
 		copy_str(svc->listen[i], s.listen[i], sizeof(svc->listen[i]));
 	svc->balance = s.balance;
+	svc->queued = s.queued;
+	svc->queue_max = s.queue_max;
 	capture_service_counters(map, live, svc);
 	svc->first = snap->nbackends;
 	capture_backends(map, &s, live, svc, snap);
+	for (i = 0; i < svc->count; i++)
+		svc->limited |= snap->backends[svc->first + i].maxconn > 0;
 	snap->nservices++;
 }
 

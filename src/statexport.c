@@ -148,6 +148,9 @@ json_backend(FILE *out, const struct statview_snap *snap,
 	json_str(out, "name", be->name, ",");
 	json_str(out, "address", be->address, ",");
 	json_str(out, "state", statview_backend_state(be), ",");
+	fprintf(out, "\"backup\":%s,\"maxconn\":%" PRIu32 ",\"ramp\":%u,",
+	    be->backup ? "true" : "false", be->maxconn,
+	    be->ramp_permille != 0 ? (unsigned)be->ramp_permille / 10 : 100);
 	fprintf(out, "\"weight\":%" PRIu32 ",\"active\":%" PRIu64 ",\"connections\":%"
 	    PRIu64 ",\"connect_failures\":%" PRIu64 ",\"bytes_in\":%" PRIu64
 	    ",\"bytes_out\":%" PRIu64 ",\"spliced_in\":%" PRIu64 ",\"spliced_out\":%"
@@ -203,6 +206,8 @@ json_service(FILE *out, const struct statview_snap *snap,
 	fprintf(out, "],\"balance\":\"%s\",\"active\":%" PRIu64 ",\"accepted\":%"
 	    PRIu64 ",\"rejected\":%" PRIu64 ",", config_balance_name(svc->balance),
 	    svc->active, svc->accepted, svc->rejected);
+	fprintf(out, "\"queued\":%" PRIu64 ",\"queue_max\":%" PRIu64 ",\"queue_timeouts\":%"
+	    PRIu64 ",", svc->queued, svc->queue_max, svc->queue_timeouts);
 	if (snap->has_rates)
 		fprintf(out, "\"accepted_per_s\":%.3f,", svc->accepted_rate);
 	json_imbalance(out, snap, svc);
@@ -275,8 +280,9 @@ enum prom_scope { SCOPE_GLOBAL, SCOPE_WORKER, SCOPE_SERVICE, SCOPE_BACKEND };
 enum prom_metric {
 	M_UP, M_UPTIME, M_WORKERS, M_RESTARTS, M_RELOADS, M_GENERATION,
 	M_W_ACCEPTED, M_W_ACTIVE, M_S_ACCEPTED, M_S_REJECTED, M_S_ACTIVE,
+	M_S_QUEUED, M_S_QUEUE_MAX, M_S_QUEUE_TIMEOUTS,
 	M_B_UP, M_B_STATE, M_B_WEIGHT, M_B_ACTIVE, M_B_CONNS, M_B_FAILS,
-	M_B_IN, M_B_OUT, M_B_SPLICED, M_B_LATENCY
+	M_B_IN, M_B_OUT, M_B_SPLICED, M_B_LATENCY, M_B_MAXCONN, M_B_BACKUP, M_B_RAMP
 };
 
 struct prom_family {
@@ -310,6 +316,12 @@ static const struct prom_family prom_families[] = {
 	    "Connections closed because no backend could take them." },
 	{ M_S_ACTIVE, SCOPE_SERVICE, "lbd_service_active_connections", "gauge",
 	    "Connections open in each service." },
+	{ M_S_QUEUED, SCOPE_SERVICE, "lbd_service_queued", "gauge",
+	    "Clients waiting in the service queue for a backend's maxconn slot." },
+	{ M_S_QUEUE_MAX, SCOPE_SERVICE, "lbd_service_queue_max", "gauge",
+	    "Most clients seen waiting in the service queue at once." },
+	{ M_S_QUEUE_TIMEOUTS, SCOPE_SERVICE, "lbd_service_queue_timeouts_total", "counter",
+	    "Clients closed after waiting queue-timeout in the service queue." },
 	{ M_B_UP, SCOPE_BACKEND, "lbd_backend_up", "gauge",
 	    "1 if the backend is in state up, 0 if down, drained or disabled." },
 	{ M_B_STATE, SCOPE_BACKEND, "lbd_backend_state", "gauge",
@@ -331,6 +343,12 @@ static const struct prom_family prom_families[] = {
 	    "splice(), in: client to backend, out: backend to client." },
 	{ M_B_LATENCY, SCOPE_BACKEND, "lbd_backend_check_latency_seconds", "gauge",
 	    "Duration of the last successful health check." },
+	{ M_B_MAXCONN, SCOPE_BACKEND, "lbd_backend_maxconn", "gauge",
+	    "Connections the backend may have open at once, 0 for no limit." },
+	{ M_B_BACKUP, SCOPE_BACKEND, "lbd_backend_backup", "gauge",
+	    "1 for a backup backend, used only while no other one is eligible." },
+	{ M_B_RAMP, SCOPE_BACKEND, "lbd_backend_ramp_ratio", "gauge",
+	    "Share of its weight a slow-starting backend has now; 1 when not ramping." },
 };
 
 /* Integers print exactly; fractions with enough digits for latencies. */
@@ -406,6 +424,12 @@ prom_services(FILE *out, const struct prom_family *fam, const struct statview_sn
 			v = (double)svc->accepted;
 		else if (fam->metric == M_S_REJECTED)
 			v = (double)svc->rejected;
+		else if (fam->metric == M_S_QUEUED)
+			v = (double)svc->queued;
+		else if (fam->metric == M_S_QUEUE_MAX)
+			v = (double)svc->queue_max;
+		else if (fam->metric == M_S_QUEUE_TIMEOUTS)
+			v = (double)svc->queue_timeouts;
 		else
 			v = (double)svc->active;
 		snprintf(labels, sizeof(labels), "{service=\"%s\"}",
@@ -442,6 +466,12 @@ prom_backend_value(enum prom_metric m, const struct statview_backend *be)
 		return (double)be->connect_failures;
 	case M_B_IN:
 		return (double)be->bytes_in;
+	case M_B_MAXCONN:
+		return be->maxconn;
+	case M_B_BACKUP:
+		return be->backup;
+	case M_B_RAMP:
+		return be->ramp_permille != 0 ? be->ramp_permille / 1000.0 : 1;
 	default:
 		return (double)be->bytes_out;
 	}
