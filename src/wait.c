@@ -120,8 +120,10 @@ wait_run(struct worker *w)
 	w->wait_due = 0;
 	w->next_wait_ms = w->now_ms + QUEUE_POLL_MS;
 	for (s = 0; s < w->conf->nservices; s++)
-		if (w->rt[s].waiting.head != NULL)
+		if (w->rt[s].waiting.head != NULL) {
+			wait_expire(w, s);	/* to QUEUE_POLL_MS, not the 100 ms tick */
 			wait_serve(w, s);
+		}
 }
 
 void
