@@ -250,8 +250,10 @@ layout_backend(struct stats_map *map, uint32_t service, struct lbd_backend_conf 
 		b->weight = be->weight;
 		b->last_change = (uint64_t)time(NULL);
 		snprintf(b->check_text, sizeof(b->check_text), "not checked yet");
-		/* Slots held on a slot freed and reused cannot exist: workers
-		 * gave them back before the old backend's slot was freed. */
+		/* Workers gave the old backend's maxconn slots back before its
+		 * slot was freed; a count leaked by a worker killed in the middle
+		 * of taking one ends here. */
+		memset(stats_limit(map, slot), 0, sizeof(struct lbd_stats_limit));
 	} else if (b->admin_weight_set == 0)
 		b->weight = be->weight;
 	b->maxconn = be->maxconn;

@@ -75,7 +75,9 @@ wait_pick(struct worker *w, struct conn *c)
 	int b;
 
 	c->walk.full = 0;
-	if (c->state != CONN_WAITING && wait_others(w, c)) {
+	/* A newcomer queues behind those waiting; a retry after a failed
+	 * connect was admitted already and tries the other backends. */
+	if (c->state != CONN_WAITING && c->walk.attempts == 0 && wait_others(w, c)) {
 		wait_enter(w, c);
 		return -1;
 	}

@@ -187,6 +187,32 @@ def test_max_queue_pauses_accepting(lbd, tmp_path):
         h.stop()
 
 
+def test_dead_worker_gives_its_slots_back(lbd, backend):
+    """Two held connections fill maxconn 2; the workers holding them are
+    killed: the master gives their slots back, so a new client is served
+    at once rather than waiting out queue-timeout."""
+    import signal
+    solo = backend("ident", "solo")
+    d = lbd([service("web", [(solo.name, solo.address, 1, {"maxconn": 2})],
+                     queue_timeout="2s")], workers=2)
+    port = d.port["web"]
+    held = [open_held(port) for _ in range(2)]
+    owners = {d.owner_of(s) for s, _ in held}
+    assert None not in owners, owners
+    before = d.workers()
+    for pid in owners:
+        os.kill(pid, signal.SIGKILL)
+    assert lbdtest.poll_until(
+        lambda: len(set(d.workers()) - set(before)) == len(owners), 5 * SCALE)
+    close_all(held)
+    t0 = time.monotonic()
+    s, name = open_held(port)
+    took = time.monotonic() - t0
+    s.close()
+    print("served %.0f ms after its workers died" % (took * 1000))
+    assert name == "solo" and took < 1.0 * SCALE, took
+
+
 # -- backup ----------------------------------------------------------------------
 
 def test_backup_takes_over_and_hands_back(lbd, backend):
