@@ -551,6 +551,8 @@ master_reload(struct master *m)
 		config_free(conf);
 		goto refused;
 	}
+	/* Before any new worker runs: a backend it adds starts cold. */
+	slowstart_added(&m->map, old, conf, clock_ms());
 	m->generation = m->map.hdr->generation;
 	listeners_retire(m->listeners, m->nlisteners, ls, n);
 	m->listeners = ls;
@@ -565,7 +567,6 @@ master_reload(struct master *m)
 	for (i = 0; i < LBD_WORKER_SLOTS; i++)
 		if (m->workers[i].pid != 0 && m->workers[i].generation != m->generation)
 			worker_signal_stop(m, i, conf->shutdown_grace_ms);
-	slowstart_added(&m->map, old, conf, clock_ms());
 	health_reconfigure(m->health, conf);
 	control_set_admin_gid(m->control, privs.admin_gid);
 	control_apply_state(m->control);

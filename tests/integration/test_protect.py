@@ -313,3 +313,27 @@ def test_slowstart_roundrobin(lbd, backend):
 
 def test_slowstart_leastconn(lbd, backend):
     _slowstart(lbd, backend, "leastconn", True)
+
+
+def test_slowstart_after_reload_adds_a_backend(lbd, backend):
+    """A backend a reload adds ramps; those already there do not."""
+    import signal
+    from test_reload import rewrite
+    bs = [backend("ident", n) for n in ("old1", "old2", "new")]
+    d = lbd([service("web", bs[:2], slowstart="8s")], workers=2)
+    port = d.port["web"]
+    gen = lbstat(d)["generation"]
+    rewrite(d, [service("web", bs, slowstart="8s")])
+    d.signal(signal.SIGHUP)
+    assert lbdtest.poll_until(lambda: lbstat(d)["generation"] > gen, 10 * SCALE)
+    t0 = time.monotonic()
+    picks = []
+    while time.monotonic() - t0 < 0.8 and len(picks) < 200:
+        name = ident(port, payload=None)
+        if time.monotonic() - t0 < 0.8:
+            picks.append(name)
+    ramp = {x["name"]: x["ramp"] for x in svc_stat(lbstat(d))["backends"]}
+    print("reload added a backend: %d of %d new connections in 0.8s; ramp %s"
+          % (picks.count("new"), len(picks), ramp))
+    assert len(picks) >= 20 and picks.count("new") <= 0.15 * len(picks), picks
+    assert ramp["old1"] == 100 and 10 <= ramp["new"] < 100, ramp
