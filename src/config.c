@@ -785,35 +785,3 @@ config_balance_name(enum lbd_balance balance)
 		return "roundrobin";
 	}
 }
-
-static int
-runtime_path(const struct lbd_config *conf, const char *file, char *buf, size_t len)
-{
-	int n = snprintf(buf, len, "%s/%s", conf->runtime_dir, file);
-
-	return n < 0 || (size_t)n >= len ? -1 : 0;
-}
-
-int
-config_stats_path(const struct lbd_config *conf, char *buf, size_t len)
-{
-	return runtime_path(conf, LBD_STATS_FILE, buf, len);
-}
-
-int
-config_control_path(const struct lbd_config *conf, char *buf, size_t len)
-{
-	return runtime_path(conf, "lbd.sock", buf, len);
-}
-
-int
-config_pid_path(const struct lbd_config *conf, char *buf, size_t len)
-{
-	return runtime_path(conf, "lbd.pid", buf, len);
-}
-
-int
-config_state_path(const struct lbd_config *conf, char *buf, size_t len)
-{
-	return runtime_path(conf, "lbd.state", buf, len);
-}
