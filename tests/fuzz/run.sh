@@ -50,7 +50,7 @@ check_tools() {
 # The lbd sources each target links, beside tests/fuzz/fuzz_NAME.c.
 sources() {
 	case $1 in
-	config) echo src/config.c src/addr.c ;;
+	config) echo src/config.c src/configpath.c src/addr.c ;;
 	ctlproto) echo src/ctlproto.c ;;
 	proxyproto) echo src/proxyproto.c src/proxyparse.c ;;
 	*) echo "fuzz: unknown target $1" >&2; exit 2 ;;
