@@ -187,6 +187,42 @@ def test_max_queue_pauses_accepting(lbd, tmp_path):
         h.stop()
 
 
+def test_drained_backend_slot_goes_to_nobody_new(lbd, tmp_path):
+    """maxconn 1 each: A and B hold both slots, C waits; A's backend is
+    drained, so when A ends first its slot is not C's: C waits for B's."""
+    hs = [Holder(tmp_path, "d%d" % i, 1500) for i in range(2)]
+    try:
+        d = lbd([service("web", [(h.name, h.address, 1, {"maxconn": 1})
+                                 for h in hs], queue_timeout="10s")], workers=2)
+        port = d.port["web"]
+        results, threads = {}, []
+
+        def start(i):
+            t = threading.Thread(target=ask, args=(port, i, results, 20 * SCALE))
+            t.start()
+            threads.append(t)
+
+        start(0)
+        assert lbdtest.poll_until(lambda: sum(len(h.served()) for h in hs) == 1,
+                                  5 * SCALE)
+        first = next(h for h in hs if h.served())
+        start(1)
+        assert lbdtest.poll_until(lambda: all(h.served() for h in hs), 5 * SCALE)
+        start(2)
+        assert lbdtest.poll_until(lambda: svc_stat(lbstat(d))["queued"] == 1,
+                                  5 * SCALE)
+        lbadmin(d, "drain", "web/%s" % first.name)
+        for t in threads:
+            t.join(20 * SCALE)
+        print("drained %s: %s" % (first.name, results))
+        assert results[0][0].split()[0] == first.name, results
+        assert results[2][0].split()[0] != first.name, results
+        assert [i for i, _, _ in first.served()] == [0]
+    finally:
+        for h in hs:
+            h.stop()
+
+
 def test_dead_worker_gives_its_slots_back(lbd, backend):
     """Two held connections fill maxconn 2; the workers holding them are
     killed: the master gives their slots back, so a new client is served
