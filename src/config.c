@@ -17,7 +17,11 @@
 #include <confuse.h>
 
 #include "addr.h"
+#include "balance.h"
+#include "cidr.h"
 #include "config.h"
+#include "conflisten.h"
+#include "sniroute.h"
 
 struct int_range {
 	const char *name;
@@ -102,6 +106,12 @@ parse_duration_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	const char *why;
 	uint32_t ms;
 
+	/* Keys whose default is "off" take it as a value: 0 ms. */
+	if (strcmp(value, "off") == 0 && opt->def.string != NULL &&
+	    strcmp(opt->def.string, "off") == 0) {
+		*(const char **)result = value;
+		return 0;
+	}
 	if (addr_parse_duration(value, &ms, &why) == -1) {
 		cfg_error(cfg, "%s = \"%s\": %s", opt->name, value, why);
 		return -1;
@@ -159,7 +169,8 @@ parse_path_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 static int
 parse_keyword_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	static const char *const balance[] = { "roundrobin", "leastconn", "source", NULL };
+	static const char *const balance[] = { "roundrobin", "leastconn", "source",
+	    "leastload", NULL };
 	static const char *const proxy[] = { "off", "v1", "v2", NULL };
 	const char *const *allowed = strcmp(opt->name, "balance") == 0 ? balance : proxy;
 	size_t i;
@@ -171,8 +182,38 @@ parse_keyword_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 		}
 	}
 	cfg_error(cfg, "%s = \"%s\": must be %s", opt->name, value,
-	    allowed == balance ? "roundrobin, leastconn or source" : "off, v1 or v2");
+	    allowed == balance ? "roundrobin, leastconn, source or leastload" :
+	    "off, v1 or v2");
 	return -1;
+}
+
+/* An `sni` entry: a host name, or "*." and one (sniroute.h). */
+static int
+parse_sni_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (!sniroute_pattern_valid(value)) {
+		cfg_error(cfg, "%s \"%s\": not a host name (letters, digits, '-', dots, at "
+		    "most 253 characters, no IP address), optionally after \"*.\"",
+		    opt->name, value);
+		return -1;
+	}
+	*(const char **)result = value;
+	return 0;
+}
+
+/* An `allow` or `deny` entry: "ADDR/LEN" or a bare address (cidr.h). */
+static int
+parse_cidr_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct cidr_range r;
+	const char *why;
+
+	if (cidr_parse(value, &r, &why) == -1) {
+		cfg_error(cfg, "%s \"%s\": %s", opt->name, value, why);
+		return -1;
+	}
+	*(const char **)result = value;
+	return 0;
 }
 
 #define DURATION(name, def) CFG_STR_CB(name, def, CFGF_NONE, parse_duration_cb)
@@ -205,6 +246,12 @@ static cfg_opt_t service_opts[] = {
 	DURATION("slowstart", "0s"),
 	DURATION("queue-timeout", "5s"),
 	CFG_INT("max-queue", 0, CFGF_NONE),
+	DURATION("max-connection-age", "off"),
+	DURATION("age-quiet", "250ms"),
+	CFG_BOOL("accept-proxy", cfg_false, CFGF_NONE),
+	CFG_STR_LIST_CB("sni", NULL, CFGF_NODEFAULT, parse_sni_cb),
+	CFG_STR_LIST_CB("allow", NULL, CFGF_NODEFAULT, parse_cidr_cb),
+	CFG_STR_LIST_CB("deny", NULL, CFGF_NODEFAULT, parse_cidr_cb),
 	CFG_SEC("health", health_opts, CFGF_NONE),
 	CFG_SEC("backend", backend_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END()
@@ -450,7 +497,7 @@ get_duration(cfg_t *cfg, const char *name)
 	const char *why;
 	uint32_t ms = 0;
 
-	/* Already checked by parse_duration_cb; defaults are valid. */
+	/* Already checked by parse_duration_cb; defaults are valid; "off" is 0. */
 	(void)addr_parse_duration(cfg_getstr(cfg, name), &ms, &why);
 	return ms;
 }
@@ -541,6 +588,7 @@ load_backends(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 			continue;
 		}
 		strlcpy(be->name, name, sizeof(be->name));
+		be->name_hash = balance_name_hash(be->name);
 		be->weight = (uint32_t)cfg_getint(bcfg, "weight");
 		be->maxconn = (uint32_t)cfg_getint(bcfg, "maxconn");
 		be->backup = cfg_getbool(bcfg, "backup");
@@ -577,6 +625,65 @@ load_listen(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 	return rc;
 }
 
+/* allow or deny: each entry was checked by parse_cidr_cb as it was read. */
+static int
+load_cidrs(struct load_ctx *ctx, cfg_t *scfg, const char *key,
+    struct lbd_service_conf *svc, struct cidr_set *set)
+{
+	size_t i, n = cfg_size(scfg, key);
+	const char *why;
+
+	if (n > LBD_MAX_CIDRS) {
+		config_report(ctx, svc->line, "service %s: more than %d %s entries",
+		    svc->name, LBD_MAX_CIDRS, key);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		const char *text = cfg_getnstr(scfg, key, (unsigned)i);
+
+		if (cidr_set_add(set, text, &why) == -1) {
+			config_report(ctx, svc->line, "service %s: %s \"%s\": %s",
+			    svc->name, key, text, why);
+			return -1;
+		}
+	}
+	cidr_set_finish(set);
+	return 0;
+}
+
+/* accept-proxy, sni, allow and deny: what frontdoor.h needs. */
+static int
+load_frontdoor(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
+{
+	size_t i, n = cfg_size(scfg, "sni");
+	char *p;
+
+	svc->accept_proxy = cfg_getbool(scfg, "accept-proxy");
+	if (n > LBD_MAX_SNI_NAMES) {
+		config_report(ctx, svc->line, "service %s: more than %d sni names",
+		    svc->name, LBD_MAX_SNI_NAMES);
+		return -1;
+	}
+	if (n > 0 && (svc->sni = calloc(n, sizeof(*svc->sni))) == NULL) {
+		config_report(ctx, svc->line, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if ((svc->sni[i] = strdup(cfg_getnstr(scfg, "sni", (unsigned)i))) == NULL) {
+			config_report(ctx, svc->line, "out of memory");
+			return -1;
+		}
+		svc->nsni++;
+		/* Names match case-insensitively; one case makes logs and checks simple. */
+		for (p = svc->sni[i]; *p != '\0'; p++)
+			*p = (char)tolower((unsigned char)*p);
+	}
+	if (load_cidrs(ctx, scfg, "allow", svc, &svc->allow) == -1 ||
+	    load_cidrs(ctx, scfg, "deny", svc, &svc->deny) == -1)
+		return -1;
+	return 0;
+}
+
 static int
 load_service(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 {
@@ -593,7 +700,8 @@ load_service(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 	}
 	strlcpy(svc->name, name, sizeof(svc->name));
 	svc->balance = strcmp(balance, "leastconn") == 0 ? LBD_BALANCE_LEASTCONN :
-	    strcmp(balance, "source") == 0 ? LBD_BALANCE_SOURCE : LBD_BALANCE_ROUNDROBIN;
+	    strcmp(balance, "source") == 0 ? LBD_BALANCE_SOURCE :
+	    strcmp(balance, "leastload") == 0 ? LBD_BALANCE_LEASTLOAD : LBD_BALANCE_ROUNDROBIN;
 	svc->proxy_protocol = strcmp(proxy, "v1") == 0 ? LBD_PROXY_V1 :
 	    strcmp(proxy, "v2") == 0 ? LBD_PROXY_V2 : LBD_PROXY_OFF;
 	svc->connect_timeout_ms = get_duration(scfg, "connect-timeout");
@@ -602,9 +710,11 @@ load_service(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 	svc->slowstart_ms = get_duration(scfg, "slowstart");
 	svc->queue_timeout_ms = get_duration(scfg, "queue-timeout");
 	svc->max_queue = (uint32_t)cfg_getint(scfg, "max-queue");
+	svc->max_age_ms = get_duration(scfg, "max-connection-age");
+	svc->age_quiet_ms = get_duration(scfg, "age-quiet");
 	if (svc->connect_timeout_ms == 0 || svc->idle_timeout_ms == 0 ||
-	    svc->queue_timeout_ms == 0) {
-		config_report(ctx, svc->line, "service %s: timeouts must be at least 1ms", name);
+	    svc->age_quiet_ms == 0 || svc->queue_timeout_ms == 0) {
+		config_report(ctx, svc->line, "service %s: timeouts and age-quiet must be at least 1ms", name);
 		rc = -1;
 	}
 	if (load_listen(ctx, scfg, svc) == -1)
@@ -613,42 +723,16 @@ load_service(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 		rc = -1;
 	if (load_backends(ctx, scfg, svc) == -1)
 		rc = -1;
+	if (load_frontdoor(ctx, scfg, svc) == -1)
+		rc = -1;
 	return rc;
 }
 
-static int
-same_sockaddr(const struct lbd_sockaddr *a, const struct lbd_sockaddr *b)
+/* conflisten.c's errors, in this file's format. */
+static void
+listen_report(void *arg, int line, const char *msg)
 {
-	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
-}
-
-/* Two services, or one service twice, on the same address. */
-static int
-check_listen_unique(struct load_ctx *ctx, struct lbd_config *conf)
-{
-	size_t s, l, t, m;
-	int rc = 0;
-
-	for (s = 0; s < conf->nservices; s++) {
-		struct lbd_service_conf *svc = &conf->services[s];
-
-		for (l = 0; l < svc->nlisten; l++) {
-			for (t = 0; t <= s; t++) {
-				struct lbd_service_conf *other = &conf->services[t];
-
-				for (m = 0; m < (t == s ? l : other->nlisten); m++) {
-					if (!same_sockaddr(&svc->listen[l], &other->listen[m]))
-						continue;
-					config_report(ctx, svc->line,
-					    "service %s: listen address %s is already used by "
-					    "service %s (line %d)", svc->name, svc->listen[l].text,
-					    other->name, other->line);
-					rc = -1;
-				}
-			}
-		}
-	}
-	return rc;
+	config_report(arg, line, "%s", msg);
 }
 
 static int
@@ -706,7 +790,7 @@ config_build(struct load_ctx *ctx, cfg_t *cfg, struct lbd_config *conf)
 		    &conf->services[i]) == -1)
 			rc = -1;
 	if (rc == 0)
-		rc = check_listen_unique(ctx, conf);
+		rc = conflisten_check(conf, listen_report, ctx);
 	return rc;
 }
 
@@ -763,6 +847,11 @@ config_free(struct lbd_config *conf)
 		free(conf->services[i].backends);
 		free(conf->services[i].health.send);
 		free(conf->services[i].health.expect);
+		while (conf->services[i].nsni > 0)
+			free(conf->services[i].sni[--conf->services[i].nsni]);
+		free(conf->services[i].sni);
+		cidr_set_free(&conf->services[i].allow);
+		cidr_set_free(&conf->services[i].deny);
 	}
 	free(conf->services);
 	free(conf->path);
@@ -781,6 +870,8 @@ config_balance_name(enum lbd_balance balance)
 		return "leastconn";
 	case LBD_BALANCE_SOURCE:
 		return "source";
+	case LBD_BALANCE_LEASTLOAD:
+		return "leastload";
 	default:
 		return "roundrobin";
 	}

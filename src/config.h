@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "lbd/stats.h"
+#include "cidr.h"
 
 #define LBD_DEFAULT_CONF	"/etc/lbd/lbd.conf"
 
@@ -46,6 +47,7 @@ struct lbd_backend_conf {
 	bool backup;			/* only while no other backend is eligible */
 	int line;
 	uint32_t slot;			/* stats segment slot, set by the master */
+	uint64_t name_hash;		/* balance_name_hash(name): the source hash's key */
 };
 
 struct lbd_service_conf {
@@ -56,6 +58,8 @@ struct lbd_service_conf {
 	uint32_t connect_timeout_ms;
 	uint32_t idle_timeout_ms;
 	uint32_t retries;
+	uint32_t max_age_ms;		/* max-connection-age, 0 = off */
+	uint32_t age_quiet_ms;		/* both directions quiet this long to age out */
 	enum lbd_proxy_protocol proxy_protocol;
 	uint32_t slowstart_ms;		/* ramp after coming back, 0 = off */
 	uint32_t queue_timeout_ms;	/* a client waits for a maxconn slot this long */
@@ -66,7 +70,16 @@ struct lbd_service_conf {
 	size_t nbackends;
 	int line;
 	uint32_t slot;			/* stats segment slot, set by the master */
+	/* The front door (frontdoor.h); the worker does not use these yet. */
+	bool accept_proxy;		/* clients must start with a PROXY header */
+	char **sni;			/* owned, nsni names, lower-cased; "*.x" wildcards */
+	size_t nsni;
+	struct cidr_set allow;		/* owned; empty: every client */
+	struct cidr_set deny;		/* owned; empty: no client */
 };
+
+#define LBD_MAX_SNI_NAMES	1024	/* per service */
+#define LBD_MAX_CIDRS		100000	/* per allow or deny list */
 
 /*
  * relay-turn: the bytes a direction moves before its worker serves its

@@ -265,6 +265,8 @@ capture_backend(const struct stats_map *map, uint32_t slot,
 		be->bytes_out += stats_load(&c->bytes_out);
 		be->spliced_in += stats_load(&c->spliced_in);
 		be->spliced_out += stats_load(&c->spliced_out);
+		be->exchanges += stats_load(&c->exchanges);
+		be->aged_out += stats_load(&c->aged_out);
 	}
 }
 
@@ -281,6 +283,9 @@ capture_service_counters(const struct stats_map *map, const uint8_t live[LBD_WOR
 			svc->active += stats_load(&c->active);
 		svc->accepted += stats_load(&c->accepted);
 		svc->rejected += stats_load(&c->rejected);
+		svc->proxy_errors += stats_load(&c->proxy_errors);
+		svc->denied += stats_load(&c->denied);
+		svc->sni_misses += stats_load(&c->sni_misses);
 		svc->queue_timeouts += stats_load(&c->queue_timeouts);
 	}
 }
@@ -313,6 +318,8 @@ capture_backends(const struct stats_map *map, const struct lbd_stats_service *s,
 			snap->nbackends++;
 	}
 	svc->count = snap->nbackends - svc->first;
+	for (j = 0; j < svc->count; j++)
+		svc->exchanges += snap->backends[svc->first + j].exchanges;
 }
 
 static void

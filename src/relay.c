@@ -335,6 +335,22 @@ relay_read_first(struct relay *r, int client_fd, char *scratch)
 	return n;
 }
 
+int
+relay_hold_request(struct relay *r, const void *buf, size_t len)
+{
+	struct half *h = &r->up;
+
+	h->src_ready = true;		/* the door may have stopped at a full buffer */
+	if (len == 0)
+		return 0;
+	if ((h->pending = malloc(len)) == NULL)
+		return -1;
+	memcpy(h->pending, buf, len);
+	h->pending_off = 0;
+	h->pending_len = (uint32_t)len;
+	return 0;
+}
+
 /* Runs one direction until it waits, yields or fails. */
 static enum step
 half_pump(struct half *h, const struct half *other, int src, int dst,
@@ -373,6 +389,25 @@ relay_note(const struct relay *r, bool was_spliced_up, bool was_spliced_down,
 	res->client_full = !r->down.dst_ready && !r->down.dst_shut;
 }
 
+/* Called after both directions pumped, the client's first. */
+static void
+relay_count_turn(struct relay *r, struct relay_result *res)
+{
+	if (res->up > 0)
+		r->up.unanswered = true;
+	if (res->down > 0 && r->up.unanswered) {
+		r->up.unanswered = false;
+		res->exchanges = 1;
+	}
+}
+
+bool
+relay_answered(const struct relay *r)
+{
+	return !r->up.unanswered && r->up.pending_len == 0 && r->up.inpipe == 0 &&
+	    r->down.pending_len == 0 && r->down.inpipe == 0;
+}
+
 enum relay_status
 relay_pump(struct relay *r, int client_fd, int backend_fd, struct pipe_pool *pool,
     char *scratch, uint64_t turn, struct relay_result *res)
@@ -389,6 +424,7 @@ relay_pump(struct relay *r, int client_fd, int backend_fd, struct pipe_pool *poo
 	st_down = half_pump(&r->down, &r->up, backend_fd, client_fd, pool, scratch, turn,
 	    &res->down);
 	relay_note(r, was_spliced_up, was_spliced_down, res);
+	relay_count_turn(r, res);
 	if (st_down == STEP_SRC_FAILED || st_down == STEP_DST_FAILED)
 		return st_down == STEP_SRC_FAILED ? RELAY_RESET_BACKEND : RELAY_RESET_CLIENT;
 	if (r->up.dst_shut && r->down.dst_shut)

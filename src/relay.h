@@ -38,6 +38,7 @@ struct half {
 	bool src_hup;			/* FIN seen by epoll: read on until 0 */
 	bool dst_ready;			/* may take more bytes */
 	bool dst_shut;			/* FIN passed on */
+	bool unanswered;		/* up only: the client sent since the backend answered */
 };
 
 struct relay {
@@ -78,6 +79,10 @@ struct relay_result {
 	bool spliced_down;
 	uint8_t fins;			/* RELAY_FIN_* */
 	bool client_full;		/* the client refused bytes: watch its output */
+	/* 1 when the backend started answering after the client had sent:
+	 * one turn of a request/response conversation.  Bytes the client
+	 * sends while the answer flows (pipelining) open no new turn. */
+	uint8_t exchanges;
 };
 
 /* The worker's scratch buffer for copied directions; a full read means bulk. */
@@ -96,6 +101,13 @@ void relay_init(struct relay *r);
  * client failed or memory ran out.
  */
 ssize_t relay_read_first(struct relay *r, int client_fd, char *scratch);
+
+/*
+ * Takes len bytes the front door read from the client as bytes owed to the
+ * backend, as relay_read_first does; more may follow.  0, or -1 when
+ * memory ran out.
+ */
+int relay_hold_request(struct relay *r, const void *buf, size_t len);
 
 /* Client bytes are held for the backend (so the connect's ACK can wait). */
 bool relay_holds_request(const struct relay *r);
@@ -116,6 +128,13 @@ void relay_ready(struct relay *r, bool from_backend, uint32_t events);
  */
 enum relay_status relay_pump(struct relay *r, int client_fd, int backend_fd,
     struct pipe_pool *pool, char *scratch, uint64_t turn, struct relay_result *res);
+
+/*
+ * A quiet moment to close at: the last word was the backend's (an answer
+ * to all the client sent), and no byte is owed either way.  Whether both
+ * sides have been silent long enough is the caller's clock.
+ */
+bool relay_answered(const struct relay *r);
 
 /*
  * Gives the connection's pipes back (emptied) or closes them when they hold

@@ -184,15 +184,42 @@ stats_read_retry(const struct stats_map *map, uint32_t seq)
 	return (seq & 1) || __atomic_load_n(&map->hdr->seq, __ATOMIC_RELAXED) != seq;
 }
 
+/* Worker rows past this one have never been used. */
+static uint32_t
+rows_used(const struct stats_map *map)
+{
+	uint32_t used = __atomic_load_n(&map->hdr->worker_slots_used, __ATOMIC_RELAXED);
+
+	return used < LBD_WORKER_SLOTS ? used : LBD_WORKER_SLOTS;
+}
+
 uint64_t
 stats_backend_active(const struct stats_map *map, uint32_t backend)
 {
+	uint32_t row, used = rows_used(map);
 	uint64_t sum = 0;
-	uint32_t row;
 
-	for (row = 0; row < LBD_WORKER_SLOTS; row++)
+	for (row = 0; row < used; row++)
 		if (stats_worker(map, row)->state != LBD_WORKER_FREE)
 			sum += stats_load(&stats_counter(map, row, backend)->active);
+	return sum;
+}
+
+static uint64_t
+counter_field(const struct stats_map *map, uint32_t row, uint32_t backend, size_t field)
+{
+	return stats_load((const uint64_t *)(const void *)
+	    ((const char *)stats_counter(map, row, backend) + field));
+}
+
+uint64_t
+stats_backend_total(const struct stats_map *map, uint32_t backend, size_t field)
+{
+	uint32_t row, used = rows_used(map);
+	uint64_t sum = counter_field(map, LBD_RETIRED_ROW, backend, field);
+
+	for (row = 0; row < used; row++)
+		sum += counter_field(map, row, backend, field);
 	return sum;
 }
 
@@ -349,6 +376,9 @@ stats_retire_worker(struct stats_map *map, uint32_t slot)
 		sum->bytes_out += dead->bytes_out;
 		sum->spliced_in += dead->spliced_in;
 		sum->spliced_out += dead->spliced_out;
+		sum->exchanges += dead->exchanges;
+		sum->aged_out += dead->aged_out;
+		sum->picks += dead->picks;
 		/* The maxconn slots it held are free again. */
 		if (dead->slots != 0)
 			__atomic_fetch_sub(&stats_limit(map, i)->conns, dead->slots,
@@ -362,6 +392,9 @@ stats_retire_worker(struct stats_map *map, uint32_t slot)
 
 		sum->accepted += dead->accepted;
 		sum->rejected += dead->rejected;
+		sum->proxy_errors += dead->proxy_errors;
+		sum->denied += dead->denied;
+		sum->sni_misses += dead->sni_misses;
 		sum->queue_timeouts += dead->queue_timeouts;
 		sum->queue_waited += dead->queue_waited;
 		/* Its waiting clients died with it: they wait no more. */

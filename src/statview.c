@@ -17,7 +17,7 @@
 
 enum col {
 	COL_SERVICE, COL_BACKEND, COL_ADDRESS, COL_STATE, COL_WEIGHT, COL_ACTIVE,
-	COL_CONNS, COL_FAILS, COL_IN, COL_OUT, COL_CHECK, NCOLS
+	COL_CONNS, COL_EXCH, COL_FAILS, COL_IN, COL_OUT, COL_CHECK, NCOLS
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -203,6 +203,7 @@ backend_rates(struct statview_backend *be, const struct statview_backend *was,
 	if (was == NULL)
 		was = &zero;
 	be->connections_rate = statview_rate(was->connections, be->connections, dt);
+	be->exchanges_rate = statview_rate(was->exchanges, be->exchanges, dt);
 	be->bytes_in_rate = statview_rate(was->bytes_in, be->bytes_in, dt);
 	be->bytes_out_rate = statview_rate(was->bytes_out, be->bytes_out, dt);
 }
@@ -222,13 +223,16 @@ statview_rates(struct statview_snap *cur, const struct statview_snap *prev)
 		backend_rates(&cur->backends[i], prev_backend(prev, &cur->backends[i]), dt);
 	for (i = 0; i < cur->nservices; i++) {
 		struct statview_service *svc = &cur->services[i];
-		uint64_t before = 0;
+		uint64_t before = 0, exch_before = 0;
 
 		for (j = 0; j < prev->nservices; j++)
 			if (prev->services[j].slot == svc->slot &&
-			    strcmp(prev->services[j].name, svc->name) == 0)
+			    strcmp(prev->services[j].name, svc->name) == 0) {
 				before = prev->services[j].accepted;
+				exch_before = prev->services[j].exchanges;
+			}
 		svc->accepted_rate = statview_rate(before, svc->accepted, dt);
+		svc->exchanges_rate = statview_rate(exch_before, svc->exchanges, dt);
 	}
 	for (i = 0; i < cur->nworkers; i++) {
 		struct statview_worker *w = &cur->workers[i];
@@ -249,10 +253,25 @@ eligible(const struct statview_backend *be)
 	    strcmp(statview_backend_state(be), "up") == 0;
 }
 
+/* The figure imbalance compares for one backend. */
+static double
+imbalance_value(const struct statview_snap *snap, const struct statview_backend *be,
+    const struct statview_imbalance *im)
+{
+	double v;
+
+	if (im->exchanges)
+		v = snap->has_rates ? be->exchanges_rate : (double)be->exchanges;
+	else
+		v = snap->has_rates ? be->connections_rate : (double)be->connections;
+	return im->weighted ? v / be->weight : v;
+}
+
 /*
- * How evenly a service spreads connections over the backends that may take
- * them: totals, or the last interval's rates, per unit of weight when the
- * weights differ.
+ * How evenly a service spreads its load over the backends that may take
+ * it: exchanges when it has any (that is the load: a keep-alive connection
+ * may carry one request or thousands), else connections; totals, or the
+ * last interval's rates; per unit of weight when the weights differ.
  */
 void
 statview_imbalance(const struct statview_snap *snap,
@@ -272,14 +291,14 @@ statview_imbalance(const struct statview_snap *snap,
 		if (weight != 0 && be->weight != weight)
 			im->weighted = 1;
 		weight = be->weight;
+		if (snap->has_rates ? be->exchanges_rate > 0 : be->exchanges > 0)
+			im->exchanges = 1;
 	}
 	for (i = svc->first; i < svc->first + svc->count; i++) {
 		be = &snap->backends[i];
 		if (!eligible(be))
 			continue;
-		v = snap->has_rates ? be->connections_rate : (double)be->connections;
-		if (im->weighted)
-			v /= be->weight;
+		v = imbalance_value(snap, be, im);
 		if (im->up == 0 || be->active > im->active_max)
 			im->active_max = be->active;
 		if (im->up == 0 || be->active < im->active_min)
@@ -326,10 +345,13 @@ table_cells(const struct statview_snap *snap, const struct statview_service *svc
 		    be->maxconn);
 	else
 		snprintf(cells[COL_ACTIVE], CELL_LEN, "%" PRIu64, be->active);
-	if (rates)
+	if (rates) {
 		snprintf(cells[COL_CONNS], CELL_LEN, "%.1f", be->connections_rate);
-	else
+		snprintf(cells[COL_EXCH], CELL_LEN, "%.1f", be->exchanges_rate);
+	} else {
 		snprintf(cells[COL_CONNS], CELL_LEN, "%" PRIu64, be->connections);
+		snprintf(cells[COL_EXCH], CELL_LEN, "%" PRIu64, be->exchanges);
+	}
 	snprintf(cells[COL_FAILS], CELL_LEN, "%" PRIu64, be->connect_failures);
 	statview_human(rates ? be->bytes_in_rate : (double)be->bytes_in,
 	    cells[COL_IN], CELL_LEN);
@@ -343,7 +365,7 @@ table_titles(const struct statview_snap *snap, char cells[NCOLS][CELL_LEN])
 {
 	static const char *const titles[NCOLS] = {
 		"SERVICE", "BACKEND", "ADDRESS", "STATE", "WEIGHT", "ACTIVE",
-		"CONNS", "FAILS", "IN", "OUT", "CHECK"
+		"CONNS", "EXCH", "FAILS", "IN", "OUT", "CHECK"
 	};
 	size_t i;
 
@@ -351,6 +373,7 @@ table_titles(const struct statview_snap *snap, char cells[NCOLS][CELL_LEN])
 		snprintf(cells[i], CELL_LEN, "%s", titles[i]);
 	if (snap->has_rates) {
 		snprintf(cells[COL_CONNS], CELL_LEN, "CONNS/s");
+		snprintf(cells[COL_EXCH], CELL_LEN, "EXCH/s");
 		snprintf(cells[COL_IN], CELL_LEN, "IN/s");
 		snprintf(cells[COL_OUT], CELL_LEN, "OUT/s");
 	}
@@ -492,8 +515,9 @@ table_imbalance(FILE *out, const struct statview_snap *snap,
 	else
 		snprintf(ratio, sizeof(ratio), "%.2fx", im.ratio);
 	fprintf(out, "%s: imbalance active max/min %" PRIu64 "/%" PRIu64
-	    ", %s%s max/min ", name, im.active_max, im.active_min,
-	    snap->has_rates ? "conns/s" : "conns", im.weighted ? " per weight" : "");
+	    ", %s%s%s max/min ", name, im.active_max, im.active_min,
+	    im.exchanges ? "exch" : "conns", snap->has_rates ? "/s" : "",
+	    im.weighted ? " per weight" : "");
 	fprintf(out, exact ? "%.0f/%.0f (%s)\n" : "%.1f/%.1f (%s)\n",
 	    im.max, im.min, ratio);
 }

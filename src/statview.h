@@ -36,7 +36,10 @@ struct statview_backend {
 	uint64_t bytes_out;
 	uint64_t spliced_in;		/* directions moved from copy to splice() */
 	uint64_t spliced_out;
+	uint64_t exchanges;		/* turns of request/response conversations */
+	uint64_t aged_out;		/* closed by max-connection-age */
 	double connections_rate;	/* per second; valid when the snapshot has_rates */
+	double exchanges_rate;
 	double bytes_in_rate;
 	double bytes_out_rate;
 };
@@ -50,11 +53,16 @@ struct statview_service {
 	uint64_t active;
 	uint64_t accepted;
 	uint64_t rejected;
+	uint64_t exchanges;		/* its backends', retired ones included */
+	uint64_t proxy_errors;		/* closed at the front door, by reason */
+	uint64_t denied;
+	uint64_t sni_misses;
 	int limited;			/* a backend has a maxconn: the queue is in use */
 	uint64_t queued;		/* clients waiting for a maxconn slot now */
 	uint64_t queue_max;		/* most seen waiting at once */
 	uint64_t queue_timeouts;
 	double accepted_rate;
+	double exchanges_rate;
 	size_t first;			/* its backends: snapshot backends[first..first+count) */
 	size_t count;			/* live ones first, in configuration order */
 };
@@ -100,7 +108,8 @@ struct statview_imbalance {
 	uint64_t active_max;
 	uint64_t active_min;
 	int weighted;		/* weights differ: compare connections per unit of weight */
-	double max;		/* connections, or connections per second with rates */
+	int exchanges;		/* the figures are exchanges per unit of weight */
+	double max;		/* connections or exchanges, per second with rates */
 	double min;
 	double ratio;		/* max / min; -1 when min is 0 and max is not */
 };

@@ -23,6 +23,7 @@
 #include "accept.h"
 #include "addr.h"
 #include "clock.h"
+#include "door.h"
 #include "log.h"
 #include "proctitle.h"
 #include "proxyproto.h"
@@ -89,50 +90,13 @@ runq_remove(struct worker *w, struct conn *c)
 	w->nrun--;
 }
 
-static void
-list_remove(struct conn_list *l, struct conn *c)
-{
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else if (l->head == c)
-		l->head = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	else if (l->tail == c)
-		l->tail = c->prev;
-	c->prev = c->next = NULL;
-}
-
-static void
-list_append(struct conn_list *l, struct conn *c)
-{
-	c->next = NULL;
-	c->prev = l->tail;
-	if (l->tail != NULL)
-		l->tail->next = c;
-	else
-		l->head = c;
-	l->tail = c;
-}
-
-/* wait.c keeps its waiting lists with these. */
-void
-conn_list_append(struct conn_list *l, struct conn *c)
-{
-	list_append(l, c);
-}
-
-void
-conn_list_remove(struct conn_list *l, struct conn *c)
-{
-	list_remove(l, c);
-}
-
 static struct conn_list *
 conn_list_of(struct worker *w, struct conn *c)
 {
 	struct service_rt *rt = &w->rt[c->service];
 
+	if (c->state == CONN_DOOR)
+		return &w->doors;
 	if (c->state == CONN_WAITING)
 		return &rt->waiting;
 	return c->state == CONN_CONNECTING ? &rt->connecting : &rt->idle;
@@ -164,6 +128,8 @@ close_reason_text(enum close_reason r)
 		[CLOSE_RESET_BACKEND] = "backend reset", [CLOSE_IDLE] = "idle timeout",
 		[CLOSE_CONNECT] = "connect failed", [CLOSE_NO_BACKEND] = "no backend available",
 		[CLOSE_SHUTDOWN] = "shutdown", [CLOSE_LOCAL] = "out of resources",
+		[CLOSE_AGED] = "aged out", [CLOSE_PROXY_ERROR] = "PROXY header error",
+		[CLOSE_DENIED] = "denied", [CLOSE_SNI_MISS] = "no service for the server name",
 		[CLOSE_QUEUE_TIMEOUT] = "queue timeout", [CLOSE_QUEUE_FULL] = "queue full",
 	};
 
@@ -181,12 +147,12 @@ conn_log(struct worker *w, struct conn *c)
 	if (c->ticket != 0 || c->waited_ms > 0)
 		snprintf(queued, sizeof(queued), " (queued %llums)", (unsigned long long)
 		    (c->ticket != 0 ? w->now_ms - c->last_ms : c->waited_ms));
-	log_info("%s %s -> %s %s %llums in %llu out %llu: %s%s", svc->name, peer,
+	log_info("%s %s -> %s %s %llums in %llu out %llu exch %u: %s%s", svc->name, peer,
 	    c->backend >= 0 ? svc->backends[c->backend].name : "-",
 	    c->backend >= 0 ? svc->backends[c->backend].addr.text : "-",
 	    (unsigned long long)(w->now_ms - c->started_ms),
 	    (unsigned long long)c->bytes_up, (unsigned long long)c->bytes_down,
-	    close_reason_text(c->close_reason), queued);
+	    c->exchanges, close_reason_text(c->close_reason), queued);
 }
 
 /* An RST instead of a FIN: what a reset on the other side deserves. */
@@ -231,16 +197,18 @@ conn_close(struct worker *w, struct conn *c, enum close_reason reason)
 		conn_log(w, c);
 	if (c->state == CONN_WAITING)
 		wait_leave(w, c);
-	list_remove(conn_list_of(w, c), c);
+	conn_list_remove(conn_list_of(w, c), c);
 	if (reason == CLOSE_RESET_BACKEND)
 		socket_reset(c->client_fd);
 	else if (reason == CLOSE_RESET_CLIENT && c->backend_fd != -1)
 		socket_reset(c->backend_fd);
+	door_release(c);
 	relay_release(&c->relay, &w->pool);
 	backend_release(w, c);
 	close(c->client_fd);
 	c->client_fd = -1;
-	stats_sub(&service_counter(w, c)->active, 1);
+	if (c->admitted)
+		stats_sub(&service_counter(w, c)->active, 1);
 	stats_sub(&stats_worker(w->map, w->slot)->active, 1);
 	c->closed = 1;
 	runq_remove(w, c);
@@ -279,7 +247,7 @@ connect_failed(struct worker *w, struct conn *c, int err)
 		log_warnx("backend %s/%s %s: connect: %s", svc->name, be->name,
 		    be->addr.text, strerror(err));
 	}
-	list_remove(conn_list_of(w, c), c);
+	conn_list_remove(conn_list_of(w, c), c);
 	backend_release(w, c);
 	c->state = CONN_CONNECTING;
 	conn_connect(w, c);
@@ -307,7 +275,7 @@ conn_wait_fd(struct worker *w, struct conn *c, int b)
 	c->state = CONN_CONNECTING;
 	if (c->walk.attempts == 0)
 		c->last_ms = w->now_ms;
-	list_append(&w->rt[c->service].connecting, c);
+	conn_list_append(&w->rt[c->service].connecting, c);
 	accept_pause(w, w->now_ms + ACCEPT_PAUSE_MS);
 }
 
@@ -348,8 +316,8 @@ conn_connect(struct worker *w, struct conn *c)
 			if ((b = wait_pick(w, c)) < 0)
 				return;
 		} else
-			b = schedule_next(&w->rt[c->service].sched, svc, w->map, &c->walk,
-			    &c->peer.sa);
+			b = schedule_next(&w->rt[c->service].sched, svc, w->map, w->slot,
+			    &c->walk, &c->peer.sa);
 		if (b < 0) {
 			conn_reject(w, c, c->walk.attempts > 0 ? CLOSE_CONNECT : CLOSE_NO_BACKEND);
 			return;
@@ -371,7 +339,7 @@ conn_connect(struct worker *w, struct conn *c)
 	}
 	c->state = CONN_CONNECTING;
 	c->last_ms = w->now_ms;
-	list_append(&w->rt[c->service].connecting, c);
+	conn_list_append(&w->rt[c->service].connecting, c);
 }
 
 static int
@@ -427,12 +395,16 @@ conn_account(struct worker *w, struct conn *c, const struct relay_result *res)
 		stats_add(&ctr->spliced_out, 1);
 	stats_add(&ctr->bytes_in, res->up);
 	stats_add(&ctr->bytes_out, res->down);
+	if (res->exchanges) {
+		stats_add(&ctr->exchanges, res->exchanges);
+		c->exchanges += res->exchanges;
+	}
 	c->bytes_up += res->up;
 	c->bytes_down += res->down;
 	c->last_ms = w->now_ms;
 	if (idle->tail != c) {
-		list_remove(idle, c);
-		list_append(idle, c);
+		conn_list_remove(idle, c);
+		conn_list_append(idle, c);
 	}
 }
 
@@ -484,10 +456,10 @@ connect_result(struct worker *w, struct conn *c, uint32_t events)
 	}
 	if (!(events & EPOLLOUT))
 		return;
-	list_remove(&w->rt[c->service].connecting, c);
+	conn_list_remove(&w->rt[c->service].connecting, c);
 	c->state = CONN_RELAY;
 	c->last_ms = w->now_ms;
-	list_append(&w->rt[c->service].idle, c);
+	conn_list_append(&w->rt[c->service].idle, c);
 	stats_add(&backend_counter(w, c)->connections, 1);
 	relay_connected(&c->relay, events);
 	if (w->conf->services[c->service].proxy_protocol != LBD_PROXY_OFF &&
@@ -521,6 +493,10 @@ conn_event(struct worker *w, struct conn *c, bool is_backend, uint32_t events)
 {
 	if (c->closed)
 		return;
+	if (c->state == CONN_DOOR) {
+		door_event(w, c, events);
+		return;
+	}
 	if (is_backend && c->ack_held && (events & EPOLLIN))
 		backend_reply_started(c, events);
 	if (is_backend && c->state == CONN_CONNECTING) {
@@ -534,6 +510,34 @@ conn_event(struct worker *w, struct conn *c, bool is_backend, uint32_t events)
 	relay_ready(&c->relay, is_backend, events);
 	if (c->state == CONN_RELAY)
 		conn_pump(w, c);
+}
+
+/* The client now counts in its service: accepted there, active there. */
+static void
+conn_count_in(struct worker *w, struct conn *c)
+{
+	stats_add(&service_counter(w, c)->accepted, 1);
+	stats_add(&service_counter(w, c)->active, 1);
+	c->admitted = 1;
+}
+
+/* Its listener has a front door: the client's first bytes decide. */
+static void
+conn_new_door(struct worker *w, struct conn *c, struct listener *l)
+{
+	struct epoll_event ev = {
+		.events = EPOLLIN | EPOLLRDHUP | EPOLLET,
+		.data.u64 = tag(c, TAG_CLIENT),
+	};
+
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->client_fd, &ev) == -1) {
+		log_warn("listener %s: epoll_ctl(ADD) client", l->addr.text);
+		c->state = CONN_DOOR;
+		conn_list_append(&w->doors, c);
+		conn_close(w, c, CLOSE_LOCAL);
+		return;
+	}
+	door_start(w, c, l);
 }
 
 void
@@ -559,8 +563,11 @@ conn_new(struct worker *w, struct listener *l, int fd, const struct sockaddr_sto
 	w->nconns++;
 	stats_add(&stats_worker(w->map, w->slot)->accepted, 1);
 	stats_add(&stats_worker(w->map, w->slot)->active, 1);
-	stats_add(&service_counter(w, c)->accepted, 1);
-	stats_add(&service_counter(w, c)->active, 1);
+	if (l->door.needed) {
+		conn_new_door(w, c, l);
+		return;
+	}
+	conn_count_in(w, c);
 	/* Most clients speak first, and their bytes are usually here by now:
 	 * holding them lets the connect below save a packet. */
 	if (relay_read_first(&c->relay, fd, w->scratch) == -1) {
@@ -576,7 +583,44 @@ conn_new(struct worker *w, struct listener *l, int fd, const struct sockaddr_sto
 	conn_connect(w, c);
 }
 
+void
+conn_admit(struct worker *w, struct conn *c)
+{
+	conn_count_in(w, c);
+	conn_connect(w, c);
+}
+
 /* ---- timers, signals, the loop ---- */
+
+/*
+ * max-connection-age: a connection past it is closed -- FIN both ways, so
+ * its client reconnects and is balanced anew -- at a quiet moment only:
+ * its backend has answered all the client sent, no byte is owed either
+ * way, and both sides have been silent for age-quiet.  The idle list is in
+ * order of last activity, so the quiet ones are its head.
+ */
+static void
+age_out(struct worker *w, size_t s)
+{
+	const struct lbd_service_conf *svc = &w->conf->services[s];
+	struct schedule *sched = &w->rt[s].sched;
+	struct conn *c, *next;
+
+	if ((c = w->rt[s].idle.head) == NULL || w->now_ms - c->last_ms < svc->age_quiet_ms)
+		return;
+	schedule_age_candidates(sched, svc, w->map);
+	for (; c != NULL; c = next) {
+		next = c->next;
+		if (w->now_ms - c->last_ms < svc->age_quiet_ms)
+			break;
+		if (w->now_ms - c->started_ms < svc->max_age_ms ||
+		    !sched->over[c->backend] || !relay_answered(&c->relay))
+			continue;
+		stats_add(&backend_counter(w, c)->aged_out, 1);
+		c->close_reason = CLOSE_AGED;
+		conn_close(w, c, CLOSE_AGED);
+	}
+}
 
 static void
 tick_service(struct worker *w, size_t s)
@@ -593,18 +637,20 @@ tick_service(struct worker *w, size_t s)
 	    w->now_ms - c->last_ms >= svc->idle_timeout_ms)
 		conn_close(w, c, CLOSE_IDLE);
 	wait_expire(w, s);
+	if (svc->max_age_ms != 0)
+		age_out(w, s);
 	/* Clients still waiting for a descriptor: try again (connect-timeout
 	 * above bounds the wait).  Taken off the list first, since a retry
 	 * that fails again puts the client back at its end. */
 	for (c = rt->connecting.head; c != NULL; c = next) {
 		next = c->next;
 		if (c->fd_wait) {
-			list_remove(&rt->connecting, c);
-			list_append(&waiting, c);
+			conn_list_remove(&rt->connecting, c);
+			conn_list_append(&waiting, c);
 		}
 	}
 	while ((c = waiting.head) != NULL) {
-		list_remove(&waiting, c);
+		conn_list_remove(&waiting, c);
 		c->fd_wait = 0;
 		conn_connect(w, c);
 	}
@@ -617,6 +663,7 @@ tick(struct worker *w)
 
 	for (s = 0; s < w->conf->nservices; s++)
 		tick_service(w, s);
+	door_expire(w);
 	w->next_tick_ms = w->now_ms + TICK_MS;
 }
 
@@ -635,6 +682,8 @@ worker_cut_and_exit(struct worker *w)
 		while ((c = w->rt[s].waiting.head) != NULL)
 			conn_close(w, c, CLOSE_SHUTDOWN);
 	}
+	while ((c = w->doors.head) != NULL)
+		conn_close(w, c, CLOSE_SHUTDOWN);
 	exit(0);
 }
 

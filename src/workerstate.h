@@ -20,6 +20,7 @@
 enum conn_state {
 	CONN_CONNECTING,
 	CONN_RELAY,
+	CONN_DOOR,			/* at the front door: no service yet (door.c) */
 	CONN_WAITING,			/* in the service queue for a maxconn slot (wait.c) */
 };
 
@@ -34,9 +35,15 @@ enum close_reason {
 	CLOSE_NO_BACKEND,		/* none eligible */
 	CLOSE_SHUTDOWN,			/* lbd stopped */
 	CLOSE_LOCAL,			/* out of descriptors or memory */
+	CLOSE_AGED,			/* max-connection-age, at a quiet moment */
+	CLOSE_PROXY_ERROR,		/* accept-proxy: no valid header in time */
+	CLOSE_DENIED,			/* allow/deny */
+	CLOSE_SNI_MISS,			/* no service for the server name */
 	CLOSE_QUEUE_TIMEOUT,		/* waited queue-timeout for a maxconn slot */
 	CLOSE_QUEUE_FULL,		/* the service queue held max-queue already */
 };
+
+struct door_wait;
 
 /* One client connection; owned by the worker, freed after its event batch.
  * The order fields are laid out in keeps an idle connection small. */
@@ -53,6 +60,7 @@ struct conn {
 	uint8_t client_out;		/* the client socket's output is watched */
 	uint8_t ack_held;		/* connect holds its last ACK for our first bytes */
 	uint8_t queued;			/* yielded: in the worker's run queue */
+	uint8_t admitted;		/* counted in its service (past the front door) */
 	uint8_t slot_held;		/* holds one of its backend's maxconn slots */
 	uint32_t waited_ms;		/* in the service queue, for the log */
 	uint64_t ticket;		/* its place in the service queue, while waiting */
@@ -62,13 +70,17 @@ struct conn {
 		struct sockaddr_in sin;
 		struct sockaddr_in6 sin6;
 	} peer;
+	uint32_t exchanges;		/* turns of its conversation so far */
 	struct relay relay;
 	uint64_t started_ms;		/* accept time */
 	uint64_t last_ms;		/* last byte moved, or connect start */
 	uint64_t bytes_up;
 	uint64_t bytes_down;
 	struct conn *prev, *next;	/* the service's connecting or idle list */
-	struct conn *run_next;		/* the worker's run queue, while queued */
+	union {
+		struct conn *run_next;	/* the worker's run queue, while queued */
+		struct door_wait *door;	/* owned, while at the front door */
+	};
 };
 
 struct conn_list {
@@ -105,6 +117,7 @@ struct worker {
 	size_t nlisteners;
 	struct acceptor acc;
 	struct service_rt *rt;		/* one per service */
+	struct conn_list doors;		/* at the front door, oldest first */
 	struct pipe_pool pool;
 	char scratch[RELAY_COPY_MAX];	/* copied directions pass through here */
 	uint64_t now_ms;
@@ -141,14 +154,41 @@ tag(void *ptr, enum tag_kind kind)
 	return (uint64_t)(uintptr_t)ptr | (uint64_t)kind;
 }
 
+static inline void
+conn_list_remove(struct conn_list *l, struct conn *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else if (l->head == c)
+		l->head = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	else if (l->tail == c)
+		l->tail = c->prev;
+	c->prev = c->next = NULL;
+}
+
+static inline void
+conn_list_append(struct conn_list *l, struct conn *c)
+{
+	c->next = NULL;
+	c->prev = l->tail;
+	if (l->tail != NULL)
+		l->tail->next = c;
+	else
+		l->head = c;
+	l->tail = c;
+}
+
 /* worker.c: a client just accepted on listener l. */
 void conn_new(struct worker *w, struct listener *l, int fd,
     const struct sockaddr_storage *peer, socklen_t peerlen);
-/* worker.c, for wait.c: a backend for c (or the queue), and the ends. */
-void conn_connect(struct worker *w, struct conn *c);
+/* worker.c: the client's service is known: count it there and connect. */
+void conn_admit(struct worker *w, struct conn *c);
+/* worker.c: closes the connection (freed after the event batch). */
 void conn_close(struct worker *w, struct conn *c, enum close_reason reason);
+/* worker.c, for wait.c: a backend for c (or the queue); closing unserved. */
+void conn_connect(struct worker *w, struct conn *c);
 void conn_reject(struct worker *w, struct conn *c, enum close_reason reason);
-void conn_list_append(struct conn_list *l, struct conn *c);
-void conn_list_remove(struct conn_list *l, struct conn *c);
 
 #endif

@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define LBD_STATS_MAGIC		UINT64_C(0x3153544154534c42)	/* "LBSTATS1" */
-#define LBD_STATS_VERSION	5
+#define LBD_STATS_VERSION	6
 #define LBD_STATS_FILE		"lbd.stats"
 
 #define LBD_NAME_LEN		48	/* service and backend names, with NUL */
@@ -45,6 +45,7 @@ enum lbd_balance {
 	LBD_BALANCE_ROUNDROBIN = 0,
 	LBD_BALANCE_LEASTCONN = 1,
 	LBD_BALANCE_SOURCE = 2,
+	LBD_BALANCE_LEASTLOAD = 3,
 };
 
 enum lbd_health {
@@ -162,6 +163,10 @@ struct lbd_stats_backend {
 	 * 0 = not ramping (full weight).  The master steps it. */
 	uint32_t ramp_permille;
 	uint32_t pad1;
+	/* The load meter's (master) latest measure, for leastload: */
+	uint64_t load_rate;		/* exchanges per second x 1000, decaying */
+	uint64_t load_picks;		/* the backend's picks summed at that measure */
+	uint8_t pad2[48];
 } __attribute__((aligned(LBD_CACHELINE)));
 
 #define LBD_BACKEND_BACKUP	1u	/* flags: used only while no primary is eligible */
@@ -205,9 +210,15 @@ struct lbd_stats_counter {
 	 * buffer to splice(); small request/response traffic stays copied. */
 	uint64_t spliced_in;		/* client -> backend directions spliced */
 	uint64_t spliced_out;		/* backend -> client directions spliced */
+	/* Turns of a request/response conversation: the backend started
+	 * answering after the client had sent (pipelined requests count once). */
+	uint64_t exchanges;
+	uint64_t aged_out;		/* closed at a quiet moment by max-connection-age */
+	uint64_t picks;			/* times the schedule chose this backend */
 	/* Slots of the backend's maxconn this worker holds: what the master
 	 * gives back when the worker dies. */
 	uint64_t slots;
+	uint64_t pad[5];
 };
 
 /* One per (worker slot, service slot): same writers as above. */
@@ -215,19 +226,24 @@ struct lbd_stats_service_counter {
 	uint64_t active;
 	uint64_t accepted;
 	uint64_t rejected;		/* closed without a backend: none eligible, all failed */
+	/* Closed at the front door, counted on the first service of the
+	 * listen address that has no sni (or its first one): */
+	uint64_t proxy_errors;		/* accept-proxy: missing, malformed or late header */
+	uint64_t denied;		/* allow/deny refused the client */
+	uint64_t sni_misses;		/* no service for the name, no ClientHello in time */
 	uint64_t queued;		/* this worker's clients waiting in the queue now */
 	uint64_t queue_oldest;		/* ticket of its oldest waiting client, 0 = none */
 	uint64_t queue_timeouts;	/* closed after waiting queue-timeout */
 	uint64_t queue_waited;		/* clients that waited in the queue */
-	uint64_t pad[1];
+	uint64_t pad[6];
 };
 
 _Static_assert(sizeof(struct lbd_stats_header) == 256, "header size");
 _Static_assert(sizeof(struct lbd_stats_service) == 1024, "service record size");
-_Static_assert(sizeof(struct lbd_stats_backend) == 256, "backend record size");
+_Static_assert(sizeof(struct lbd_stats_backend) == 320, "backend record size");
 _Static_assert(sizeof(struct lbd_stats_worker) == 64, "worker record size");
-_Static_assert(sizeof(struct lbd_stats_counter) == 64, "counter record size");
-_Static_assert(sizeof(struct lbd_stats_service_counter) == 64, "service counter size");
+_Static_assert(sizeof(struct lbd_stats_counter) == 128, "counter record size");
+_Static_assert(sizeof(struct lbd_stats_service_counter) == 128, "service counter size");
 _Static_assert(sizeof(struct lbd_stats_limit) == LBD_CACHELINE, "limit record size");
 _Static_assert(LBD_MAX_SERVICE_BACKENDS <= 64, "tried mask is a uint64_t");
 

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "balance.h"
 #include "config.h"
 
 static char tmpdir[] = "/tmp/lbd-test-config-XXXXXX";
@@ -178,6 +179,8 @@ test_full_config(void **state)
 	assert_int_equal(svc->idle_timeout_ms, 300000);
 	assert_int_equal(svc->retries, 2);
 	assert_int_equal(svc->proxy_protocol, LBD_PROXY_OFF);
+	assert_int_equal(svc->max_age_ms, 0);
+	assert_int_equal(svc->age_quiet_ms, 250);
 	assert_int_equal(svc->health.interval_ms, 2000);
 	assert_int_equal(svc->health.timeout_ms, 1000);
 	assert_int_equal(svc->health.rise, 2);
@@ -198,6 +201,9 @@ test_full_config(void **state)
 	assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x0a00000c);
 	assert_int_equal(ntohs(sin->sin_port), 80);
 	assert_int_equal(svc->backends[1].addr.len, sizeof(*sin));
+	/* the source hash's key: the name's hash, set at load (issue 19) */
+	assert_true(svc->backends[0].name_hash == balance_name_hash("app1"));
+	assert_true(svc->backends[1].name_hash == balance_name_hash("app2"));
 
 	assert_string_equal(config_balance_name(svc->balance), "roundrobin");
 	assert_int_equal(svc->proxy_protocol, LBD_PROXY_OFF);
@@ -533,11 +539,39 @@ test_out_of_range(void **state)
 }
 
 static void
+test_leastload_and_age(void **state)
+{
+	struct lbd_config *conf;
+	struct lbd_service_conf *svc;
+
+	(void)state;
+	conf = load_ok("service web {\n"
+	    "  listen = { \"127.0.0.1:8080\" }\n"
+	    "  balance = \"leastload\"\n"
+	    "  max-connection-age = \"60s\"\n"
+	    "  age-quiet = \"1s\"\n"
+	    "  backend a { address = \"127.0.0.1:9001\" }\n"
+	    "}\n");
+	svc = &conf->services[0];
+	assert_int_equal(svc->balance, LBD_BALANCE_LEASTLOAD);
+	assert_string_equal(config_balance_name(svc->balance), "leastload");
+	assert_int_equal(svc->max_age_ms, 60000);
+	assert_int_equal(svc->age_quiet_ms, 1000);
+	config_free(conf);
+	expect_error(SERVICE_HEAD "  max-connection-age = \"soon\"\n" BACKEND_A "}\n", 3,
+	    "max-connection-age");
+	expect_error(SERVICE_HEAD "  age-quiet = \"off\"\n" BACKEND_A "}\n", 3,
+	    "age-quiet");
+	expect_error(SERVICE_HEAD "  age-quiet = \"0s\"\n" BACKEND_A "}\n", 1,
+	    "age-quiet must be at least 1ms");
+}
+
+static void
 test_bad_keywords(void **state)
 {
 	(void)state;
 	expect_error(SERVICE_HEAD "\n  balance = \"random\"\n" BACKEND_A "}\n", 4,
-	    "roundrobin, leastconn or source");
+	    "roundrobin, leastconn, source or leastload");
 	expect_error(SERVICE_HEAD "  proxy-protocol = \"v3\"\n" BACKEND_A "}\n", 3,
 	    "off, v1 or v2");
 	expect_error(SERVICE_HEAD "  proxy-protocol = \"on\"\n" BACKEND_A "}\n", 3,
@@ -904,6 +938,7 @@ main(void)
 		cmocka_unit_test_teardown(test_out_of_range, teardown_case),
 		cmocka_unit_test_teardown(test_protect_keys, teardown_case),
 		cmocka_unit_test_teardown(test_bad_keywords, teardown_case),
+		cmocka_unit_test_teardown(test_leastload_and_age, teardown_case),
 		cmocka_unit_test_teardown(test_duplicate_names, teardown_case),
 		cmocka_unit_test_teardown(test_no_backend_no_listen, teardown_case),
 		cmocka_unit_test_teardown(test_listen_twice, teardown_case),

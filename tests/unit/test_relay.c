@@ -240,6 +240,62 @@ test_fins_pass_on(void **state)
 	rig_close(&r);
 }
 
+/* One request, one reply: the client speaks, then the backend. */
+static int
+turn(struct rig *r, const char *req, const char *reply)
+{
+	struct relay_result res;
+	char buf[256];
+	int exchanges = 0;
+
+	assert_int_equal(write(r->client_peer, req, strlen(req)), (ssize_t)strlen(req));
+	relay_ready(&r->relay, false, EPOLLIN);
+	assert_int_equal(pump(r, TURN, &res), RELAY_MORE);
+	exchanges += res.exchanges;
+	assert_false(relay_answered(&r->relay));	/* the request is out */
+	assert_true(read(r->backend_peer, buf, sizeof(buf)) > 0);
+	assert_int_equal(write(r->backend_peer, reply, strlen(reply)), (ssize_t)strlen(reply));
+	backend_readable(r);
+	assert_int_equal(pump(r, TURN, &res), RELAY_MORE);
+	exchanges += res.exchanges;
+	assert_true(read(r->client_peer, buf, sizeof(buf)) > 0);
+	return exchanges;
+}
+
+/*
+ * An exchange is the backend answering after the client sent: one per
+ * request/response, none for a greeting nobody asked for, one for
+ * pipelined requests answered together.
+ */
+static void
+test_exchanges(void **state)
+{
+	struct relay_result res;
+	struct rig r;
+	char buf[256];
+	int i, total = 0;
+
+	(void)state;
+	rig_open(&r);
+	assert_true(relay_answered(&r.relay));		/* nothing said yet */
+	assert_int_equal(write(r.backend_peer, "220 hello\n", 10), 10);
+	backend_readable(&r);
+	assert_int_equal(pump(&r, TURN, &res), RELAY_MORE);
+	assert_int_equal(res.exchanges, 0);		/* a greeting: no turn */
+	assert_true(read(r.client_peer, buf, sizeof(buf)) == 10);
+	for (i = 0; i < 5; i++)
+		total += turn(&r, "GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 200 OK\r\n\r\n");
+	assert_int_equal(total, 5);
+	assert_true(relay_answered(&r.relay));
+	/* Three pipelined requests, three replies in two pieces: one turn. */
+	total = turn(&r, "a\nb\nc\n", "A\n");
+	assert_int_equal(write(r.backend_peer, "B\nC\n", 4), 4);
+	backend_readable(&r);
+	assert_int_equal(pump(&r, TURN, &res), RELAY_MORE);
+	assert_int_equal(total + res.exchanges, 1);
+	rig_close(&r);
+}
+
 int
 main(void)
 {
@@ -248,6 +304,7 @@ main(void)
 		cmocka_unit_test(test_bulk_yields_after_its_turn),
 		cmocka_unit_test(test_unlimited_turn_never_yields),
 		cmocka_unit_test(test_fins_pass_on),
+		cmocka_unit_test(test_exchanges),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -227,12 +227,12 @@ test_table(void **state)
 	assert_string_equal(line,
 	    "lbd 0.1.0  pid 4121  up 3h12m  workers 2/2 (restarts 0)  generation 1");
 	assert_string_equal(strtok(NULL, "\n"), "SERVICE  BACKEND  ADDRESS      STATE  "
-	    "WEIGHT  ACTIVE  CONNS  FAILS  IN    OUT    CHECK");
+	    "WEIGHT  ACTIVE  CONNS  EXCH  FAILS  IN    OUT    CHECK");
 	assert_string_equal(strtok(NULL, "\n"), "web      app1     10.0.0.1:80  up     "
-	    "1       12      10234  0      1.2G  34.5G  ok 0.4ms");
+	    "1       12      10234  0     0      1.2G  34.5G  ok 0.4ms");
 	strtok(NULL, "\n");
 	assert_string_equal(strtok(NULL, "\n"), "web      app3     10.0.0.3:80  down   "
-	    "1       0       9871   0      0     0      connect: Connection refused");
+	    "1       0       9871   0     0      0     0      connect: Connection refused");
 	assert_string_equal(strtok(NULL, "\n"),
 	    "worker 1  pid 4122     accepted 10291 (34%)  active 7");
 	strtok(NULL, "\n");
@@ -317,8 +317,8 @@ test_rates(void **state)
 	assert_true(cur->workers[0].accepted_rate == 180.0);
 	assert_int_equal(statview_filter_parse("web/app1", &f, err, sizeof(err)), 0);
 	out = render(statview_table, cur, &f);
-	assert_non_null(strstr(out, "CONNS/s  FAILS  IN/s  OUT/s"));
-	assert_non_null(strstr(out, "100.0    0      2.0M  0"));
+	assert_non_null(strstr(out, "CONNS/s  EXCH/s  FAILS  IN/s  OUT/s"));
+	assert_non_null(strstr(out, "100.0    0.0     0      2.0M  0"));
 	assert_null(strstr(out, "app2"));
 	assert_null(strstr(out, "worker 1"));
 	free(out);
@@ -358,6 +358,44 @@ test_weighted_imbalance(void **state)
 	free(snap);
 }
 
+/* With exchanges, imbalance is load: the seed's 2500 vs 800 requests. */
+static void
+test_exchange_imbalance(void **state)
+{
+	struct statview_snap *prev = example(), *cur;
+	char *out;
+
+	(void)state;
+	prev->backends[0].exchanges = 2500;
+	prev->backends[1].exchanges = 800;
+	out = render(statview_table, prev, NULL);
+	assert_non_null(strstr(out, "exch max/min 2500/800 (3.12x)"));
+	free(out);
+	out = render(statexport_json, prev, NULL);
+	assert_non_null(strstr(out, "\"basis\":\"exchanges\",\"max\":2500.000,"));
+	assert_non_null(strstr(out, "\"exchanges\":2500,\"aged_out\":0,"));
+	free(out);
+	out = render(statexport_prom, prev, NULL);
+	assert_non_null(strstr(out, "lbd_backend_exchanges_total{service=\"web\","
+	    "backend=\"app2\"} 800\n"));
+	free(out);
+	/* Per second under -i, per unit of weight when weights differ. */
+	cur = example();
+	prev->mono = 1;
+	cur->mono = 2;
+	cur->backends[0].exchanges = 2500 + 300;
+	cur->backends[0].weight = 2;
+	cur->backends[1].exchanges = 800 + 100;
+	statview_rates(cur, prev);
+	assert_true(cur->backends[0].exchanges_rate == 300.0);
+	out = render(statview_table, cur, NULL);
+	assert_non_null(strstr(out, "EXCH/s"));
+	assert_non_null(strstr(out, "exch/s per weight max/min 150.0/100.0 (1.50x)"));
+	free(out);
+	free(prev);
+	free(cur);
+}
+
 static void
 test_json(void **state)
 {
@@ -375,12 +413,13 @@ test_json(void **state)
 	    "\"accepted\":10291,\"restarts\":0,"));
 	assert_non_null(strstr(out, "\"services\":[{\"name\":\"web\",\"listen\":[\"0.0.0.0:80\"],"
 	    "\"balance\":\"roundrobin\",\"active\":15,\"accepted\":30338,\"rejected\":0,"
+	    "\"exchanges\":0,\"proxy_errors\":0,\"denied\":0,\"sni_misses\":0,"
 	    "\"queued\":0,\"queue_max\":0,\"queue_timeouts\":0,"));
 	assert_non_null(strstr(out, "{\"name\":\"app1\",\"address\":\"10.0.0.1:80\","
 	    "\"state\":\"up\",\"backup\":false,\"maxconn\":0,\"ramp\":100,"
 	    "\"weight\":1,\"active\":12,\"connections\":10234,"
 	    "\"connect_failures\":0,\"bytes_in\":1288490188,\"bytes_out\":37044092928,"
-	    "\"spliced_in\":2,\"spliced_out\":9,"
+	    "\"spliced_in\":2,\"spliced_out\":9,\"exchanges\":0,\"aged_out\":0,"
 	    "\"check\":{\"status\":\"ok\",\"latency_ms\":0.412,"));
 	assert_non_null(strstr(out, "\"name\":\"app2\",\"address\":\"10.0.0.2:80\","
 	    "\"state\":\"disabled\",\"backup\":false,\"maxconn\":0,\"ramp\":100,"
@@ -411,7 +450,7 @@ test_disabled_and_retired(void **state)
 	snap->services[0].count = 4;
 	out = render(statview_table, snap, NULL);
 	assert_non_null(strstr(out, "web      app2     10.0.0.2:80  disabled  "
-	    "1       3       9871   0      0     0      -\n"));
+	    "1       3       9871   0     0      0     0      -\n"));
 	assert_non_null(strstr(out, "web      old1     10.0.0.4:80  retired   "));
 	assert_non_null(strstr(out, "web: imbalance n/a (1 of 3 backends up)\n"));
 	free(out);
@@ -511,7 +550,7 @@ test_prom(void **state)
 			assert_int_equal(strncmp(line, family, strlen(family)), 0);
 	}
 	assert_int_equal(helps, types);
-	assert_int_equal(helps, 27);
+	assert_int_equal(helps, 32);
 	free(out);
 	free(snap);
 }
@@ -532,6 +571,7 @@ main(void)
 		cmocka_unit_test(test_table_aligned),
 		cmocka_unit_test(test_rates),
 		cmocka_unit_test(test_weighted_imbalance),
+		cmocka_unit_test(test_exchange_imbalance),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_prom),
 		cmocka_unit_test(test_protect),
