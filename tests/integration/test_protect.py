@@ -351,6 +351,12 @@ def test_slowstart_leastconn(lbd, backend):
     _slowstart(lbd, backend, "leastconn", True)
 
 
+def test_slowstart_leastload(lbd, backend):
+    """leastload with held, silent connections: no exchanges measured, so
+    it picks by connections, with the ramped weights."""
+    _slowstart(lbd, backend, "leastload", True)
+
+
 def test_slowstart_after_reload_adds_a_backend(lbd, backend):
     """A backend a reload adds ramps; those already there do not."""
     import signal
