@@ -37,6 +37,7 @@
 #include "master.h"
 #include "privs.h"
 #include "proctitle.h"
+#include "slowstart.h"
 #include "stats.h"
 #include "watchdog.h"
 #include "worker.h"
@@ -83,6 +84,7 @@ struct master {
 	int stopping;
 	int reload_pending;
 	uint64_t watchdog_due_ms;	/* next look at the heartbeats */
+	uint64_t slowstart_due_ms;	/* next ramp step, 0 = none */
 };
 
 /* ---- listeners ---- */
@@ -453,6 +455,15 @@ watchdog_run(struct master *m, uint64_t now)
 	}
 }
 
+/* Steps slow-start ramps: after every event, since one may have begun a ramp. */
+static void
+run_slowstart(struct master *m, uint64_t now)
+{
+	int64_t left = slowstart_tick(&m->map, now);
+
+	m->slowstart_due_ms = left < 0 ? 0 : now + (uint64_t)left;
+}
+
 static void
 run_timers(struct master *m)
 {
@@ -472,6 +483,7 @@ run_timers(struct master *m)
 		m->watchdog_due_ms = now + watchdog_period_ms(m->conf->worker_stall_ms);
 		watchdog_run(m, now);
 	}
+	run_slowstart(m, now);
 }
 
 static int
@@ -488,6 +500,8 @@ next_timeout(const struct master *m)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    m->workers[i].kill_at_ms < next)
 			next = m->workers[i].kill_at_ms;
+	if (m->slowstart_due_ms != 0 && m->slowstart_due_ms < next)
+		next = m->slowstart_due_ms;
 	return next <= now ? 0 : (int)(next - now > 60000 ? 60000 : next - now);
 }
 
@@ -602,6 +616,8 @@ master_reload(struct master *m)
 		config_free(conf);
 		goto refused;
 	}
+	/* Before any new worker runs: a backend it adds starts cold. */
+	slowstart_added(&m->map, old, conf, clock_ms());
 	m->generation = m->map.hdr->generation;
 	listeners_retire(m->listeners, m->nlisteners, ls, n);
 	m->listeners = ls;

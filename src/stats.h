@@ -78,6 +78,12 @@ stats_service_counter(const struct stats_map *map, uint32_t row, uint32_t servic
 	    map->hdr->service_counters_off) + (size_t)row * map->hdr->max_services + service;
 }
 
+static inline struct lbd_stats_limit *
+stats_limit(const struct stats_map *map, uint32_t backend)
+{
+	return (struct lbd_stats_limit *)((char *)map->base + map->hdr->limits_off) + backend;
+}
+
 /*
  * Single-writer counters: a relaxed load and store, no lock prefix, yet
  * never torn for a reader on another CPU.

@@ -28,7 +28,9 @@
 #include "log.h"
 #include "proctitle.h"
 #include "proxyproto.h"
+#include "queue.h"
 #include "runq.h"
+#include "wait.h"
 #include "workerstate.h"
 
 #define TICK_MS			100	/* timeout scan period */
@@ -39,8 +41,6 @@
 _Static_assert(_Alignof(struct listener) >= 8 && _Alignof(struct conn) >= 8 &&
     _Alignof(struct acceptor) >= 8, "epoll tags take the low 3 bits of a pointer");
 
-static void conn_connect(struct worker *w, struct conn *c);
-
 /* ---- lists ---- */
 
 static struct conn_list *
@@ -50,6 +50,8 @@ conn_list_of(struct worker *w, struct conn *c)
 
 	if (c->state == CONN_DOOR)
 		return &w->doors;
+	if (c->state == CONN_WAITING)
+		return &rt->waiting;
 	return c->state == CONN_CONNECTING ? &rt->connecting : &rt->idle;
 }
 
@@ -81,6 +83,7 @@ close_reason_text(enum close_reason r)
 		[CLOSE_SHUTDOWN] = "shutdown", [CLOSE_LOCAL] = "out of resources",
 		[CLOSE_AGED] = "aged out", [CLOSE_PROXY_ERROR] = "PROXY header error",
 		[CLOSE_DENIED] = "denied", [CLOSE_SNI_MISS] = "no service for the server name",
+		[CLOSE_QUEUE_TIMEOUT] = "queue timeout", [CLOSE_QUEUE_FULL] = "queue full",
 	};
 
 	return r < sizeof(text) / sizeof(text[0]) ? text[r] : "closed";
@@ -90,15 +93,19 @@ static void
 conn_log(struct worker *w, struct conn *c)
 {
 	const struct lbd_service_conf *svc = &w->conf->services[c->service];
-	char peer[LBD_ADDR_LEN];
+	char peer[LBD_ADDR_LEN], queued[40] = "";
 
 	addr_format(&c->peer.sa, peer, sizeof(peer));
-	log_info("%s %s -> %s %s %llums in %llu out %llu exch %u: %s", svc->name, peer,
+	/* How long it waited in the service queue, when it did. */
+	if (c->ticket != 0 || c->waited_ms > 0)
+		snprintf(queued, sizeof(queued), " (queued %llums)", (unsigned long long)
+		    (c->ticket != 0 ? w->now_ms - c->last_ms : c->waited_ms));
+	log_info("%s %s -> %s %s %llums in %llu out %llu exch %u: %s%s", svc->name, peer,
 	    c->backend >= 0 ? svc->backends[c->backend].name : "-",
 	    c->backend >= 0 ? svc->backends[c->backend].addr.text : "-",
 	    (unsigned long long)(w->now_ms - c->started_ms),
 	    (unsigned long long)c->bytes_up, (unsigned long long)c->bytes_down,
-	    c->exchanges, close_reason_text(c->close_reason));
+	    c->exchanges, close_reason_text(c->close_reason), queued);
 }
 
 /* An RST instead of a FIN: what a reset on the other side deserves. */
@@ -110,9 +117,21 @@ socket_reset(int fd)
 	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
 
+/* Gives back c's maxconn slot: the queue may take it at the end of the turn. */
+static void
+conn_slot_give(struct worker *w, struct conn *c)
+{
+	if (!c->slot_held)
+		return;
+	queue_slot_give(w->map, w->slot, w->conf->services[c->service].backends[c->backend].slot);
+	c->slot_held = 0;
+	w->wait_due = w->nwaiting > 0;
+}
+
 static void
 backend_release(struct worker *w, struct conn *c)
 {
+	conn_slot_give(w, c);
 	if (c->backend >= 0 && c->backend_fd != -1)
 		stats_sub(&backend_counter(w, c)->active, 1);
 	if (c->backend_fd != -1)
@@ -129,6 +148,8 @@ conn_close(struct worker *w, struct conn *c, enum close_reason reason)
 		c->close_reason = (uint8_t)reason;
 	if (w->conf->log_connections)
 		conn_log(w, c);
+	if (c->state == CONN_WAITING)
+		wait_leave(w, c);
 	conn_list_remove(conn_list_of(w, c), c);
 	if (reason == CLOSE_RESET_BACKEND)
 		socket_reset(c->client_fd);
@@ -150,7 +171,7 @@ conn_close(struct worker *w, struct conn *c, enum close_reason reason)
 	accept_conn_closed(w);
 }
 
-static void
+void
 conn_reject(struct worker *w, struct conn *c, enum close_reason reason)
 {
 	stats_add(&service_counter(w, c)->rejected, 1);
@@ -201,6 +222,7 @@ conn_wait_fd(struct worker *w, struct conn *c, int b)
 		    svc->name, svc->backends[b].name);
 	}
 	schedule_untry(&c->walk, b);
+	conn_slot_give(w, c);
 	c->backend = -1;
 	c->fd_wait = 1;
 	c->state = CONN_CONNECTING;
@@ -234,7 +256,7 @@ conn_start_connect(struct worker *w, struct conn *c, const struct lbd_backend_co
 }
 
 /* Starts a connect to the next eligible backend, or rejects the client. */
-static void
+void
 conn_connect(struct worker *w, struct conn *c)
 {
 	const struct lbd_service_conf *svc = &w->conf->services[c->service];
@@ -243,8 +265,12 @@ conn_connect(struct worker *w, struct conn *c)
 	int b, fd;
 
 	do {
-		b = schedule_next(&w->rt[c->service].sched, svc, w->map, w->slot, &c->walk,
-		    &c->peer.sa);
+		if (svc->limited) {
+			if ((b = wait_pick(w, c)) < 0)
+				return;
+		} else
+			b = schedule_next(&w->rt[c->service].sched, svc, w->map, w->slot,
+			    &c->walk, &c->peer.sa);
 		if (b < 0) {
 			conn_reject(w, c, c->walk.attempts > 0 ? CLOSE_CONNECT : CLOSE_NO_BACKEND);
 			return;
@@ -430,7 +456,7 @@ conn_event(struct worker *w, struct conn *c, bool is_backend, uint32_t events)
 		connect_result(w, c, events);
 		return;
 	}
-	if (events & EPOLLERR) {
+	if ((events & EPOLLERR) || (c->state == CONN_WAITING && (events & EPOLLHUP))) {
 		conn_close(w, c, is_backend ? CLOSE_RESET_BACKEND : CLOSE_RESET_CLIENT);
 		return;
 	}
@@ -563,6 +589,7 @@ tick_service(struct worker *w, size_t s)
 	while ((c = rt->idle.head) != NULL &&
 	    w->now_ms - c->last_ms >= svc->idle_timeout_ms)
 		conn_close(w, c, CLOSE_IDLE);
+	wait_expire(w, s);
 	if (svc->max_age_ms != 0)
 		age_out(w, s);
 	/* Clients still waiting for a descriptor: try again.  Taken off the
@@ -607,6 +634,8 @@ worker_cut_and_exit(struct worker *w)
 		while ((c = w->rt[s].connecting.head) != NULL)
 			conn_close(w, c, CLOSE_SHUTDOWN);
 		while ((c = w->rt[s].idle.head) != NULL)
+			conn_close(w, c, CLOSE_SHUTDOWN);
+		while ((c = w->rt[s].waiting.head) != NULL)
 			conn_close(w, c, CLOSE_SHUTDOWN);
 	}
 	while ((c = w->doors.head) != NULL)
@@ -718,8 +747,8 @@ worker_timeout(const struct worker *w)
 	if (w->nconns > 0)
 		tick = w->next_tick_ms > w->now_ms ? (int64_t)(w->next_tick_ms - w->now_ms) : 0;
 	if (tick == -1 || (pause != -1 && pause < tick))
-		return (int)pause;
-	return (int)tick;
+		return wait_timeout(w, (int)pause);
+	return wait_timeout(w, (int)tick);
 }
 
 void
@@ -765,6 +794,8 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 		for (i = 0; i < n; i++)
 			dispatch(&w, &events[i]);
 		runq_run(&w);
+		if (w.nwaiting > 0 && (w.wait_due || w.now_ms >= w.next_wait_ms))
+			wait_run(&w);	/* the service queues: see wait.c */
 		if (w.now_ms >= w.next_tick_ms)
 			tick(&w);
 		if (orphan_cut_due(&w.orphan, w.now_ms)) {
