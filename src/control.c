@@ -68,6 +68,7 @@ struct control {
 	struct ev_handler	 timer_ev;	/* fd: idle/resume timerfd, owned */
 	int			 epfd;
 	pid_t			 owner;		/* the master: only it unlinks the socket */
+	int			 keep_path;	/* a new master binds it after an upgrade */
 	gid_t			 admin_gid;
 	struct stats_map	*map;
 	struct control_hooks	 hooks;
@@ -693,10 +694,19 @@ control_close(struct control *ctl)
 	if (master) {
 		ev_del(ctl->epfd, &ctl->listen_ev);
 		ev_del(ctl->epfd, &ctl->timer_ev);
-		if (unlink(ctl->path) == -1 && errno != ENOENT)
+		if (!ctl->keep_path && unlink(ctl->path) == -1 && errno != ENOENT)
 			log_warn("control socket %s: unlink", ctl->path);
 	}
 	close(ctl->listen_ev.fd);
 	close(ctl->timer_ev.fd);
 	free(ctl);
+}
+
+/* Binary upgrade: the new master binds the same path at once; leave the file. */
+void
+control_close_keep(struct control *ctl)
+{
+	if (ctl != NULL)
+		ctl->keep_path = 1;
+	control_close(ctl);
 }
