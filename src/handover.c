@@ -10,6 +10,7 @@
  * New master: its slots keep the old workers' records until they exit
  * (watched by pidfd), then folds their counters as for its own workers.
  */
+#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -141,7 +142,7 @@ handover_adopt_workers(struct master *m)
 int
 handover_takeover(struct master *m)
 {
-	char err[256];
+	char err[256], path[PATH_MAX];
 	int chan = m->upgrade_chan;
 
 	m->upgrade_chan = -1;
@@ -152,6 +153,9 @@ handover_takeover(struct master *m)
 	}
 	master_pidfile(m, 0);
 	pidfile_write(m->pidfh);
+	/* The old master left its socket file in place for us to bind again. */
+	if (config_control_path(m->conf, path, sizeof(path)) == 0)
+		(void)unlink(path);
 	master_control_open(m);
 	log_info("upgrade: took over from pid %d; version %s", (int)getppid(), LBD_VERSION);
 	return 0;
