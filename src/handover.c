@@ -144,6 +144,7 @@ handover_takeover(struct master *m)
 {
 	char err[256], path[PATH_MAX];
 	int chan = m->upgrade_chan;
+	pid_t old = getppid();		/* until it exits */
 
 	m->upgrade_chan = -1;
 	if (upgrade_takeover(chan, err, sizeof(err)) == -1) {
@@ -157,7 +158,7 @@ handover_takeover(struct master *m)
 	if (config_control_path(m->conf, path, sizeof(path)) == 0)
 		(void)unlink(path);
 	master_control_open(m);
-	log_info("upgrade: took over from pid %d; version %s", (int)getppid(), LBD_VERSION);
+	log_info("upgrade: took over from pid %d; version %s", (int)old, LBD_VERSION);
 	return 0;
 }
 
