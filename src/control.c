@@ -702,6 +702,13 @@ control_close(struct control *ctl)
 	free(ctl);
 }
 
+/* After daemon(): the forked child is the master that owns the socket now. */
+void
+control_set_owner(struct control *ctl)
+{
+	ctl->owner = getpid();
+}
+
 /* Binary upgrade: the new master binds the same path at once; leave the file. */
 void
 control_close_keep(struct control *ctl)

@@ -646,6 +646,14 @@ master_start(struct master *m)
 		if (daemon(0, 0) == -1)
 			fatal("daemon");
 		log_to_syslog();
+		/*
+		 * epoll hears a signalfd only for the process that added it
+		 * (signalfd(2)): added again here, or the daemon never sees a signal.
+		 */
+		ev_del(m->epfd, &m->sig);
+		if (ev_add(m->epfd, &m->sig, EPOLLIN) == -1)
+			fatal("epoll_ctl(ADD) signalfd");
+		control_set_owner(m->control);
 	}
 	if (!upgrading)
 		pidfile_write(m->pidfh);
