@@ -89,8 +89,9 @@ class Upgradable:
     """lbd -d started from a copy of the binary in workdir; .pid follows the
     pid file, so it names the new master after an upgrade."""
 
-    def __init__(self, workdir, services, grace="30s"):
+    def __init__(self, workdir, services, grace="30s", foreground=True):
         self.workdir = workdir
+        self.foreground = foreground
         os.chmod(workdir, 0o755)
         self.binary = os.path.join(workdir, "lbd")
         shutil.copy2(os.path.join(lbdtest.build_dir(), "lbd"), self.binary)
@@ -111,14 +112,19 @@ class Upgradable:
     def start(self):
         with open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(
-                [self.binary, "-d", "-f", self.conf_path],
+                [self.binary] + (["-d"] if self.foreground else [])
+                + ["-f", self.conf_path],
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err)
-        self.masters.append(self.proc.pid)
-        assert poll_until(lambda: self.pidfile() == self.proc.pid
-                          and all(lbdtest.listening(self.proc.pid, p)
-                                  for p in self.ports.values()),
+        if not self.foreground:	# daemon(): the master is a grandchild
+            assert self.proc.wait(10 * SCALE) == 0, self.describe()
+        assert poll_until(lambda: self.pidfile() != 0, 10 * SCALE), \
+            self.describe()
+        self.pid = self.pidfile()
+        self.masters.append(self.pid)
+        assert poll_until(lambda: all(lbdtest.listening(self.pid, p)
+                                      for p in self.ports.values()),
                           10 * SCALE), self.describe()
-        assert poll_until(lambda: len(self.workers(self.proc.pid)) == 2,
+        assert poll_until(lambda: len(self.workers(self.pid)) == 2,
                           10 * SCALE), self.describe()
 
     def pidfile(self):
@@ -156,7 +162,7 @@ class Upgradable:
 
     def reap(self, pid, timeout):
         """Waits for pid (the first master, or one reparented to us)."""
-        if pid == self.proc.pid:
+        if pid == self.proc.pid and self.foreground:
             try:
                 return self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -201,10 +207,10 @@ def upgradable(tmp_path):
     subreaper(True)
     made = []
 
-    def make(services, grace="30s"):
+    def make(services, grace="30s", foreground=True):
         workdir = str(tmp_path / ("lbd%d" % len(made)))
         os.makedirs(workdir)
-        made.append(Upgradable(workdir, services, grace))
+        made.append(Upgradable(workdir, services, grace, foreground))
         made[-1].start()
         return made[-1]
 
@@ -291,7 +297,7 @@ def test_upgrade_under_load(upgradable, backend, tmp_path):
     # two services: two listeners to hand over
     lbd = upgradable([lbdtest.service("web", [a1, a2]),
                       lbdtest.service("dl", [src])])
-    first = lbd.proc.pid
+    first = lbd.pid
     assert lbd.lbadmin("drain", "web/a2").returncode == 0
     for _ in range(50):
         assert lbdtest.ident(lbd.port) == "a1"
@@ -361,7 +367,7 @@ def test_failed_upgrades_keep_the_old_master(upgradable, backend, tmp_path):
     newbin = build_new_binary(str(tmp_path))
     a1 = backend("ident", "a1")
     lbd = upgradable([lbdtest.service("web", [a1])], grace="5s")
-    first = lbd.proc.pid
+    first = lbd.pid
     sock = os.path.join(lbd.runtime_dir, "lbd.sock")
 
     def still_serving():
@@ -406,3 +412,28 @@ def test_failed_upgrades_keep_the_old_master(upgradable, backend, tmp_path):
     assert lbdtest.ident(lbd.port) == "a1"
     assert lbd.lbstat()["version"] == NEW_VERSION
     assert lbd.lbadmin("show").returncode == 0
+
+
+def test_daemonised_master_hears_signals(upgradable, backend, tmp_path):
+    """Without -d: the master that daemon() forked must still see SIGHUP,
+    SIGUSR2 and SIGTERM (epoll only reports a signalfd's signals to the
+    process that added it), and remove its socket and pid file at exit."""
+    newbin = build_new_binary(str(tmp_path))
+    a1 = backend("ident", "a1")
+    lbd = upgradable([lbdtest.service("web", [a1])], grace="5s",
+                     foreground=False)
+    first = lbd.pid
+    os.kill(first, signal.SIGHUP)
+    assert poll_until(lambda: lbd.lbstat()["reloads"] == 1, 10 * SCALE)
+    replace_file(newbin, lbd.binary)
+    os.kill(first, signal.SIGUSR2)
+    assert poll_until(lambda: lbd.pidfile() not in (0, first), 10 * SCALE)
+    new = lbd.pidfile()
+    lbd.masters.append(new)
+    assert lbd.reap(first, 20 * SCALE) == 0
+    assert lbdtest.ident(lbd.port) == "a1"
+    assert lbd.lbstat()["version"] == NEW_VERSION
+    os.kill(new, signal.SIGTERM)
+    assert lbd.reap(new, 20 * SCALE) == 0
+    assert not os.path.exists(lbd.pid_path)
+    assert not os.path.exists(os.path.join(lbd.runtime_dir, "lbd.sock"))
