@@ -707,8 +707,10 @@ master_run(const char *config_path, int foreground)
 		log_to_syslog();
 	m.conf = m.upgrade_chan != -1 ? load_logged(config_path) :
 	    config_load(config_path, stderr);
-	if (m.conf == NULL)
+	if (m.conf == NULL) {
+		listeners_retire(inherited, ninherited, NULL, 0);
 		return 1;
+	}
 	/* daemon() moves to "/": a reload must still find a relative path. */
 	if ((m.config_path = realpath(config_path, NULL)) == NULL)
 		fatal("%s", config_path);
