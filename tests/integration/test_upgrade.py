@@ -437,3 +437,36 @@ def test_daemonised_master_hears_signals(upgradable, backend, tmp_path):
     assert lbd.reap(new, 20 * SCALE) == 0
     assert not os.path.exists(lbd.pid_path)
     assert not os.path.exists(os.path.join(lbd.runtime_dir, "lbd.sock"))
+
+
+def test_upgrade_to_another_stats_layout(upgradable, backend, tmp_path):
+    """A new binary whose segment layout differs (simulated by changing the
+    version field of the running one's file) starts a fresh segment, says
+    so, and serves; admin state still carries over through lbd.state."""
+    newbin = build_new_binary(str(tmp_path))
+    a1, a2 = backend("ident", "a1"), backend("ident", "a2")
+    lbd = upgradable([lbdtest.service("web", [a1, a2])], grace="5s")
+    first = lbd.pid
+    assert lbd.lbadmin("drain", "web/a2").returncode == 0
+    for _ in range(10):
+        assert lbdtest.ident(lbd.port) == "a1"
+    stats = os.path.join(lbd.runtime_dir, "lbd.stats")
+    with open(stats, "r+b") as f:		# header: u64 magic, u32 version
+        f.seek(8)
+        version = int.from_bytes(f.read(4), "little")
+        f.seek(8)
+        f.write((version + 1000).to_bytes(4, "little"))
+    replace_file(newbin, lbd.binary)
+    os.kill(first, signal.SIGUSR2)
+    assert poll_until(lambda: lbd.pidfile() not in (0, first), 10 * SCALE), \
+        lbd.describe()
+    lbd.masters.append(lbd.pidfile())
+    assert "starting a fresh stats segment" in lbd.stderr()
+    assert lbd.reap(first, 20 * SCALE) == 0, lbd.describe()
+    for _ in range(5):
+        assert lbdtest.ident(lbd.port) == "a1"
+    after = lbd.lbstat()
+    assert after["version"] == NEW_VERSION
+    web = after["services"][0]
+    assert web["accepted"] == 5, web		# counted afresh
+    assert {b["name"]: b["state"] for b in web["backends"]}["a2"] == "drain"
