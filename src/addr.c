@@ -144,6 +144,11 @@ addr_split(const char *text, char *host, size_t hostlen, uint16_t *port,
 		*why = "port must be a number from 1 to 65535";
 		return -1;
 	}
+	/* A forgotten host must not silently mean every interface. */
+	if (hend == hstart) {
+		*why = "empty host: write 0.0.0.0:port or [::]:port for every address";
+		return -1;
+	}
 	memcpy(host, hstart, (size_t)(hend - hstart));
 	host[hend - hstart] = '\0';
 	if (strcmp(host, "*") == 0)
@@ -177,6 +182,20 @@ addr_resolve(const char *text, int passive, struct sockaddr_storage *ss,
 	*len = res->ai_addrlen;
 	freeaddrinfo(res);
 	return 0;
+}
+
+char *
+addr_display(const char *text, const struct sockaddr *sa, char *buf, size_t len)
+{
+	char num[LBD_ADDR_DISPLAY_MAX];
+	int n;
+
+	addr_format(sa, num, sizeof(num));
+	if (strcmp(text, num) == 0)
+		snprintf(buf, len, "%s", text);
+	else if ((n = snprintf(buf, len, "%s (%s)", text, num)) < 0 || (size_t)n >= len)
+		snprintf(buf, len, "%s", num);
+	return buf;
 }
 
 char *

@@ -19,6 +19,13 @@ gcd(uint32_t a, uint32_t b)
 	return a;
 }
 
+/* a/wa < b/wb, exactly, for counts and weights. */
+static int
+per_weight_less(uint64_t a, uint32_t wa, uint64_t b, uint32_t wb)
+{
+	return (unsigned __int128)a * wb < (unsigned __int128)b * wa;
+}
+
 size_t
 balance_smooth_sequence(const uint32_t *weights, size_t n, uint8_t *seq)
 {
@@ -71,12 +78,58 @@ balance_leastconn(const uint64_t *active, const uint32_t *weights, size_t n,
 		i = (size_t)((rotate + k) % n);
 		if (weights[i] == 0)
 			continue;
-		/* active[i]/weights[i] < active[best]/weights[best], without division */
-		if (best == -1 || (unsigned __int128)active[i] * weights[best] <
-		    (unsigned __int128)active[best] * weights[i])
+		if (best == -1 || per_weight_less(active[i], weights[i],
+		    active[best], weights[(size_t)best]))
 			best = (int)i;
 	}
 	return best;
+}
+
+static int
+over_share(uint64_t recent, uint32_t weight, uint64_t total_recent, uint64_t total_weight)
+{
+	/* recent > 2 * total_recent * weight / total_weight + 2, without division */
+	return (unsigned __int128)(recent > 2 ? recent - 2 : 0) * total_weight >
+	    (unsigned __int128)2 * total_recent * weight;
+}
+
+static int
+leastload_better(const uint64_t *load, const uint64_t *active, const uint32_t *weights,
+    size_t i, int best)
+{
+	size_t b = (size_t)best;
+
+	if (best == -1 || per_weight_less(load[i], weights[i], load[b], weights[b]))
+		return 1;
+	if (per_weight_less(load[b], weights[b], load[i], weights[i]))
+		return 0;
+	return per_weight_less(active[i], weights[i], active[b], weights[b]);
+}
+
+int
+balance_leastload(const uint64_t *load, const uint64_t *active, const uint64_t *recent,
+    const uint32_t *weights, size_t n, uint64_t rotate)
+{
+	uint64_t total_recent = 0, total_weight = 0;
+	int best = -1, best_any = -1;
+	size_t k, i;
+
+	for (i = 0; i < n; i++)
+		if (weights[i] != 0) {
+			total_recent += recent[i];
+			total_weight += weights[i];
+		}
+	for (k = 0; k < n; k++) {
+		i = (size_t)((rotate + k) % n);
+		if (weights[i] == 0)
+			continue;
+		if (leastload_better(load, active, weights, i, best_any))
+			best_any = (int)i;
+		if (!over_share(recent[i], weights[i], total_recent, total_weight) &&
+		    leastload_better(load, active, weights, i, best))
+			best = (int)i;
+	}
+	return best != -1 ? best : best_any;
 }
 
 /* splitmix64's finaliser: cheap, and every input bit moves every output bit. */
@@ -112,8 +165,23 @@ balance_client_hash(const struct sockaddr *sa)
 	return h;
 }
 
+/* FNV-1a over the bytes, then mix64: FNV alone leaves the high bits of short
+ * names that differ only in their last letter ("app1", "app2") too alike. */
+uint64_t
+balance_name_hash(const char *name)
+{
+	uint64_t h = UINT64_C(0xcbf29ce484222325);
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)name; *p != '\0'; p++) {
+		h ^= *p;
+		h *= UINT64_C(0x100000001b3);
+	}
+	return mix64(h);
+}
+
 int
-balance_rendezvous(uint64_t client_hash, const uint32_t *ids,
+balance_rendezvous(uint64_t client_hash, const uint64_t *ids,
     const uint32_t *weights, size_t n)
 {
 	double best_score = 0, score, u;

@@ -28,16 +28,38 @@ size_t balance_smooth_sequence(const uint32_t *weights, size_t n, uint8_t *seq);
 int balance_leastconn(const uint64_t *active, const uint32_t *weights, size_t n,
     uint64_t rotate);
 
+/*
+ * leastload: index of the candidate with the least estimated load (load[i],
+ * any unit) per unit of weight; ties go to the fewest active connections
+ * per unit of weight, then to the first at or after rotate % n.
+ * Herd guard: recent[i] counts the picks of candidate i since its load was
+ * last measured; one that already took twice its weight's share of those
+ * picks (and two more) is passed over while another is left, so a burst
+ * of new connections cannot pile on the backend that looked idlest before
+ * it.  Candidates of weight 0 are skipped.  -1 if none.
+ */
+int balance_leastload(const uint64_t *load, const uint64_t *active, const uint64_t *recent,
+    const uint32_t *weights, size_t n, uint64_t rotate);
+
 /* A hash of the client's address (not its port), IPv4 or IPv6. */
 uint64_t balance_client_hash(const struct sockaddr *sa);
 
 /*
- * Rendezvous (highest random weight) choice among n candidates identified by
- * ids (stable across changes, e.g. backend slots): a client keeps its
- * backend while that backend stays, and losing one backend moves only its
- * own clients.  Candidates of weight 0 are skipped.  -1 if none.
+ * A stable 64-bit identity for a backend, from its name alone: the same on
+ * every node and across restarts, whatever the order of the file (unlike
+ * its stats slot or its index).  Hashing by name is what lets several lbd
+ * nodes behind ECMP send one client to one backend (issue 19).
  */
-int balance_rendezvous(uint64_t client_hash, const uint32_t *ids,
+uint64_t balance_name_hash(const char *name);
+
+/*
+ * Rendezvous (highest random weight) choice among n candidates identified by
+ * ids (balance_name_hash of each backend's name): a client keeps its
+ * backend while that backend stays, losing one backend moves only its own
+ * clients, and the choice depends on the set of ids, not on their order.
+ * Candidates of weight 0 are skipped.  -1 if none.
+ */
+int balance_rendezvous(uint64_t client_hash, const uint64_t *ids,
     const uint32_t *weights, size_t n);
 
 #endif

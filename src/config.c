@@ -5,7 +5,7 @@
  * duplicate section titles with their line.  Value callbacks check each
  * value as it is read, so cfg_error() still knows its line; whole-file rules
  * (no backend, two services on one address) are checked afterwards against
- * the section lines that config_scan_sections() records.
+ * the section lines that the pre-scan (conflex.c) records.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -17,7 +17,12 @@
 #include <confuse.h>
 
 #include "addr.h"
+#include "balance.h"
+#include "cidr.h"
+#include "conflex.h"
 #include "config.h"
+#include "conflisten.h"
+#include "sniroute.h"
 
 struct int_range {
 	const char *name;
@@ -38,11 +43,7 @@ struct load_ctx {
 	FILE *errors;
 	const char *path;
 	int nerrors;
-	struct section_line {
-		char path[520];		/* "web" or "web/app1", as written */
-		int line;
-	} *sections;
-	size_t nsections;
+	struct conflex lex;		/* the raw text and its section lines */
 };
 
 /* libconfuse callbacks carry no user pointer; config_load is not reentrant. */
@@ -97,8 +98,19 @@ parse_duration_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	const char *why;
 	uint32_t ms;
 
+	/* Keys whose default is "off" take it as a value: 0 ms. */
+	if (strcmp(value, "off") == 0 && opt->def.string != NULL &&
+	    strcmp(opt->def.string, "off") == 0) {
+		*(const char **)result = value;
+		return 0;
+	}
 	if (addr_parse_duration(value, &ms, &why) == -1) {
 		cfg_error(cfg, "%s = \"%s\": %s", opt->name, value, why);
+		return -1;
+	}
+	if (strcmp(opt->name, "worker-stall") == 0 &&
+	    (ms < LBD_WORKER_STALL_MIN || ms > LBD_WORKER_STALL_MAX)) {
+		cfg_error(cfg, "%s = \"%s\": out of range 1s..1h", opt->name, value);
 		return -1;
 	}
 	*(const char **)result = value;
@@ -154,7 +166,8 @@ parse_path_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 static int
 parse_keyword_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	static const char *const balance[] = { "roundrobin", "leastconn", "source", NULL };
+	static const char *const balance[] = { "roundrobin", "leastconn", "source",
+	    "leastload", NULL };
 	static const char *const proxy[] = { "off", "v1", "v2", NULL };
 	const char *const *allowed = strcmp(opt->name, "balance") == 0 ? balance : proxy;
 	size_t i;
@@ -166,8 +179,38 @@ parse_keyword_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 		}
 	}
 	cfg_error(cfg, "%s = \"%s\": must be %s", opt->name, value,
-	    allowed == balance ? "roundrobin, leastconn or source" : "off, v1 or v2");
+	    allowed == balance ? "roundrobin, leastconn, source or leastload" :
+	    "off, v1 or v2");
 	return -1;
+}
+
+/* An `sni` entry: a host name, or "*." and one (sniroute.h). */
+static int
+parse_sni_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (!sniroute_pattern_valid(value)) {
+		cfg_error(cfg, "%s \"%s\": not a host name (letters, digits, '-', dots, at "
+		    "most 253 characters, no IP address), optionally after \"*.\"",
+		    opt->name, value);
+		return -1;
+	}
+	*(const char **)result = value;
+	return 0;
+}
+
+/* An `allow` or `deny` entry: "ADDR/LEN" or a bare address (cidr.h). */
+static int
+parse_cidr_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct cidr_range r;
+	const char *why;
+
+	if (cidr_parse(value, &r, &why) == -1) {
+		cfg_error(cfg, "%s \"%s\": %s", opt->name, value, why);
+		return -1;
+	}
+	*(const char **)result = value;
+	return 0;
 }
 
 #define DURATION(name, def) CFG_STR_CB(name, def, CFGF_NONE, parse_duration_cb)
@@ -195,6 +238,12 @@ static cfg_opt_t service_opts[] = {
 	DURATION("idle-timeout", "5m"),
 	CFG_INT("retries", 2, CFGF_NONE),
 	CFG_STR_CB("proxy-protocol", "off", CFGF_NONE, parse_keyword_cb),
+	DURATION("max-connection-age", "off"),
+	DURATION("age-quiet", "250ms"),
+	CFG_BOOL("accept-proxy", cfg_false, CFGF_NONE),
+	CFG_STR_LIST_CB("sni", NULL, CFGF_NODEFAULT, parse_sni_cb),
+	CFG_STR_LIST_CB("allow", NULL, CFGF_NODEFAULT, parse_cidr_cb),
+	CFG_STR_LIST_CB("deny", NULL, CFGF_NODEFAULT, parse_cidr_cb),
 	CFG_SEC("health", health_opts, CFGF_NONE),
 	CFG_SEC("backend", backend_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END()
@@ -208,6 +257,7 @@ static cfg_opt_t top_opts[] = {
 	CFG_STR_CB("runtime-dir", "/run/lbd", CFGF_NONE, parse_path_cb),
 	CFG_INT("maxconn", 20000, CFGF_NONE),
 	DURATION("shutdown-grace", "30s"),
+	DURATION("worker-stall", "5s"),
 	CFG_BOOL("log-connections", cfg_false, CFGF_NONE),
 	CFG_STR_CB("relay-turn", "8M", CFGF_NONE, parse_turn_cb),
 	CFG_SEC("service", service_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
@@ -223,200 +273,6 @@ set_int_validators(cfg_t *cfg)
 	cfg_set_validate_func(cfg, "service|backend|weight", validate_int);
 	cfg_set_validate_func(cfg, "service|health|rise", validate_int);
 	cfg_set_validate_func(cfg, "service|health|fall", validate_int);
-}
-
-/*
- * A light pass over the raw text, before libconfuse: records the line on
- * which each "service NAME {" and "backend NAME {" opens (libconfuse keeps
- * only the closing line), and refuses a section still open at end of file,
- * which libconfuse 3.3 silently accepts.
- */
-struct scan {
-	int line;
-	int depth;
-	int open_line[8];
-	char word[2][256];		/* the last two words, a quoted one unquoted */
-	char service[256];
-};
-
-static void
-scan_word(struct scan *sc, const char *start, size_t len)
-{
-	memmove(sc->word[0], sc->word[1], sizeof(sc->word[1]));
-	if (len >= sizeof(sc->word[1]))
-		len = sizeof(sc->word[1]) - 1;
-	memcpy(sc->word[1], start, len);
-	sc->word[1][len] = '\0';
-}
-
-static void
-scan_open(struct load_ctx *ctx, struct scan *sc)
-{
-	struct section_line *sl;
-	void *grown;
-
-	if (sc->depth < (int)(sizeof(sc->open_line) / sizeof(sc->open_line[0])))
-		sc->open_line[sc->depth] = sc->line;
-	sc->depth++;
-	if (sc->depth == 1 && strcmp(sc->word[0], "service") == 0)
-		strlcpy(sc->service, sc->word[1], sizeof(sc->service));
-	else if (!(sc->depth == 2 && strcmp(sc->word[0], "backend") == 0))
-		goto done;
-	grown = reallocarray(ctx->sections, ctx->nsections + 1, sizeof(*ctx->sections));
-	if (grown == NULL)
-		goto done;
-	ctx->sections = grown;
-	sl = &ctx->sections[ctx->nsections++];
-	sl->line = sc->line;
-	if (sc->depth == 1)
-		snprintf(sl->path, sizeof(sl->path), "%s", sc->service);
-	else
-		snprintf(sl->path, sizeof(sl->path), "%s/%s", sc->service, sc->word[1]);
-done:
-	sc->word[0][0] = sc->word[1][0] = '\0';
-}
-
-/* Skips a quoted string, recording its content as the last word. */
-static char *
-scan_quoted(struct scan *sc, char *p)
-{
-	char quote = *p++, *start = p;
-
-	for (; *p != '\0' && *p != quote; p++) {
-		if (*p == '\\' && p[1] != '\0')
-			p++;
-		if (*p == '\n')
-			sc->line++;
-	}
-	scan_word(sc, start, (size_t)(p - start));
-	return *p == quote ? p + 1 : p;
-}
-
-/*
- * Comments become blanks, newlines kept: libconfuse 3.3 miscounts lines
- * after a comment (two per '#' line) and refuses one inside a list.
- */
-static char *
-scan_comment(struct scan *sc, char *p)
-{
-	if (p[0] == '/' && p[1] == '*') {
-		p[0] = p[1] = ' ';
-		for (p += 2; *p != '\0' && !(p[0] == '*' && p[1] == '/'); p++) {
-			if (*p == '\n')
-				sc->line++;
-			else
-				*p = ' ';
-		}
-		if (*p != '\0')
-			p[0] = p[1] = ' ';
-		return *p != '\0' ? p + 2 : p;
-	}
-	for (; *p != '\0' && *p != '\n'; p++)
-		*p = ' ';
-	return p;
-}
-
-static int
-config_scan_sections(struct load_ctx *ctx, char *text)
-{
-	struct scan sc = { .line = 1 };
-	char *p = text, *start;
-
-	while (*p != '\0') {
-		if (*p == '\n') {
-			sc.line++;
-			p++;
-		} else if (*p == '#' || (p[0] == '/' && (p[1] == '/' || p[1] == '*'))) {
-			p = scan_comment(&sc, p);
-		} else if (*p == '"' || *p == '\'') {
-			p = scan_quoted(&sc, p);
-		} else if (*p == '{') {
-			scan_open(ctx, &sc);
-			p++;
-		} else if (*p == '}') {
-			if (sc.depth > 0)
-				sc.depth--;
-			p++;
-		} else if (isspace((unsigned char)*p) || *p == '=' || *p == ',') {
-			if (*p == '=')
-				scan_word(&sc, "=", 1);
-			p++;
-		} else {
-			/* A bare word runs to the next blank or punctuation libconfuse knows. */
-			for (start = p; *p != '\0' && !isspace((unsigned char)*p) &&
-			    strchr("{}=,\"'#", *p) == NULL; p++)
-				;
-			if (p == start)
-				p++;
-			else
-				scan_word(&sc, start, (size_t)(p - start));
-		}
-	}
-	if (sc.depth > 0) {
-		config_report(ctx, sc.open_line[0],
-		    "section opened here is not closed at end of file (missing '}')");
-		return -1;
-	}
-	return 0;
-}
-
-static int
-config_section_line(const struct load_ctx *ctx, const char *service, const char *backend)
-{
-	char path[sizeof(ctx->sections[0].path)];
-	size_t i;
-
-	if (backend != NULL)
-		snprintf(path, sizeof(path), "%s/%s", service, backend);
-	else
-		snprintf(path, sizeof(path), "%s", service);
-	for (i = 0; i < ctx->nsections; i++)
-		if (strcmp(ctx->sections[i].path, path) == 0)
-			return ctx->sections[i].line;
-	return 0;
-}
-
-static char *
-read_file(struct load_ctx *ctx, const char *path)
-{
-	FILE *fp;
-	char *text = NULL;
-	size_t len = 0, cap = 0, n;
-
-	if ((fp = fopen(path, "r")) == NULL) {
-		if (ctx->errors != NULL)
-			fprintf(ctx->errors, "%s: %s\n", path, strerror(errno));
-		ctx->nerrors++;
-		return NULL;
-	}
-	for (;;) {
-		if (cap - len < 4096) {
-			char *grown;
-
-			/* A configuration has no business being this large. */
-			if (cap > (16u << 20) ||
-			    (grown = realloc(text, cap + 65536)) == NULL) {
-				config_report(ctx, 0, "file too large");
-				free(text);
-				fclose(fp);
-				return NULL;
-			}
-			text = grown;
-			cap += 65536;
-		}
-		n = fread(text + len, 1, cap - len - 1, fp);
-		len += n;
-		if (n == 0)
-			break;
-	}
-	text[len] = '\0';
-	if (ferror(fp) || memchr(text, '\0', len) != NULL) {
-		config_report(ctx, 0, "%s", ferror(fp) ? strerror(errno) : "not a text file");
-		free(text);
-		text = NULL;
-	}
-	fclose(fp);
-	return text;
 }
 
 static int
@@ -438,7 +294,7 @@ get_duration(cfg_t *cfg, const char *name)
 	const char *why;
 	uint32_t ms = 0;
 
-	/* Already checked by parse_duration_cb; defaults are valid. */
+	/* Already checked by parse_duration_cb; defaults are valid; "off" is 0. */
 	(void)addr_parse_duration(cfg_getstr(cfg, name), &ms, &why);
 	return ms;
 }
@@ -521,7 +377,7 @@ load_backends(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 		const char *name = cfg_title(bcfg);
 		const char *address = cfg_getstr(bcfg, "address");
 
-		be->line = config_section_line(ctx, svc->name, name);
+		be->line = conflex_section_line(&ctx->lex, svc->name, name);
 		if (!valid_name(name)) {
 			config_report(ctx, be->line, "backend name \"%s\": use up to %d letters, "
 			    "digits, '-', '_' or '.'", name, LBD_NAME_LEN - 1);
@@ -529,6 +385,7 @@ load_backends(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 			continue;
 		}
 		strlcpy(be->name, name, sizeof(be->name));
+		be->name_hash = balance_name_hash(be->name);
 		be->weight = (uint32_t)cfg_getint(bcfg, "weight");
 		if (address == NULL) {
 			config_report(ctx, be->line, "backend %s/%s has no address",
@@ -562,6 +419,65 @@ load_listen(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 	return rc;
 }
 
+/* allow or deny: each entry was checked by parse_cidr_cb as it was read. */
+static int
+load_cidrs(struct load_ctx *ctx, cfg_t *scfg, const char *key,
+    struct lbd_service_conf *svc, struct cidr_set *set)
+{
+	size_t i, n = cfg_size(scfg, key);
+	const char *why;
+
+	if (n > LBD_MAX_CIDRS) {
+		config_report(ctx, svc->line, "service %s: more than %d %s entries",
+		    svc->name, LBD_MAX_CIDRS, key);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		const char *text = cfg_getnstr(scfg, key, (unsigned)i);
+
+		if (cidr_set_add(set, text, &why) == -1) {
+			config_report(ctx, svc->line, "service %s: %s \"%s\": %s",
+			    svc->name, key, text, why);
+			return -1;
+		}
+	}
+	cidr_set_finish(set);
+	return 0;
+}
+
+/* accept-proxy, sni, allow and deny: what frontdoor.h needs. */
+static int
+load_frontdoor(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
+{
+	size_t i, n = cfg_size(scfg, "sni");
+	char *p;
+
+	svc->accept_proxy = cfg_getbool(scfg, "accept-proxy");
+	if (n > LBD_MAX_SNI_NAMES) {
+		config_report(ctx, svc->line, "service %s: more than %d sni names",
+		    svc->name, LBD_MAX_SNI_NAMES);
+		return -1;
+	}
+	if (n > 0 && (svc->sni = calloc(n, sizeof(*svc->sni))) == NULL) {
+		config_report(ctx, svc->line, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if ((svc->sni[i] = strdup(cfg_getnstr(scfg, "sni", (unsigned)i))) == NULL) {
+			config_report(ctx, svc->line, "out of memory");
+			return -1;
+		}
+		svc->nsni++;
+		/* Names match case-insensitively; one case makes logs and checks simple. */
+		for (p = svc->sni[i]; *p != '\0'; p++)
+			*p = (char)tolower((unsigned char)*p);
+	}
+	if (load_cidrs(ctx, scfg, "allow", svc, &svc->allow) == -1 ||
+	    load_cidrs(ctx, scfg, "deny", svc, &svc->deny) == -1)
+		return -1;
+	return 0;
+}
+
 static int
 load_service(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 {
@@ -570,7 +486,7 @@ load_service(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 	const char *proxy = cfg_getstr(scfg, "proxy-protocol");
 	int rc = 0;
 
-	svc->line = config_section_line(ctx, name, NULL);
+	svc->line = conflex_section_line(&ctx->lex, name, NULL);
 	if (!valid_name(name)) {
 		config_report(ctx, svc->line, "service name \"%s\": use up to %d letters, "
 		    "digits, '-', '_' or '.'", name, LBD_NAME_LEN - 1);
@@ -578,14 +494,18 @@ load_service(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 	}
 	strlcpy(svc->name, name, sizeof(svc->name));
 	svc->balance = strcmp(balance, "leastconn") == 0 ? LBD_BALANCE_LEASTCONN :
-	    strcmp(balance, "source") == 0 ? LBD_BALANCE_SOURCE : LBD_BALANCE_ROUNDROBIN;
+	    strcmp(balance, "source") == 0 ? LBD_BALANCE_SOURCE :
+	    strcmp(balance, "leastload") == 0 ? LBD_BALANCE_LEASTLOAD : LBD_BALANCE_ROUNDROBIN;
 	svc->proxy_protocol = strcmp(proxy, "v1") == 0 ? LBD_PROXY_V1 :
 	    strcmp(proxy, "v2") == 0 ? LBD_PROXY_V2 : LBD_PROXY_OFF;
 	svc->connect_timeout_ms = get_duration(scfg, "connect-timeout");
 	svc->idle_timeout_ms = get_duration(scfg, "idle-timeout");
 	svc->retries = (uint32_t)cfg_getint(scfg, "retries");
-	if (svc->connect_timeout_ms == 0 || svc->idle_timeout_ms == 0) {
-		config_report(ctx, svc->line, "service %s: timeouts must be at least 1ms", name);
+	svc->max_age_ms = get_duration(scfg, "max-connection-age");
+	svc->age_quiet_ms = get_duration(scfg, "age-quiet");
+	if (svc->connect_timeout_ms == 0 || svc->idle_timeout_ms == 0 ||
+	    svc->age_quiet_ms == 0) {
+		config_report(ctx, svc->line, "service %s: timeouts and age-quiet must be at least 1ms", name);
 		rc = -1;
 	}
 	if (load_listen(ctx, scfg, svc) == -1)
@@ -594,42 +514,16 @@ load_service(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 		rc = -1;
 	if (load_backends(ctx, scfg, svc) == -1)
 		rc = -1;
+	if (load_frontdoor(ctx, scfg, svc) == -1)
+		rc = -1;
 	return rc;
 }
 
-static int
-same_sockaddr(const struct lbd_sockaddr *a, const struct lbd_sockaddr *b)
+/* conflisten.c's errors, in this file's format. */
+static void
+listen_report(void *arg, int line, const char *msg)
 {
-	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
-}
-
-/* Two services, or one service twice, on the same address. */
-static int
-check_listen_unique(struct load_ctx *ctx, struct lbd_config *conf)
-{
-	size_t s, l, t, m;
-	int rc = 0;
-
-	for (s = 0; s < conf->nservices; s++) {
-		struct lbd_service_conf *svc = &conf->services[s];
-
-		for (l = 0; l < svc->nlisten; l++) {
-			for (t = 0; t <= s; t++) {
-				struct lbd_service_conf *other = &conf->services[t];
-
-				for (m = 0; m < (t == s ? l : other->nlisten); m++) {
-					if (!same_sockaddr(&svc->listen[l], &other->listen[m]))
-						continue;
-					config_report(ctx, svc->line,
-					    "service %s: listen address %s is already used by "
-					    "service %s (line %d)", svc->name, svc->listen[l].text,
-					    other->name, other->line);
-					rc = -1;
-				}
-			}
-		}
-	}
-	return rc;
+	config_report(arg, line, "%s", msg);
 }
 
 static int
@@ -646,6 +540,7 @@ load_globals(struct load_ctx *ctx, cfg_t *cfg, struct lbd_config *conf)
 	conf->workers = (uint32_t)workers;
 	conf->maxconn = (uint32_t)cfg_getint(cfg, "maxconn");
 	conf->shutdown_grace_ms = get_duration(cfg, "shutdown-grace");
+	conf->worker_stall_ms = get_duration(cfg, "worker-stall");
 	conf->log_connections = cfg_getbool(cfg, "log-connections");
 	/* Already checked by parse_turn_cb; the default is valid. */
 	(void)addr_parse_size(cfg_getstr(cfg, "relay-turn"), &conf->relay_turn, &why);
@@ -687,7 +582,7 @@ config_build(struct load_ctx *ctx, cfg_t *cfg, struct lbd_config *conf)
 		    &conf->services[i]) == -1)
 			rc = -1;
 	if (rc == 0)
-		rc = check_listen_unique(ctx, conf);
+		rc = conflisten_check(conf, listen_report, ctx);
 	return rc;
 }
 
@@ -697,19 +592,23 @@ config_load(const char *path, FILE *errors)
 	struct load_ctx ctx = { .errors = errors, .path = path };
 	struct lbd_config *conf = NULL;
 	cfg_t *cfg = NULL;
-	char *text;
 	int rc = -1;
 
 	load_ctx = &ctx;
-	if ((text = read_file(&ctx, path)) == NULL)
+	if (conflex_read(&ctx.lex, path) == -1 || conflex_scan(&ctx.lex) == -1) {
+		if (ctx.lex.err_line < 0 && errors != NULL)
+			fprintf(errors, "%s\n", ctx.lex.err);
+		if (ctx.lex.err_line < 0)
+			ctx.nerrors++;
+		else
+			config_report(&ctx, ctx.lex.err_line, "%s", ctx.lex.err);
 		goto out;
-	if (config_scan_sections(&ctx, text) == -1)
-		goto out;
+	}
 	if ((cfg = cfg_init(top_opts, CFGF_NONE)) == NULL)
 		goto out;
 	cfg_set_error_function(cfg, confuse_error);
 	set_int_validators(cfg);
-	if (cfg_parse_buf(cfg, text) != CFG_SUCCESS) {
+	if (cfg_parse_buf(cfg, ctx.lex.text) != CFG_SUCCESS) {
 		if (ctx.nerrors == 0)
 			config_report(&ctx, 0, "cannot parse the file");
 		goto out;
@@ -723,8 +622,7 @@ config_load(const char *path, FILE *errors)
 out:
 	if (cfg != NULL)
 		cfg_free(cfg);
-	free(text);
-	free(ctx.sections);
+	conflex_free(&ctx.lex);
 	load_ctx = NULL;
 	if (rc == -1) {
 		config_free(conf);
@@ -744,6 +642,11 @@ config_free(struct lbd_config *conf)
 		free(conf->services[i].backends);
 		free(conf->services[i].health.send);
 		free(conf->services[i].health.expect);
+		while (conf->services[i].nsni > 0)
+			free(conf->services[i].sni[--conf->services[i].nsni]);
+		free(conf->services[i].sni);
+		cidr_set_free(&conf->services[i].allow);
+		cidr_set_free(&conf->services[i].deny);
 	}
 	free(conf->services);
 	free(conf->path);
@@ -762,15 +665,11 @@ config_balance_name(enum lbd_balance balance)
 		return "leastconn";
 	case LBD_BALANCE_SOURCE:
 		return "source";
+	case LBD_BALANCE_LEASTLOAD:
+		return "leastload";
 	default:
 		return "roundrobin";
 	}
-}
-
-const char *
-config_proxy_protocol_name(enum lbd_proxy_protocol pp)
-{
-	return pp == LBD_PROXY_V1 ? "v1" : pp == LBD_PROXY_V2 ? "v2" : "off";
 }
 
 static int

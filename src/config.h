@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "lbd/stats.h"
+#include "cidr.h"
 
 #define LBD_DEFAULT_CONF	"/etc/lbd/lbd.conf"
 
@@ -44,6 +45,7 @@ struct lbd_backend_conf {
 	uint32_t weight;		/* 0..256 */
 	int line;
 	uint32_t slot;			/* stats segment slot, set by the master */
+	uint64_t name_hash;		/* balance_name_hash(name): the source hash's key */
 };
 
 struct lbd_service_conf {
@@ -54,13 +56,24 @@ struct lbd_service_conf {
 	uint32_t connect_timeout_ms;
 	uint32_t idle_timeout_ms;
 	uint32_t retries;
+	uint32_t max_age_ms;		/* max-connection-age, 0 = off */
+	uint32_t age_quiet_ms;		/* both directions quiet this long to age out */
 	enum lbd_proxy_protocol proxy_protocol;
 	struct lbd_health_conf health;
 	struct lbd_backend_conf *backends;	/* owned, nbackends long */
 	size_t nbackends;
 	int line;
 	uint32_t slot;			/* stats segment slot, set by the master */
+	/* The front door (frontdoor.h); the worker does not use these yet. */
+	bool accept_proxy;		/* clients must start with a PROXY header */
+	char **sni;			/* owned, nsni names, lower-cased; "*.x" wildcards */
+	size_t nsni;
+	struct cidr_set allow;		/* owned; empty: every client */
+	struct cidr_set deny;		/* owned; empty: no client */
 };
+
+#define LBD_MAX_SNI_NAMES	1024	/* per service */
+#define LBD_MAX_CIDRS		100000	/* per allow or deny list */
 
 /*
  * relay-turn: the bytes a direction moves before its worker serves its
@@ -73,6 +86,8 @@ struct lbd_service_conf {
  */
 #define LBD_RELAY_TURN_MIN	(64u << 10)
 #define LBD_RELAY_TURN_MAX	(1u << 30)
+#define LBD_WORKER_STALL_MIN	1000	/* ms: worker-stall range */
+#define LBD_WORKER_STALL_MAX	3600000
 
 struct lbd_config {
 	char *path;			/* owned */
@@ -83,6 +98,7 @@ struct lbd_config {
 	char *runtime_dir;		/* owned */
 	uint32_t maxconn;
 	uint32_t shutdown_grace_ms;
+	uint32_t worker_stall_ms;	/* a worker whose loop has not turned for this is hung */
 	bool log_connections;
 	uint32_t relay_turn;		/* bytes a direction moves before it yields */
 	struct lbd_service_conf *services;	/* owned, nservices long */
@@ -98,7 +114,6 @@ struct lbd_config *config_load(const char *path, FILE *errors);
 void config_free(struct lbd_config *conf);
 
 const char *config_balance_name(enum lbd_balance balance);
-const char *config_proxy_protocol_name(enum lbd_proxy_protocol pp);
 
 /* Where the stats segment and control socket of conf live. */
 int config_stats_path(const struct lbd_config *conf, char *buf, size_t len);

@@ -41,9 +41,6 @@
 #define CONTROL_PAUSE_MS	1000		/* accept paused this long on EMFILE */
 #define CONTROL_BACKLOG		CONTROL_MAX_CLIENTS
 
-#define CONTROL_OF(h, type, member) \
-	((type *)(void *)((char *)(h) - offsetof(type, member)))
-
 struct control;
 
 struct control_client {
@@ -67,7 +64,6 @@ struct control {
 	struct ev_handler	 listen_ev;	/* fd: the listening socket, owned */
 	struct ev_handler	 timer_ev;	/* fd: idle/resume timerfd, owned */
 	int			 epfd;
-	pid_t			 owner;		/* the master: only it unlinks the socket */
 	int			 keep_path;	/* a new master binds it after an upgrade */
 	gid_t			 admin_gid;
 	struct stats_map	*map;
@@ -339,7 +335,7 @@ control_timer_arm(struct control *ctl)
 static void
 control_client_cb(struct ev_handler *h, uint32_t events)
 {
-	struct control_client *c = CONTROL_OF(h, struct control_client, ev);
+	struct control_client *c = EV_CONTAINER(h, struct control_client, ev);
 	uint32_t want;
 
 	if (c->doomed || (events & EPOLLERR)) {
@@ -373,14 +369,12 @@ control_client_close(struct control_client *c)
 	struct control *ctl = c->ctl;
 
 	log_debug("control: client uid %u pid %d closed", (unsigned)c->uid, (int)c->pid);
-	if (ctl->owner == getpid())
-		ev_del(ctl->epfd, &c->ev);
+	ev_del(ctl->epfd, &c->ev);
 	close(c->ev.fd);
 	ctl->clients[c->slot] = NULL;
 	free(c->out);
 	free(c);
-	if (ctl->owner == getpid())
-		control_timer_arm(ctl);
+	control_timer_arm(ctl);
 }
 
 /* ---- admission ---- */
@@ -415,15 +409,51 @@ control_uid_in_group(uid_t uid, gid_t gid)
 }
 
 /*
- * Root, the daemon's own uid, and members of the admin group.  A process
- * whose effective group is the admin group is a member for the socket's
- * file mode too, so it is let in as well.
+ * The peer's own supplementary groups, as they were at connect(): the list
+ * the kernel checked the socket's file mode against.  1 when gid is among
+ * them, 0 when not, -1 when the kernel cannot say (before Linux 4.13).
  */
 static int
-control_admitted(struct control *ctl, const struct ucred *cr)
+control_peer_in_group(int fd, gid_t gid)
 {
-	return cr->uid == 0 || cr->uid == geteuid() || cr->gid == ctl->admin_gid ||
-	    control_uid_in_group(cr->uid, ctl->admin_gid);
+	gid_t some[64], *groups = some;
+	socklen_t len = sizeof(some);
+	size_t i, n;
+	int found = 0;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, some, &len) == -1) {
+		/* ERANGE: len now says how much room the whole list needs. */
+		if (errno != ERANGE || len > 65536 * sizeof(gid_t) ||
+		    (groups = malloc(len)) == NULL)
+			return -1;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == -1) {
+			free(groups);
+			return -1;
+		}
+	}
+	for (i = 0, n = len / sizeof(gid_t); i < n && !found; i++)
+		found = groups[i] == gid;
+	if (groups != some)
+		free(groups);
+	return found;
+}
+
+/*
+ * Root, the daemon's own uid, and members of the admin group: by the
+ * peer's effective group or its own supplementary groups (SO_PEERGROUPS),
+ * which the socket's file mode let in too; the group database only where
+ * the kernel cannot give that list.
+ */
+static int
+control_admitted(struct control *ctl, int fd, const struct ucred *cr)
+{
+	int in;
+
+	if (cr->uid == 0 || cr->uid == geteuid() || cr->gid == ctl->admin_gid)
+		return 1;
+	if ((in = control_peer_in_group(fd, ctl->admin_gid)) >= 0)
+		return in;
+	return control_uid_in_group(cr->uid, ctl->admin_gid);
 }
 
 /* For a client turned away at the door: a best-effort reply, then close. */
@@ -488,7 +518,7 @@ control_accept_one(struct control *ctl, int fd)
 		control_refuse(fd, "error: permission denied\n");
 		return;
 	}
-	if (!control_admitted(ctl, &cr)) {
+	if (!control_admitted(ctl, fd, &cr)) {
 		log_warnx("control: refused uid %u pid %d: not root and not in the "
 		    "admin group (gid %u)", (unsigned)cr.uid, (int)cr.pid,
 		    (unsigned)ctl->admin_gid);
@@ -509,7 +539,7 @@ control_accept_one(struct control *ctl, int fd)
 static void
 control_accept_cb(struct ev_handler *h, uint32_t events)
 {
-	struct control *ctl = CONTROL_OF(h, struct control, listen_ev);
+	struct control *ctl = EV_CONTAINER(h, struct control, listen_ev);
 	int i, fd;
 
 	(void)events;
@@ -537,7 +567,7 @@ control_accept_cb(struct ev_handler *h, uint32_t events)
 static void
 control_timer_cb(struct ev_handler *h, uint32_t events)
 {
-	struct control *ctl = CONTROL_OF(h, struct control, timer_ev);
+	struct control *ctl = EV_CONTAINER(h, struct control, timer_ev);
 	uint64_t expirations, now = clock_ms();
 	int i;
 
@@ -639,7 +669,6 @@ control_open(int epfd, const char *path, gid_t admin_gid, struct stats_map *map,
 	snprintf(ctl->path, sizeof(ctl->path), "%s", path);
 	snprintf(ctl->state_path, sizeof(ctl->state_path), "%s", state_path);
 	ctl->epfd = epfd;
-	ctl->owner = getpid();
 	ctl->admin_gid = admin_gid;
 	ctl->map = map;
 	ctl->hooks = hooks;
@@ -675,38 +704,28 @@ control_apply_state(struct control *ctl)
 }
 
 /*
- * In the master: unlinks the socket file and takes everything out of the
- * epoll set.  In a forked child (a worker closing what it inherited), only
- * the descriptors are closed: the epoll set and the file are the master's.
- * Call it between event batches, not from inside another handler.
+ * Unlinks the socket file and takes everything out of the master's epoll
+ * set (workers never hold any of it: the master's close_inherited closes
+ * it in every new worker).  Call it between event batches, not from inside
+ * another handler.
  */
 void
 control_close(struct control *ctl)
 {
-	int i, master;
+	int i;
 
 	if (ctl == NULL)
 		return;
-	master = ctl->owner == getpid();
 	for (i = 0; i < CONTROL_MAX_CLIENTS; i++)
 		if (ctl->clients[i] != NULL)
 			control_client_close(ctl->clients[i]);
-	if (master) {
-		ev_del(ctl->epfd, &ctl->listen_ev);
-		ev_del(ctl->epfd, &ctl->timer_ev);
-		if (!ctl->keep_path && unlink(ctl->path) == -1 && errno != ENOENT)
-			log_warn("control socket %s: unlink", ctl->path);
-	}
+	ev_del(ctl->epfd, &ctl->listen_ev);
+	ev_del(ctl->epfd, &ctl->timer_ev);
+	if (!ctl->keep_path && unlink(ctl->path) == -1 && errno != ENOENT)
+		log_warn("control socket %s: unlink", ctl->path);
 	close(ctl->listen_ev.fd);
 	close(ctl->timer_ev.fd);
 	free(ctl);
-}
-
-/* After daemon(): the forked child is the master that owns the socket now. */
-void
-control_set_owner(struct control *ctl)
-{
-	ctl->owner = getpid();
 }
 
 /* Binary upgrade: the new master binds the same path at once; leave the file. */

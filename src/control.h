@@ -33,8 +33,6 @@ void control_set_admin_gid(struct control *ctl, gid_t admin_gid);
  */
 void control_apply_state(struct control *ctl);
 /* Closes the socket and its clients and unlinks the socket file. */
-/* After daemon(): the calling process owns the socket (unlinks it, and so on). */
-void control_set_owner(struct control *ctl);
 void control_close(struct control *ctl);
 /* As control_close, but the socket file stays for a new master (upgrade). */
 void control_close_keep(struct control *ctl);

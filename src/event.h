@@ -5,8 +5,13 @@
 #ifndef LBD_EVENT_H
 #define LBD_EVENT_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/epoll.h>
+
+/* The struct of type whose member ptr points at (an embedded handler, a heap node). */
+#define EV_CONTAINER(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 struct ev_handler {
 	void (*cb)(struct ev_handler *h, uint32_t events);

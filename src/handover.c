@@ -19,6 +19,7 @@
 #include "clock.h"
 #include "control.h"
 #include "health.h"
+#include "loadmeter.h"
 #include "log.h"
 #include "masterint.h"
 #include "upgrade.h"
@@ -100,6 +101,8 @@ handover_release(struct master *m)
 	m->handed_over = 1;
 	health_stop(m->health);
 	m->health = NULL;
+	loadmeter_stop(m->loadmeter);
+	m->loadmeter = NULL;
 	control_close_keep(m->control);
 	m->control = NULL;
 	(void)pidfile_close(m->pidfh);

@@ -33,9 +33,6 @@
 #define HEALTH_READ_MAX	4096	/* reply bytes read looking for expect */
 #define HEALTH_WIN	512	/* read window: > 2 x the longest expect (256) */
 
-#define HEALTH_OUTER(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-
 enum health_phase {
 	HEALTH_IDLE = 0,
 	HEALTH_CONNECTING,
@@ -185,6 +182,17 @@ health_set_segment(struct health_check *c, int up)
 	stats_service(c->h->map, c->svc->slot)->sched_version++;
 }
 
+/* For lbstat's age of the last check (unix time: lbstat compares it with
+ * its own clock, and lbd.stats outlives the daemon). */
+static uint64_t
+health_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* Counts one probe result in rise/fall and in the segment. */
 static void
 health_record(struct health_check *c, int ok, const char *text, uint64_t latency)
@@ -198,6 +206,7 @@ health_record(struct health_check *c, int ok, const char *text, uint64_t latency
 	snprintf(b->check_text, sizeof(b->check_text), "%s", text);
 	b->check_latency_us = latency > UINT32_MAX ? UINT32_MAX : (uint32_t)latency;
 	b->checks++;
+	b->last_check_ms = health_wall_ms();
 	if (change != HSTATE_SAME)
 		health_set_segment(c, c->st.up);
 	stats_write_end(c->h->map);
@@ -352,7 +361,7 @@ health_probe_connecting(struct health_check *c, uint32_t events)
 static void
 health_probe_cb(struct ev_handler *ev, uint32_t events)
 {
-	struct health_check *c = HEALTH_OUTER(ev, struct health_check, ev);
+	struct health_check *c = EV_CONTAINER(ev, struct health_check, ev);
 
 	switch (c->phase) {
 	case HEALTH_CONNECTING:
@@ -456,7 +465,7 @@ health_probe_timeout(struct health_check *c)
 static void
 health_timer_cb(struct ev_handler *ev, uint32_t events)
 {
-	struct health *h = HEALTH_OUTER(ev, struct health, timer);
+	struct health *h = EV_CONTAINER(ev, struct health, timer);
 	struct hheap_node *nd;
 	struct health_check *c;
 	uint64_t ticks, now = clock_us();
@@ -471,7 +480,7 @@ health_timer_cb(struct ev_handler *ev, uint32_t events)
 	for (i = 0; i < 2 * LBD_MAX_BACKENDS; i++) {
 		if ((nd = hheap_min(&h->heap)) == NULL || nd->deadline > now)
 			break;
-		c = HEALTH_OUTER(nd, struct health_check, tn);
+		c = EV_CONTAINER(nd, struct health_check, tn);
 		if (c->phase == HEALTH_IDLE)
 			health_probe_start(c, now);
 		else
@@ -672,8 +681,6 @@ fail:
 void
 health_reconfigure(struct health *h, const struct lbd_config *conf)
 {
-	if (h == NULL)
-		return;		/* health_start failed and said so */
 	/* On failure the old checks keep running: stale, never unsafe. */
 	if (health_load(h, conf) == -1)
 		log_warn("health: reloading checks, keeping the old ones");

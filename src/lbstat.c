@@ -3,8 +3,8 @@
  * segment through a read-only mapping.  The daemon is never asked anything,
  * so this works when it is overloaded, and needs only read access to the
  * file.  Rendering lives in statview.c (table) and statexport.c (JSON,
- * Prometheus); here are the options, the mapping, consistent snapshots and
- * the sampling loop.
+ * Prometheus), the HTTP server of -l in statserve.c; here are the options,
+ * the mapping, consistent snapshots and the sampling loop.
  */
 #include <err.h>
 #include <errno.h>
@@ -16,10 +16,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
+#include "log.h"
 #include "stats.h"
 #include "statexport.h"
+#include "statserve.h"
 #include "statview.h"
+#include "watchdog.h"
 
 #define SNAP_SPINS	64	/* seqlock attempts before napping between them */
 #define SNAP_TRIES	(SNAP_SPINS + 1000)	/* then 1ms naps: give up after about 1s */
@@ -34,6 +38,7 @@ struct lbstat_opts {
 	enum lbstat_format format;
 	const char *stats_path;		/* -s */
 	const char *conf_path;		/* -f */
+	const char *listen;		/* -l: serve HTTP there instead of printing */
 	double interval;		/* -i; 0: one sample */
 	uint64_t count;			/* -c; 0: until interrupted */
 	struct statview_filter filter;
@@ -50,7 +55,7 @@ struct lbstat_seg {
 
 #define SYNOPSIS \
 	"usage: lbstat [-hjp] [-s statsfile | -f configfile] [-i seconds [-c count]]\n" \
-	"              [service[/backend]]\n"
+	"              [-l address:port] [service[/backend]]\n"
 
 static void __attribute__((noreturn))
 help(void)
@@ -63,6 +68,8 @@ help(void)
 	    "  -i seconds     print a sample every seconds (fractions allowed) until\n"
 	    "                 interrupted; after the first, show per-second rates\n"
 	    "  -j             JSON, one object per sample, one per line\n"
+	    "  -l addr:port   serve /, /metrics, /stats.json and /history.json over\n"
+	    "                 HTTP there (e.g. 127.0.0.1:9477) until interrupted\n"
 	    "  -p             Prometheus text exposition format\n"
 	    "  -s statsfile   read this stats segment\n"
 	    "  service[/backend]  show only this service, or this backend\n");
@@ -96,6 +103,20 @@ parse_interval(const char *text)
 	return v;
 }
 
+/* Options that make no sense together. */
+static void
+options_exclusive(const struct lbstat_opts *o, int jflag, int pflag)
+{
+	if (jflag && pflag)
+		usage("-j and -p exclude each other", NULL);
+	if (o->stats_path != NULL && o->conf_path != NULL)
+		usage("-s and -f exclude each other", NULL);
+	if (o->count != 0 && o->interval == 0)
+		usage("-c needs -i", NULL);
+	if (o->listen != NULL && (jflag || pflag || o->interval != 0))
+		usage("-l excludes -i, -j and -p", NULL);
+}
+
 static void
 lbstat_options(int argc, char *argv[], struct lbstat_opts *o)
 {
@@ -104,7 +125,7 @@ lbstat_options(int argc, char *argv[], struct lbstat_opts *o)
 	int ch, jflag = 0, pflag = 0;
 
 	memset(o, 0, sizeof(*o));
-	while ((ch = getopt(argc, argv, "c:f:hi:jps:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:f:hi:jl:ps:")) != -1) {
 		switch (ch) {
 		case 'c':
 			o->count = (uint64_t)strtonum(optarg, 1, UINT32_MAX, &errstr);
@@ -122,6 +143,9 @@ lbstat_options(int argc, char *argv[], struct lbstat_opts *o)
 		case 'j':
 			jflag = 1;
 			break;
+		case 'l':
+			o->listen = optarg;
+			break;
 		case 'p':
 			pflag = 1;
 			break;
@@ -134,12 +158,7 @@ lbstat_options(int argc, char *argv[], struct lbstat_opts *o)
 	}
 	argc -= optind;
 	argv += optind;
-	if (jflag && pflag)
-		usage("-j and -p exclude each other", NULL);
-	if (o->stats_path != NULL && o->conf_path != NULL)
-		usage("-s and -f exclude each other", NULL);
-	if (o->count != 0 && o->interval == 0)
-		usage("-c needs -i", NULL);
+	options_exclusive(o, jflag, pflag);
 	if (argc > 1)
 		usage("one service or service/backend at most", NULL);
 	if (argc == 1 && statview_filter_parse(argv[0], &o->filter, why, sizeof(why)) == -1)
@@ -229,6 +248,15 @@ copy_str(char *dst, const char *src, size_t len)
 	dst[len - 1] = '\0';
 }
 
+static uint64_t
+wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static void
 capture_backend(const struct stats_map *map, uint32_t slot,
     const uint8_t live[LBD_WORKER_SLOTS], struct statview_backend *be)
@@ -250,6 +278,9 @@ capture_backend(const struct stats_map *map, uint32_t slot,
 	be->check_status = b.check_status;
 	be->check_latency_us = b.check_latency_us;
 	be->last_change = b.last_change;
+	be->check_interval_ms = b.check_interval_ms;
+	be->check_age_ms = b.last_check_ms == 0 ? -1 :
+	    wall_ms() > b.last_check_ms ? (int64_t)(wall_ms() - b.last_check_ms) : 0;
 	/* Totals over every row, the retired row of dead workers included;
 	 * active only over rows whose worker still lives. */
 	for (row = 0; row < LBD_COUNTER_ROWS; row++) {
@@ -262,6 +293,8 @@ capture_backend(const struct stats_map *map, uint32_t slot,
 		be->bytes_out += stats_load(&c->bytes_out);
 		be->spliced_in += stats_load(&c->spliced_in);
 		be->spliced_out += stats_load(&c->spliced_out);
+		be->exchanges += stats_load(&c->exchanges);
+		be->aged_out += stats_load(&c->aged_out);
 	}
 }
 
@@ -278,6 +311,9 @@ capture_service_counters(const struct stats_map *map, const uint8_t live[LBD_WOR
 			svc->active += stats_load(&c->active);
 		svc->accepted += stats_load(&c->accepted);
 		svc->rejected += stats_load(&c->rejected);
+		svc->proxy_errors += stats_load(&c->proxy_errors);
+		svc->denied += stats_load(&c->denied);
+		svc->sni_misses += stats_load(&c->sni_misses);
 	}
 }
 
@@ -309,6 +345,8 @@ capture_backends(const struct stats_map *map, const struct lbd_stats_service *s,
 			snap->nbackends++;
 	}
 	svc->count = snap->nbackends - svc->first;
+	for (j = 0; j < svc->count; j++)
+		svc->exchanges += snap->backends[svc->first + j].exchanges;
 }
 
 static void
@@ -356,6 +394,7 @@ capture_workers(const struct stats_map *map, uint8_t live[LBD_WORKER_SLOTS],
 		v->restarts = w.restarts;
 		v->accepted = stats_load(&stats_worker(map, slot)->accepted);
 		v->active = stats_load(&stats_worker(map, slot)->active);
+		v->heartbeat_age_ms = watchdog_age_ms(w.heartbeat_ms, clock_ms());
 	}
 }
 
@@ -375,6 +414,7 @@ capture(const struct stats_map *map, struct statview_snap *snap)
 	snap->start_time = h.start_time;
 	snap->worker_restarts = h.worker_restarts;
 	snap->reloads = h.reloads;
+	snap->worker_stall_ms = h.worker_stall_ms;
 	capture_workers(map, live, snap);
 	snap->nservices = 0;
 	snap->nbackends = 0;
@@ -411,8 +451,8 @@ nap(long nsec)
 }
 
 /*
- * A consistent snapshot.  Not stats_read_begin: it spins for as long as
- * the sequence is odd, which is forever if the master died mid-write.
+ * A consistent snapshot, tried a bounded number of times with naps between:
+ * a master that died mid-write leaves the sequence odd for good.
  */
 static int
 lbstat_snapshot(const struct lbstat_seg *seg, struct statview_snap *snap,
@@ -546,6 +586,43 @@ lbstat_run(const struct lbstat_opts *o, struct lbstat_seg *seg)
 	return rc == -1 ? 1 : 0;
 }
 
+/*
+ * The server's sampler: a snapshot of the segment, mapped on first sight
+ * and again whenever lbd replaced it (restart: new inode, new master pid).
+ * While the file is missing, nothing is mapped and the server says why.
+ */
+static int
+lbstat_serve_sample(void *ctx, struct statview_snap *snap, char *err, size_t errlen)
+{
+	struct lbstat_seg *seg = ctx;
+	struct stat st;
+
+	if (stat(seg->path, &st) == -1) {
+		snprintf(err, errlen, "%s: %s%s", seg->path, strerror(errno),
+		    errno == ENOENT ? " (is lbd running?)" : "");
+		stats_unmap(&seg->map);
+		return -1;
+	}
+	if (seg->map.base == NULL) {
+		if (seg_open(seg, err, errlen) == -1)
+			return -1;
+	} else if (seg_refresh(seg, err, errlen) == -1)
+		return -1;
+	return lbstat_snapshot(seg, snap, err, errlen);
+}
+
+static int
+lbstat_serve(const struct lbstat_opts *o, struct lbstat_seg *seg)
+{
+	struct statserve_source src = { lbstat_serve_sample, seg };
+	int rc;
+
+	log_init(1, "lbstat");
+	rc = statserve_run(o->listen, &o->filter, &src);
+	stats_unmap(&seg->map);
+	return rc;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -558,6 +635,8 @@ main(int argc, char *argv[])
 	memset(&seg, 0, sizeof(seg));
 	if (lbstat_segment_path(&opts, seg.path, sizeof(seg.path)) == -1)
 		return 1;
+	if (opts.listen != NULL)	/* no segment yet is no error: 503 until lbd starts */
+		return lbstat_serve(&opts, &seg);
 	if (seg_open(&seg, errbuf, sizeof(errbuf)) == -1) {
 		warnx("%s", errbuf);
 		return 1;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "doorconf.h"
 #include "listen.h"
 
 #define LISTEN_BACKLOG		4096
@@ -53,8 +54,48 @@ find_listener(const struct listener *ls, size_t n, const struct lbd_sockaddr *ad
 	return -1;
 }
 
+/* Undoes listeners_for's work on ls[0..k): fresh sockets closed, doors freed. */
+static void
+listeners_unwind(struct listener *ls, size_t k, const struct listener *old, size_t nold)
+{
+	while (k-- > 0) {
+		if (find_listener(old, nold, &ls[k].addr) < 0)
+			close(ls[k].fd);
+		doorconf_free(&ls[k].door);
+	}
+	free(ls);
+}
+
+/* Binds addr anew, or takes its socket over from old; builds its door. */
+static int
+listener_open(struct listener *l, const struct lbd_config *conf,
+    const struct listener *old, size_t nold, char *err, size_t errlen)
+{
+	long fallback;
+	int i;
+
+	if (doorconf_build(&l->door, conf, &l->addr) == -1) {
+		doorconf_free(&l->door);
+		snprintf(err, errlen, "listen %s: out of memory", l->addr.text);
+		return -1;
+	}
+	/* Connections a front door turns away are counted on the default. */
+	fallback = l->door.route.fallback;
+	l->service = l->door.candidates[fallback >= 0 ? (size_t)fallback : 0].service;
+	if ((i = find_listener(old, nold, &l->addr)) >= 0) {
+		l->fd = old[i].fd;
+		return 0;
+	}
+	if ((l->fd = listener_bind(&l->addr, err, errlen)) == -1) {
+		doorconf_free(&l->door);
+		return -1;
+	}
+	return 0;
+}
+
 /*
- * The listeners conf needs: those already open in old (moved out of it, so
+ * The listeners conf needs, one per address (services that share one by
+ * sni share its listener): those already open in old (moved out of it, so
  * they are never closed and re-opened) and freshly bound ones.  On failure
  * the fresh ones are closed and old is left as it was.
  */
@@ -64,7 +105,6 @@ listeners_for(const struct lbd_config *conf, struct listener *old, size_t nold,
 {
 	struct listener *ls;
 	size_t total = 0, s, l, k = 0;
-	int i;
 
 	for (s = 0; s < conf->nservices; s++)
 		total += conf->services[s].nlisten;
@@ -73,22 +113,17 @@ listeners_for(const struct lbd_config *conf, struct listener *old, size_t nold,
 		return NULL;
 	}
 	for (s = 0; s < conf->nservices; s++)
-		for (l = 0; l < conf->services[s].nlisten; l++, k++) {
+		for (l = 0; l < conf->services[s].nlisten; l++) {
+			if (find_listener(ls, k, &conf->services[s].listen[l]) >= 0)
+				continue;	/* shared with an earlier service */
 			ls[k].addr = conf->services[s].listen[l];
-			ls[k].service = s;
-			if ((i = find_listener(old, nold, &ls[k].addr)) >= 0) {
-				ls[k].fd = old[i].fd;
-				continue;
-			}
-			if ((ls[k].fd = listener_bind(&ls[k].addr, err, errlen)) == -1) {
-				while (k-- > 0)
-					if (find_listener(old, nold, &ls[k].addr) < 0)
-						close(ls[k].fd);
-				free(ls);
+			if (listener_open(&ls[k], conf, old, nold, err, errlen) == -1) {
+				listeners_unwind(ls, k, old, nold);
 				return NULL;
 			}
+			k++;
 		}
-	*n = total;
+	*n = k;
 	return ls;
 }
 
@@ -105,7 +140,7 @@ listeners_retire(struct listener *old, size_t nold, const struct listener *next,
 			kept = next[j].fd == old[i].fd;
 		if (!kept && old[i].fd != -1)
 			close(old[i].fd);
+		doorconf_free(&old[i].door);
 	}
 	free(old);
 }
-

@@ -12,7 +12,8 @@
 struct lbd_config;
 
 /*
- * The listeners conf needs: those already open in old (moved out of it, so
+ * The listeners conf needs, one per address (services that share one by sni
+ * share its listener): those already open in old (moved out of it, so
  * they are never closed and re-opened) and freshly bound ones.  On failure
  * the fresh ones are closed, old is left as it was, and err says why.
  */

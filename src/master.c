@@ -33,6 +33,7 @@
 #include "event.h"
 #include "health.h"
 #include "listen.h"
+#include "loadmeter.h"
 #include "log.h"
 #include "master.h"
 #include "masterint.h"
@@ -40,6 +41,7 @@
 #include "proctitle.h"
 #include "stats.h"
 #include "upgrade.h"
+#include "watchdog.h"
 #include "worker.h"
 
 #define RESPAWN_FAST_MS		1000	/* a worker dead sooner than this is crash-looping */
@@ -101,6 +103,8 @@ worker_spawn(struct master *m, uint32_t id)
 		log_warnx("worker %u: no free worker slot", id);
 		return -1;
 	}
+	/* Before the fork: the worker owns it from its first turn on. */
+	stats_worker(&m->map, (uint32_t)slot)->heartbeat_ms = clock_ms();
 	if ((pid = fork()) == -1) {
 		log_warn("worker %u: fork", id);
 		return -1;
@@ -140,7 +144,9 @@ worker_signal_stop(struct master *m, int slot, uint64_t grace_ms)
 		return;
 	wp->stopping = 1;
 	wp->kill_at_ms = clock_ms() + grace_ms;
+	stats_write_begin(&m->map);
 	stats_worker(&m->map, (uint32_t)slot)->state = LBD_WORKER_STOPPING;
+	stats_write_end(&m->map);
 	(void)kill(wp->pid, SIGTERM);
 }
 
@@ -278,6 +284,29 @@ worker_abort(struct master *m, int slot, uint64_t now)
 	wp->kill_at_ms = now + 1000;
 }
 
+/* A running worker whose loop has not turned for worker-stall is hung: logged
+ * once, shown stalled, killed (by our pid, not the segment's), reaped as dead. */
+static void
+watchdog_run(struct master *m, uint64_t now)
+{
+	struct lbd_stats_worker *rec;
+	int i = -1;
+
+	while ((i = watchdog_next_stalled(&m->map, now, m->conf->worker_stall_ms,
+	    i + 1)) >= 0) {
+		if (m->workers[i].pid == 0 || m->workers[i].stopping)
+			continue;
+		rec = stats_worker(&m->map, (uint32_t)i);
+		log_warnx("worker %u (pid %d) stalled for %.1fs; killing it",
+		    m->workers[i].id, (int)m->workers[i].pid,
+		    (double)watchdog_age_ms(rec->heartbeat_ms, now) / 1000);
+		stats_write_begin(&m->map);
+		rec->state = LBD_WORKER_STALLED;
+		stats_write_end(&m->map);
+		(void)kill(m->workers[i].pid, SIGKILL);
+	}
+}
+
 static void
 run_timers(struct master *m)
 {
@@ -294,13 +323,17 @@ run_timers(struct master *m)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    now >= m->workers[i].kill_at_ms)
 			worker_abort(m, i, now);
+	if (now >= m->watchdog_due_ms) {
+		m->watchdog_due_ms = now + watchdog_period_ms(m->conf->worker_stall_ms);
+		watchdog_run(m, now);
+	}
 	handover_timer(m, now);
 }
 
 static int
 next_timeout(const struct master *m)
 {
-	uint64_t now = clock_ms(), next = UINT64_MAX;
+	uint64_t now = clock_ms(), next = m->watchdog_due_ms;
 	uint32_t id;
 	int i;
 
@@ -313,8 +346,6 @@ next_timeout(const struct master *m)
 			next = m->workers[i].kill_at_ms;
 	if (m->upgrade_pid != 0 && !m->handed_over && m->upgrade_deadline_ms < next)
 		next = m->upgrade_deadline_ms;
-	if (next == UINT64_MAX)
-		return -1;
 	return next <= now ? 0 : (int)(next - now > 60000 ? 60000 : next - now);
 }
 
@@ -473,7 +504,7 @@ refused:
 static void
 signal_cb(struct ev_handler *h, uint32_t events)
 {
-	struct master *m = (struct master *)((char *)h - offsetof(struct master, sig));
+	struct master *m = EV_CONTAINER(h, struct master, sig);
 	struct signalfd_siginfo si;
 
 	(void)events;
@@ -583,7 +614,7 @@ master_stats_open(struct master *m)
 		    "worker records start from zero", err);
 	}
 	if (stats_create(&m->map, path, m->conf->workers) == -1)
-		fatal("stats segment %s", path);
+		fatal("stats segment %s: cannot create it in runtime-dir", path);
 }
 
 static void
@@ -653,7 +684,6 @@ master_start(struct master *m)
 		ev_del(m->epfd, &m->sig);
 		if (ev_add(m->epfd, &m->sig, EPOLLIN) == -1)
 			fatal("epoll_ctl(ADD) signalfd");
-		control_set_owner(m->control);
 	}
 	if (!upgrading)
 		pidfile_write(m->pidfh);
@@ -668,6 +698,8 @@ master_start(struct master *m)
 	stats_write_end(&m->map);
 	if ((m->health = health_start(m->epfd, &m->map, m->conf)) == NULL)
 		fatalx("cannot start the health checker");
+	if ((m->loadmeter = loadmeter_start(m->epfd, &m->map)) == NULL)
+		fatalx("cannot start the load meter");
 	log_info("started: %zu services, %u workers, pid %d", m->conf->nservices,
 	    m->conf->workers, (int)getpid());
 }
@@ -676,6 +708,8 @@ static void
 master_cleanup(struct master *m)
 {
 	health_stop(m->health);
+	if (m->loadmeter != NULL)	/* none after a hand-over */
+		loadmeter_stop(m->loadmeter);
 	control_close(m->control);
 	listeners_retire(m->listeners, m->nlisteners, NULL, 0);
 	stats_write_begin(&m->map);

@@ -49,10 +49,11 @@ struct master {
 	uint32_t generation;
 	struct control *control;
 	struct health *health;
+	struct loadmeter *loadmeter;
 	struct pidfh *pidfh;
 	int stopping;
 	int reload_pending;
-	uint64_t stop_deadline_ms;
+	uint64_t watchdog_due_ms;	/* next look at the heartbeats */
 	/* Binary upgrade, old side: the new master while it starts. */
 	pid_t upgrade_pid;		/* 0 = none */
 	struct ev_handler upgrade_ev;	/* our end of the handshake, fd -1 = closed */

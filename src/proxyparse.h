@@ -1,8 +1,9 @@
 /*
  * PROXY protocol header parser (HAProxy's proxy-protocol.txt, v1 text and
- * v2 binary): the receiving side of proxyproto.c.  lbd only ever writes
- * these headers; the parser lets the tests and the fuzzer read back what the
- * writer produced, and is written to face hostile bytes all the same.
+ * v2 binary): the receiving side of proxyproto.c.  It reads the header a
+ * client tier sends on a listener with accept-proxy (frontdoor.c), and lets
+ * the tests and the fuzzer read back what the writer produced; it faces
+ * hostile bytes either way.
  */
 #ifndef LBD_PROXYPARSE_H
 #define LBD_PROXYPARSE_H

@@ -21,12 +21,23 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "relay.h"
 
 #define SPLICE_FLAGS	(SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
+
+/* What one step of a direction came to; relay_pump makes a status of it. */
+enum step {
+	STEP_ON,			/* go on with this direction */
+	STEP_WAIT,			/* nothing more until readiness changes */
+	STEP_YIELD,			/* moved its turn of bytes and could go on */
+	STEP_NO_PIPE,			/* no pipe to be had: copy instead */
+	STEP_SRC_FAILED,
+	STEP_DST_FAILED,
+};
 
 int
 pipe_pool_init(struct pipe_pool *pool, size_t max_free, uint32_t big_size)
@@ -42,20 +53,6 @@ pipe_pool_init(struct pipe_pool *pool, size_t max_free, uint32_t big_size)
 	pool->max_free = max_free;
 	pool->big_size = big_size;
 	return 0;
-}
-
-void
-pipe_pool_destroy(struct pipe_pool *pool)
-{
-	while (pool->nfree > 0) {
-		pool->nfree--;
-		close(pool->free[pool->nfree][0]);
-		close(pool->free[pool->nfree][1]);
-	}
-	free(pool->free);
-	free(pool->free_cap);
-	pool->free = NULL;
-	pool->free_cap = NULL;
 }
 
 static int
@@ -112,7 +109,7 @@ pipe_grow(struct pipe_pool *pool, struct half *h)
 		pool->big_size = h->pipe_cap;	/* not allowed here: stop trying */
 }
 
-void
+static void
 half_init(struct half *h)
 {
 	memset(h, 0, sizeof(*h));
@@ -121,25 +118,62 @@ half_init(struct half *h)
 }
 
 void
-relay_release(struct conn *c, struct pipe_pool *pool)
+relay_init(struct relay *r)
 {
-	pipe_put(pool, &c->up);
-	pipe_put(pool, &c->down);
-	free(c->up.pending);
-	free(c->down.pending);
-	c->up.pending = c->down.pending = NULL;
-	c->up.pending_len = c->down.pending_len = 0;
+	half_init(&r->up);
+	half_init(&r->down);
+	/* Input readiness comes from epoll; a new socket takes bytes at once. */
+	r->up.src_ready = false;
 }
 
-/* Writes copied bytes still owed to dst.  1 when none are left, 0 blocked, -1 error. */
-static int
+bool
+relay_holds_request(const struct relay *r)
+{
+	return r->up.pending_len > 0;
+}
+
+void
+relay_connected(struct relay *r, uint32_t events)
+{
+	r->up.dst_ready = true;
+	r->down.src_ready = (events & (EPOLLIN | EPOLLRDHUP)) != 0;
+	r->down.src_hup = (events & EPOLLRDHUP) != 0;
+}
+
+void
+relay_ready(struct relay *r, bool from_backend, uint32_t events)
+{
+	struct half *from = from_backend ? &r->down : &r->up;	/* the fd is its source */
+	struct half *to = from_backend ? &r->up : &r->down;	/* the fd is its destination */
+
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))
+		from->src_ready = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP))
+		from->src_hup = true;
+	if (events & (EPOLLOUT | EPOLLHUP))
+		to->dst_ready = true;
+}
+
+void
+relay_release(struct relay *r, struct pipe_pool *pool)
+{
+	pipe_put(pool, &r->up);
+	pipe_put(pool, &r->down);
+	free(r->up.pending);
+	free(r->down.pending);
+	r->up.pending = r->down.pending = NULL;
+	r->up.pending_len = r->down.pending_len = 0;
+}
+
+/* Writes copied bytes still owed to dst: STEP_ON once none are left. */
+static enum step
 half_flush_pending(struct half *h, int dst, uint64_t *moved)
 {
 	ssize_t n;
 
 	while (h->pending_len > 0) {
 		if (!h->dst_ready)
-			return 0;
+			return STEP_WAIT;
 		n = send(dst, h->pending + h->pending_off, h->pending_len, MSG_NOSIGNAL);
 		if (n > 0) {
 			h->pending_off += (uint32_t)n;
@@ -148,12 +182,12 @@ half_flush_pending(struct half *h, int dst, uint64_t *moved)
 		} else if (n == -1 && errno == EAGAIN) {
 			h->dst_ready = false;
 		} else if (n == -1 && errno != EINTR)
-			return -1;
+			return STEP_DST_FAILED;
 	}
 	free(h->pending);
 	h->pending = NULL;
 	h->pending_off = 0;
-	return 1;
+	return STEP_ON;
 }
 
 /*
@@ -187,15 +221,15 @@ half_send_copy(struct half *h, int dst, const char *buf, size_t n, bool last,
 	return 0;
 }
 
-/* Flushes the pipe towards dst.  Returns 1 when empty, 0 blocked, -1 error. */
-static int
+/* Flushes the pipe towards dst: STEP_ON once it is empty. */
+static enum step
 half_flush(struct half *h, int dst, uint64_t *moved)
 {
 	ssize_t n;
 
 	while (h->inpipe > 0) {
 		if (!h->dst_ready)
-			return 0;
+			return STEP_WAIT;
 		n = splice(h->pipe_rd, NULL, dst, NULL, h->inpipe, SPLICE_FLAGS);
 		if (n > 0) {
 			/* A short splice proves nothing: a signal (SIGSTOP, a
@@ -208,9 +242,9 @@ half_flush(struct half *h, int dst, uint64_t *moved)
 		} else if (n == -1 && errno == EINTR) {
 			continue;
 		} else
-			return -1;
+			return STEP_DST_FAILED;
 	}
-	return 1;
+	return STEP_ON;
 }
 
 /*
@@ -218,22 +252,22 @@ half_flush(struct half *h, int dst, uint64_t *moved)
  * write -- unless the other direction is already finished, when the
  * close() that follows sends the same FIN for one call less.
  */
-static int
+static enum step
 half_finish(struct half *h, const struct half *other, int dst, struct pipe_pool *pool)
 {
 	pipe_put(pool, h);
 	if (h->src_eof && !h->dst_shut) {
 		h->dst_shut = true;
 		if (other->dst_shut)
-			return RELAY_MORE;
+			return STEP_WAIT;
 		if (shutdown(dst, SHUT_WR) == -1 && errno != ENOTCONN)
-			return -2;
+			return STEP_DST_FAILED;
 	}
-	return RELAY_MORE;
+	return STEP_WAIT;
 }
 
-/* A read that moved nothing: 0 to go on, -1 when the source failed. */
-static int
+/* A read that moved nothing: STEP_ON, or STEP_SRC_FAILED. */
+static enum step
 half_read_nothing(struct half *h, ssize_t n)
 {
 	if (n == 0)
@@ -241,29 +275,29 @@ half_read_nothing(struct half *h, ssize_t n)
 	else if (errno == EAGAIN)
 		h->src_ready = false;
 	else if (errno != EINTR)
-		return -1;
-	return 0;
+		return STEP_SRC_FAILED;
+	return STEP_ON;
 }
 
-/* One splice from src into the (empty) pipe.  0 to go on, or a result. */
-static int
+/* One splice from src into the (empty) pipe. */
+static enum step
 half_splice_in(struct half *h, int src, struct pipe_pool *pool)
 {
 	ssize_t n;
 
 	if (h->pipe_rd == -1 && pipe_get(pool, h) == -1)
-		return RELAY_NOPIPE;	/* out of descriptors: the caller copies */
+		return STEP_NO_PIPE;	/* out of descriptors: the caller copies */
 	n = splice(src, NULL, h->pipe_wr, NULL, h->pipe_cap, SPLICE_FLAGS);
 	if (n <= 0)
 		return half_read_nothing(h, n);
 	h->inpipe = (uint32_t)n;
 	if ((uint32_t)n == h->pipe_cap)
 		pipe_grow(pool, h);
-	return 0;
+	return STEP_ON;
 }
 
-/* One recv into scratch, sent on at once.  0 to go on, or a result. */
-static int
+/* One recv into scratch, sent on at once. */
+static enum step
 half_copy_in(struct half *h, int src, int dst, char *scratch, uint64_t *moved)
 {
 	ssize_t n;
@@ -273,24 +307,25 @@ half_copy_in(struct half *h, int src, int dst, char *scratch, uint64_t *moved)
 		return half_read_nothing(h, n);
 	if (half_send_copy(h, dst, scratch, (size_t)n, n < RELAY_COPY_MAX && h->src_hup,
 	    moved) == -1)
-		return -2;
+		return STEP_DST_FAILED;
 	if (n == RELAY_COPY_MAX)
 		h->spliced = true;	/* bulk: splice the rest */
 	else if (h->src_hup)
 		h->src_eof = true;	/* drained up to the FIN epoll reported */
 	else
 		h->src_ready = false;	/* drained; new bytes raise an edge */
-	return 0;
+	return STEP_ON;
 }
 
 ssize_t
-relay_read_first(struct half *h, int src, char *scratch)
+relay_read_first(struct relay *r, int client_fd, char *scratch)
 {
+	struct half *h = &r->up;
 	ssize_t n;
 
-	n = recv(src, scratch, RELAY_COPY_MAX, 0);
+	n = recv(client_fd, scratch, RELAY_COPY_MAX, 0);
 	if (n <= 0)
-		return half_read_nothing(h, n) == 0 ? 0 : -1;
+		return half_read_nothing(h, n) == STEP_ON ? 0 : -1;
 	if ((h->pending = malloc((size_t)n)) == NULL)
 		return -1;
 	memcpy(h->pending, scratch, (size_t)n);
@@ -300,48 +335,101 @@ relay_read_first(struct half *h, int src, char *scratch)
 	return n;
 }
 
-/* Returns RELAY_MORE, RELAY_YIELD, or -1 (src failed) / -2 (dst failed). */
-static int
+int
+relay_hold_request(struct relay *r, const void *buf, size_t len)
+{
+	struct half *h = &r->up;
+
+	h->src_ready = true;		/* the door may have stopped at a full buffer */
+	if (len == 0)
+		return 0;
+	if ((h->pending = malloc(len)) == NULL)
+		return -1;
+	memcpy(h->pending, buf, len);
+	h->pending_off = 0;
+	h->pending_len = (uint32_t)len;
+	return 0;
+}
+
+/* Runs one direction until it waits, yields or fails. */
+static enum step
 half_pump(struct half *h, const struct half *other, int src, int dst,
     struct pipe_pool *pool, char *scratch, uint64_t turn, uint64_t *moved)
 {
-	int rc;
+	enum step st;
 
 	for (;;) {
-		if ((rc = half_flush_pending(h, dst, moved)) != 1 ||
-		    (rc = half_flush(h, dst, moved)) != 1)
-			return rc == 0 ? RELAY_MORE : -2;
+		if ((st = half_flush_pending(h, dst, moved)) != STEP_ON ||
+		    (st = half_flush(h, dst, moved)) != STEP_ON)
+			return st;
 		if (h->src_eof || !h->src_ready)
 			return half_finish(h, other, dst, pool);
 		if (!h->dst_ready)
-			return RELAY_MORE;	/* read no more than the peer can take */
+			return STEP_WAIT;	/* read no more than the peer can take */
 		if (*moved >= turn)
-			return RELAY_YIELD;
-		rc = h->spliced ? half_splice_in(h, src, pool) : RELAY_NOPIPE;
+			return STEP_YIELD;
+		st = h->spliced ? half_splice_in(h, src, pool) : STEP_NO_PIPE;
 		/* Copy when not spliced, and when no pipe is to be had: at the
 		 * descriptor limit a copied byte beats a stalled connection. */
-		if (rc == RELAY_NOPIPE)
-			rc = half_copy_in(h, src, dst, scratch, moved);
-		if (rc != 0)
-			return rc;
+		if (st == STEP_NO_PIPE)
+			st = half_copy_in(h, src, dst, scratch, moved);
+		if (st != STEP_ON)
+			return st;
 	}
 }
 
-enum relay_status
-relay_pump(struct conn *c, struct pipe_pool *pool, char *scratch, uint64_t turn,
-    uint64_t *up, uint64_t *down)
+static void
+relay_note(const struct relay *r, bool was_spliced_up, bool was_spliced_down,
+    struct relay_result *res)
 {
-	int st_up, st_down;
+	res->spliced_up = r->up.spliced && !was_spliced_up;
+	res->spliced_down = r->down.spliced && !was_spliced_down;
+	res->fins = (r->up.src_eof ? RELAY_FIN_CLIENT : 0) |
+	    (r->down.src_eof ? RELAY_FIN_BACKEND : 0);
+	res->client_full = !r->down.dst_ready && !r->down.dst_shut;
+}
 
-	st_up = half_pump(&c->up, &c->down, c->client_fd, c->backend_fd, pool, scratch, turn, up);
-	if (st_up < 0)
-		return st_up == -1 ? RELAY_RESET_CLIENT : RELAY_RESET_BACKEND;
-	st_down = half_pump(&c->down, &c->up, c->backend_fd, c->client_fd, pool, scratch, turn, down);
-	if (st_down < 0)
-		return st_down == -1 ? RELAY_RESET_BACKEND : RELAY_RESET_CLIENT;
-	if (c->up.dst_shut && c->down.dst_shut)
+/* Called after both directions pumped, the client's first. */
+static void
+relay_count_turn(struct relay *r, struct relay_result *res)
+{
+	if (res->up > 0)
+		r->up.unanswered = true;
+	if (res->down > 0 && r->up.unanswered) {
+		r->up.unanswered = false;
+		res->exchanges = 1;
+	}
+}
+
+bool
+relay_answered(const struct relay *r)
+{
+	return !r->up.unanswered && r->up.pending_len == 0 && r->up.inpipe == 0 &&
+	    r->down.pending_len == 0 && r->down.inpipe == 0;
+}
+
+enum relay_status
+relay_pump(struct relay *r, int client_fd, int backend_fd, struct pipe_pool *pool,
+    char *scratch, uint64_t turn, struct relay_result *res)
+{
+	bool was_spliced_up = r->up.spliced, was_spliced_down = r->down.spliced;
+	enum step st_up, st_down;
+
+	memset(res, 0, sizeof(*res));
+	st_up = half_pump(&r->up, &r->down, client_fd, backend_fd, pool, scratch, turn, &res->up);
+	if (st_up == STEP_SRC_FAILED || st_up == STEP_DST_FAILED) {
+		relay_note(r, was_spliced_up, was_spliced_down, res);
+		return st_up == STEP_SRC_FAILED ? RELAY_RESET_CLIENT : RELAY_RESET_BACKEND;
+	}
+	st_down = half_pump(&r->down, &r->up, backend_fd, client_fd, pool, scratch, turn,
+	    &res->down);
+	relay_note(r, was_spliced_up, was_spliced_down, res);
+	relay_count_turn(r, res);
+	if (st_down == STEP_SRC_FAILED || st_down == STEP_DST_FAILED)
+		return st_down == STEP_SRC_FAILED ? RELAY_RESET_BACKEND : RELAY_RESET_CLIENT;
+	if (r->up.dst_shut && r->down.dst_shut)
 		return RELAY_DONE;
-	if (st_up == RELAY_YIELD || st_down == RELAY_YIELD)
+	if (st_up == STEP_YIELD || st_down == STEP_YIELD)
 		return RELAY_YIELD;
 	return RELAY_MORE;
 }

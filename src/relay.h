@@ -1,7 +1,11 @@
 /*
- * One relayed connection: a client socket, a backend socket, and per
- * direction a pipe taken from the worker's pool only while bytes are in
- * flight, so an idle connection holds two descriptors.
+ * The relay: moves one connection's bytes between its client and backend
+ * sockets, both directions, passing FINs and resets on.  It owns its state
+ * (struct relay); the worker hands it epoll readiness and gets back a
+ * struct relay_result -- it never reads or writes the halves itself.
+ *
+ * Per direction a pipe is taken from the worker's pool only while bytes are
+ * in flight, so an idle connection holds no descriptor here.
  */
 #ifndef LBD_RELAY_H
 #define LBD_RELAY_H
@@ -9,8 +13,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/types.h>
 
 /*
@@ -18,7 +20,9 @@
  * Small messages are copied through the worker's scratch buffer (a short
  * recv() proves the socket drained, so no read ends in EAGAIN); once a read
  * fills the buffer the direction carries bulk and switches to splice()
- * through a pipe from the pool for good.
+ * through a pipe from the pool for good.  Laid out here only so that a
+ * struct relay can be embedded in the worker's connection; relay.c alone
+ * reads or writes it.
  */
 struct half {
 	int pipe_rd;			/* from the pool while inpipe > 0, else -1 */
@@ -34,56 +38,12 @@ struct half {
 	bool src_hup;			/* FIN seen by epoll: read on until 0 */
 	bool dst_ready;			/* may take more bytes */
 	bool dst_shut;			/* FIN passed on */
+	bool unanswered;		/* up only: the client sent since the backend answered */
 };
 
-enum conn_state {
-	CONN_CONNECTING,
-	CONN_RELAY,
-};
-
-enum close_reason {
-	CLOSE_NONE,
-	CLOSE_CLIENT,			/* client sent FIN first */
-	CLOSE_BACKEND,			/* backend sent FIN first */
-	CLOSE_RESET_CLIENT,
-	CLOSE_RESET_BACKEND,
-	CLOSE_IDLE,
-	CLOSE_CONNECT,			/* no backend could be reached */
-	CLOSE_NO_BACKEND,		/* none eligible */
-	CLOSE_SHUTDOWN,			/* lbd stopped */
-	CLOSE_LOCAL,			/* out of descriptors or memory */
-};
-
-/* The order fields are laid out in keeps an idle connection small. */
-struct conn {
-	int client_fd;			/* owned */
-	int backend_fd;			/* owned, -1 before a connect */
-	uint8_t state;			/* enum conn_state */
-	uint16_t service;		/* index into the config's services */
-	uint16_t listener;		/* index into the worker's listeners */
-	int16_t backend;		/* index into the service's backends, -1 none */
-	uint8_t attempts;		/* connects tried */
-	uint8_t close_reason;		/* enum close_reason */
-	uint8_t closed;			/* freed at the end of the event batch */
-	uint8_t fd_wait;		/* no descriptor for the backend socket yet */
-	uint8_t client_out;		/* the client socket's output is watched */
-	uint8_t ack_held;		/* connect holds its last ACK for our first bytes */
-	uint8_t queued;			/* yielded: in the worker's run queue */
-	uint64_t tried;			/* backend indexes already tried */
-	uint32_t rr_pos;		/* place in the service's sequence, for retries */
-	union {				/* the client: TCP over IPv4 or IPv6 only */
-		struct sockaddr sa;
-		struct sockaddr_in sin;
-		struct sockaddr_in6 sin6;
-	} peer;
+struct relay {
 	struct half up;			/* client -> backend */
 	struct half down;		/* backend -> client */
-	uint64_t started_ms;		/* accept time */
-	uint64_t last_ms;		/* last byte moved, or connect start */
-	uint64_t bytes_up;
-	uint64_t bytes_down;
-	struct conn *prev, *next;	/* the service's connecting or idle list */
-	struct conn *run_next;		/* the worker's run queue, while queued */
 };
 
 /*
@@ -104,41 +64,82 @@ enum relay_status {
 	RELAY_DONE,			/* both directions finished: close cleanly */
 	RELAY_RESET_CLIENT,		/* the client side failed or reset */
 	RELAY_RESET_BACKEND,		/* the backend side failed or reset */
-	RELAY_NOPIPE,			/* internal: no pipe to be had, copy instead */
 	RELAY_YIELD,			/* bytes still flow: pump again after the others */
 };
 
-int pipe_pool_init(struct pipe_pool *pool, size_t max_free, uint32_t big_size);
-void pipe_pool_destroy(struct pipe_pool *pool);
+/* Which sides have sent their FIN (bits), as seen by the end of a pump. */
+#define RELAY_FIN_CLIENT	1u
+#define RELAY_FIN_BACKEND	2u
+
+/* What one pump did, for the worker's counters and epoll interest. */
+struct relay_result {
+	uint64_t up;			/* bytes moved client -> backend */
+	uint64_t down;			/* bytes moved backend -> client */
+	bool spliced_up;		/* this pump moved a direction to splice */
+	bool spliced_down;
+	uint8_t fins;			/* RELAY_FIN_* */
+	bool client_full;		/* the client refused bytes: watch its output */
+	/* 1 when the backend started answering after the client had sent:
+	 * one turn of a request/response conversation.  Bytes the client
+	 * sends while the answer flows (pipelining) open no new turn. */
+	uint8_t exchanges;
+};
 
 /* The worker's scratch buffer for copied directions; a full read means bulk. */
 #define RELAY_COPY_MAX	16384
 
-void half_init(struct half *h);
-/*
- * Gives the connection's pipes back (emptied) or closes them when they hold
- * bytes, and frees what the copy path held.
- */
-void relay_release(struct conn *c, struct pipe_pool *pool);
+int pipe_pool_init(struct pipe_pool *pool, size_t max_free, uint32_t big_size);
+
+/* A connection just accepted: nothing read yet, nothing connected. */
+void relay_init(struct relay *r);
 
 /*
  * Reads what a just-accepted client has sent already and keeps it as bytes
  * owed to the backend; call it before the socket joins the epoll set, so
  * that the registration raises no event for the bytes taken here.  Returns
- * the bytes kept, 0 for none yet (or the client's FIN, noted in h), and -1
- * when the client failed or memory ran out.
+ * the bytes kept, 0 for none yet (or the client's FIN), and -1 when the
+ * client failed or memory ran out.
  */
-ssize_t relay_read_first(struct half *h, int src, char *scratch);
+ssize_t relay_read_first(struct relay *r, int client_fd, char *scratch);
 
 /*
- * Moves what readiness allows in both directions, passing FINs on.  Adds
- * the bytes moved to *up and *down.  Never tears down a direction while its
- * pipe holds bytes for a peer that can still take them.  RELAY_YIELD: a
- * direction moved turn bytes and could go on; no readiness event will
- * announce those bytes again, so the caller pumps again after its other
- * connections had their turn.
+ * Takes len bytes the front door read from the client as bytes owed to the
+ * backend, as relay_read_first does; more may follow.  0, or -1 when
+ * memory ran out.
  */
-enum relay_status relay_pump(struct conn *c, struct pipe_pool *pool, char *scratch,
-    uint64_t turn, uint64_t *up, uint64_t *down);
+int relay_hold_request(struct relay *r, const void *buf, size_t len);
+
+/* Client bytes are held for the backend (so the connect's ACK can wait). */
+bool relay_holds_request(const struct relay *r);
+
+/* The backend connect completed, with these epoll events. */
+void relay_connected(struct relay *r, uint32_t events);
+
+/* Readiness epoll reported on the client (from_backend false) or backend socket. */
+void relay_ready(struct relay *r, bool from_backend, uint32_t events);
+
+/*
+ * Moves what readiness allows in both directions, passing FINs on; fills
+ * *res.  Never tears down a direction while its pipe holds bytes for a
+ * peer that can still take them.  RELAY_YIELD: a direction moved turn
+ * bytes and could go on; no readiness event will announce those bytes
+ * again, so the caller pumps again after its other connections had their
+ * turn.
+ */
+enum relay_status relay_pump(struct relay *r, int client_fd, int backend_fd,
+    struct pipe_pool *pool, char *scratch, uint64_t turn, struct relay_result *res);
+
+/*
+ * A quiet moment to close at: the last word was the backend's (an answer
+ * to all the client sent), and no byte is owed either way.  Whether both
+ * sides have been silent long enough is the caller's clock.
+ */
+bool relay_answered(const struct relay *r);
+
+/*
+ * Gives the connection's pipes back (emptied) or closes them when they hold
+ * bytes, and frees what the copy path held.
+ */
+void relay_release(struct relay *r, struct pipe_pool *pool);
 
 #endif

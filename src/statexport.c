@@ -4,6 +4,7 @@
  * pure: a plain copy in, text out.
  */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -137,7 +138,12 @@ json_check(FILE *out, const struct statview_snap *snap,
 	    "\"last_change_s\":%" PRIu64 ",", status,
 	    statview_backend_checked(be) ? be->check_latency_us / 1000.0 : 0.0,
 	    snap->now > be->last_change ? snap->now - be->last_change : 0);
-	json_str(out, "text", be->check_text, "}");
+	json_str(out, "text", be->check_text, ",");
+	if (be->check_age_ms >= 0)
+		fprintf(out, "\"age_s\":%.1f,", (double)be->check_age_ms / 1000);
+	else
+		fputs("\"age_s\":null,", out);
+	fprintf(out, "\"stale\":%s}", statview_check_stale(be) ? "true" : "false");
 }
 
 static void
@@ -151,12 +157,14 @@ json_backend(FILE *out, const struct statview_snap *snap,
 	fprintf(out, "\"weight\":%" PRIu32 ",\"active\":%" PRIu64 ",\"connections\":%"
 	    PRIu64 ",\"connect_failures\":%" PRIu64 ",\"bytes_in\":%" PRIu64
 	    ",\"bytes_out\":%" PRIu64 ",\"spliced_in\":%" PRIu64 ",\"spliced_out\":%"
-	    PRIu64 ",", be->weight, be->active, be->connections, be->connect_failures,
-	    be->bytes_in, be->bytes_out, be->spliced_in, be->spliced_out);
+	    PRIu64 ",\"exchanges\":%" PRIu64 ",\"aged_out\":%" PRIu64 ",", be->weight,
+	    be->active, be->connections, be->connect_failures, be->bytes_in, be->bytes_out,
+	    be->spliced_in, be->spliced_out, be->exchanges, be->aged_out);
 	if (snap->has_rates)
-		fprintf(out, "\"connections_per_s\":%.3f,\"bytes_in_per_s\":%.3f,"
-		    "\"bytes_out_per_s\":%.3f,", be->connections_rate,
-		    be->bytes_in_rate, be->bytes_out_rate);
+		fprintf(out, "\"connections_per_s\":%.3f,\"exchanges_per_s\":%.3f,"
+		    "\"bytes_in_per_s\":%.3f,\"bytes_out_per_s\":%.3f,",
+		    be->connections_rate, be->exchanges_rate, be->bytes_in_rate,
+		    be->bytes_out_rate);
 	json_check(out, snap, be);
 	fputc('}', out);
 }
@@ -173,10 +181,9 @@ json_imbalance(FILE *out, const struct statview_snap *snap,
 		return;
 	}
 	fprintf(out, "\"imbalance\":{\"backends_up\":%zu,\"active_max\":%" PRIu64
-	    ",\"active_min\":%" PRIu64 ",\"basis\":\"%s%s\",\"max\":%.3f,\"min\":%.3f,",
-	    im.up, im.active_max, im.active_min,
-	    snap->has_rates ? "connections_per_s" : "connections",
-	    im.weighted ? "_per_weight" : "", im.max, im.min);
+	    ",\"active_min\":%" PRIu64 ",\"basis\":\"%s%s%s\",\"max\":%.3f,\"min\":%.3f,",
+	    im.up, im.active_max, im.active_min, im.exchanges ? "exchanges" : "connections",
+	    snap->has_rates ? "_per_s" : "", im.weighted ? "_per_weight" : "", im.max, im.min);
 	if (im.ratio < 0)
 		fprintf(out, "\"ratio\":null}");
 	else
@@ -201,10 +208,13 @@ json_service(FILE *out, const struct statview_snap *snap,
 		    statexport_json_escape(svc->listen[i], buf, sizeof(buf)));
 	}
 	fprintf(out, "],\"balance\":\"%s\",\"active\":%" PRIu64 ",\"accepted\":%"
-	    PRIu64 ",\"rejected\":%" PRIu64 ",", config_balance_name(svc->balance),
-	    svc->active, svc->accepted, svc->rejected);
+	    PRIu64 ",\"rejected\":%" PRIu64 ",\"exchanges\":%" PRIu64 ",\"proxy_errors\":%"
+	    PRIu64 ",\"denied\":%" PRIu64 ",\"sni_misses\":%" PRIu64 ",",
+	    config_balance_name(svc->balance), svc->active, svc->accepted, svc->rejected,
+	    svc->exchanges, svc->proxy_errors, svc->denied, svc->sni_misses);
 	if (snap->has_rates)
-		fprintf(out, "\"accepted_per_s\":%.3f,", svc->accepted_rate);
+		fprintf(out, "\"accepted_per_s\":%.3f,\"exchanges_per_s\":%.3f,",
+		    svc->accepted_rate, svc->exchanges_rate);
 	json_imbalance(out, snap, svc);
 	fprintf(out, ",\"backends\":[");
 	for (j = svc->first; j < svc->first + svc->count; j++) {
@@ -229,9 +239,9 @@ json_workers(FILE *out, const struct statview_snap *snap)
 		w = &snap->workers[i];
 		fprintf(out, "%s{\"id\":%" PRIu32 ",\"pid\":%" PRId32 ",\"active\":%" PRIu64
 		    ",\"accepted\":%" PRIu64 ",\"restarts\":%" PRIu64 ",\"generation\":%"
-		    PRIu32 ",\"state\":\"%s\"", i > 0 ? "," : "", w->id, w->pid, w->active,
-		    w->accepted, w->restarts, w->generation,
-		    w->state == LBD_WORKER_RUNNING ? "running" : "stopping");
+		    PRIu32 ",\"state\":\"%s\",\"heartbeat_age_ms\":%" PRIu64, i > 0 ? "," : "",
+		    w->id, w->pid, w->active, w->accepted, w->restarts, w->generation,
+		    statview_worker_state(snap, w), w->heartbeat_age_ms);
 		if (snap->has_rates)
 			fprintf(out, ",\"accepted_per_s\":%.3f", w->accepted_rate);
 		fputc('}', out);
@@ -274,9 +284,10 @@ enum prom_scope { SCOPE_GLOBAL, SCOPE_WORKER, SCOPE_SERVICE, SCOPE_BACKEND };
 
 enum prom_metric {
 	M_UP, M_UPTIME, M_WORKERS, M_RESTARTS, M_RELOADS, M_GENERATION,
-	M_W_ACCEPTED, M_W_ACTIVE, M_S_ACCEPTED, M_S_REJECTED, M_S_ACTIVE,
+	M_W_ACCEPTED, M_W_ACTIVE, M_W_HEARTBEAT, M_S_ACCEPTED, M_S_REJECTED, M_S_ACTIVE,
+	M_S_PROXY_ERRORS, M_S_DENIED, M_S_SNI_MISSES,
 	M_B_UP, M_B_STATE, M_B_WEIGHT, M_B_ACTIVE, M_B_CONNS, M_B_FAILS,
-	M_B_IN, M_B_OUT, M_B_SPLICED, M_B_LATENCY
+	M_B_IN, M_B_OUT, M_B_SPLICED, M_B_EXCH, M_B_AGED, M_B_LATENCY
 };
 
 struct prom_family {
@@ -304,12 +315,20 @@ static const struct prom_family prom_families[] = {
 	    "Connections accepted by each worker." },
 	{ M_W_ACTIVE, SCOPE_WORKER, "lbd_worker_active_connections", "gauge",
 	    "Connections open in each worker." },
+	{ M_W_HEARTBEAT, SCOPE_WORKER, "lbd_worker_heartbeat_age_seconds", "gauge",
+	    "Seconds since each worker's event loop last turned (worker-stall: hung)." },
 	{ M_S_ACCEPTED, SCOPE_SERVICE, "lbd_service_accepted_total", "counter",
 	    "Connections accepted by each service." },
 	{ M_S_REJECTED, SCOPE_SERVICE, "lbd_service_rejected_total", "counter",
 	    "Connections closed because no backend could take them." },
 	{ M_S_ACTIVE, SCOPE_SERVICE, "lbd_service_active_connections", "gauge",
 	    "Connections open in each service." },
+	{ M_S_PROXY_ERRORS, SCOPE_SERVICE, "lbd_service_proxy_errors_total", "counter",
+	    "Connections closed for a missing, malformed or late PROXY header." },
+	{ M_S_DENIED, SCOPE_SERVICE, "lbd_service_denied_total", "counter",
+	    "Connections closed by the allow and deny lists." },
+	{ M_S_SNI_MISSES, SCOPE_SERVICE, "lbd_service_sni_misses_total", "counter",
+	    "Connections closed with no service for their TLS server name." },
 	{ M_B_UP, SCOPE_BACKEND, "lbd_backend_up", "gauge",
 	    "1 if the backend is in state up, 0 if down, drained or disabled." },
 	{ M_B_STATE, SCOPE_BACKEND, "lbd_backend_state", "gauge",
@@ -329,6 +348,11 @@ static const struct prom_family prom_families[] = {
 	{ M_B_SPLICED, SCOPE_BACKEND, "lbd_backend_spliced_total", "counter",
 	    "Relay directions that carried bulk and so moved from copying to "
 	    "splice(), in: client to backend, out: backend to client." },
+	{ M_B_EXCH, SCOPE_BACKEND, "lbd_backend_exchanges_total", "counter",
+	    "Turns of request/response conversations relayed to the backend "
+	    "(the backend answered after the client sent)." },
+	{ M_B_AGED, SCOPE_BACKEND, "lbd_backend_aged_out_total", "counter",
+	    "Connections closed at a quiet moment by max-connection-age." },
 	{ M_B_LATENCY, SCOPE_BACKEND, "lbd_backend_check_latency_seconds", "gauge",
 	    "Duration of the last successful health check." },
 };
@@ -380,12 +404,35 @@ prom_workers(FILE *out, const struct prom_family *fam, const struct statview_sna
 
 	for (i = 0; i < snap->nworkers; i++) {
 		w = &snap->workers[i];
-		sum += fam->metric == M_W_ACCEPTED ? (double)w->accepted : (double)w->active;
+		if (fam->metric == M_W_HEARTBEAT)	/* the oldest, not a sum */
+			sum = fmax(sum, (double)w->heartbeat_age_ms / 1000);
+		else
+			sum += fam->metric == M_W_ACCEPTED ? (double)w->accepted :
+			    (double)w->active;
 		if (i + 1 < snap->nworkers && snap->workers[i + 1].id == w->id)
 			continue;
 		snprintf(labels, sizeof(labels), "{worker=\"%" PRIu32 "\"}", w->id);
 		prom_sample(out, fam->name, labels, sum);
 		sum = 0;
+	}
+}
+
+static double
+prom_service_value(enum prom_metric m, const struct statview_service *svc)
+{
+	switch (m) {
+	case M_S_ACCEPTED:
+		return (double)svc->accepted;
+	case M_S_REJECTED:
+		return (double)svc->rejected;
+	case M_S_PROXY_ERRORS:
+		return (double)svc->proxy_errors;
+	case M_S_DENIED:
+		return (double)svc->denied;
+	case M_S_SNI_MISSES:
+		return (double)svc->sni_misses;
+	default:
+		return (double)svc->active;
 	}
 }
 
@@ -402,12 +449,7 @@ prom_services(FILE *out, const struct prom_family *fam, const struct statview_sn
 		svc = &snap->services[i];
 		if (!statview_want_service(filter, svc))
 			continue;
-		if (fam->metric == M_S_ACCEPTED)
-			v = (double)svc->accepted;
-		else if (fam->metric == M_S_REJECTED)
-			v = (double)svc->rejected;
-		else
-			v = (double)svc->active;
+		v = prom_service_value(fam->metric, svc);
 		snprintf(labels, sizeof(labels), "{service=\"%s\"}",
 		    statexport_prom_escape(svc->name, name, sizeof(name)));
 		prom_sample(out, fam->name, labels, v);
@@ -442,6 +484,10 @@ prom_backend_value(enum prom_metric m, const struct statview_backend *be)
 		return (double)be->connect_failures;
 	case M_B_IN:
 		return (double)be->bytes_in;
+	case M_B_EXCH:
+		return (double)be->exchanges;
+	case M_B_AGED:
+		return (double)be->aged_out;
 	default:
 		return (double)be->bytes_out;
 	}

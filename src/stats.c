@@ -1,5 +1,6 @@
 /*
- * The stats segment: creation, slot layout by name, and reader snapshots.
+ * The stats segment: creation, slot layout by name, the master's seqlock,
+ * and the sums readers take over the per-worker rows.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "config.h"
 #include "stats.h"
 
@@ -59,7 +61,7 @@ stats_create(struct stats_map *map, const char *path, uint32_t workers)
 	struct lbd_stats_header proto;
 	char tmp[512];
 	void *base;
-	int fd;
+	int fd, rc;
 
 	memset(&proto, 0, sizeof(proto));
 	stats_fill_header(&proto, workers);
@@ -71,8 +73,14 @@ stats_create(struct stats_map *map, const char *path, uint32_t workers)
 	(void)unlink(tmp);
 	if ((fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) == -1)
 		return -1;
-	if (fchmod(fd, 0644) == -1 || ftruncate(fd, (off_t)proto.total_size) == -1)
+	if (fchmod(fd, 0644) == -1)
 		goto fail;
+	/* Its blocks reserved now: a sparse file on a full runtime-dir would
+	 * kill the first process to touch an unbacked page with SIGBUS. */
+	if ((rc = posix_fallocate(fd, 0, (off_t)proto.total_size)) != 0) {
+		errno = rc;
+		goto fail;
+	}
 	base = mmap(NULL, proto.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED)
 		goto fail;
@@ -97,19 +105,57 @@ fail:
 	return -1;
 }
 
-/* Maps an existing segment after checking magic, version and sizes. */
+/* Region [off, off + n * size) lies in the segment, after the header,
+ * on a cache line: no overflow, whatever the file says. */
+static int
+region_ok(const struct lbd_stats_header *hdr, uint64_t off, uint64_t n, uint64_t size)
+{
+	return off >= hdr->header_size && off % LBD_CACHELINE == 0 &&
+	    off <= hdr->total_size && n * size <= hdr->total_size - off;
+}
+
+/* Every offset and size of a header whose record sizes and counts are
+ * already known to be ours, against the file's size. */
+static const char *
+check_regions(const struct lbd_stats_header *hdr, uint64_t file_size)
+{
+	if (hdr->total_size > file_size)
+		return "segment is truncated";
+	if (!region_ok(hdr, hdr->services_off, hdr->max_services, hdr->service_size) ||
+	    !region_ok(hdr, hdr->backends_off, hdr->max_backends, hdr->backend_size) ||
+	    !region_ok(hdr, hdr->workers_off, hdr->worker_slots, hdr->worker_size) ||
+	    !region_ok(hdr, hdr->counters_off, (uint64_t)LBD_COUNTER_ROWS *
+	    hdr->max_backends, hdr->counter_size) ||
+	    !region_ok(hdr, hdr->service_counters_off, (uint64_t)LBD_COUNTER_ROWS *
+	    hdr->max_services, hdr->service_counter_size))
+		return "an offset in the segment header points outside the segment";
+	return NULL;
+}
+
+/*
+ * Maps an existing segment, read-only for lbstat or read-write for a master
+ * after a binary upgrade.  O_NONBLOCK: a FIFO put in its place must not hang
+ * lbstat in open(); only a regular file is read.  Every offset is checked
+ * before anything is mapped.
+ */
 static int
 stats_open_mode(struct stats_map *map, const char *path, int writable, char *err,
     size_t errlen)
 {
+	const char *why;
 	struct lbd_stats_header hdr;
 	struct stat st;
 	void *base;
 	int fd;
 
-	if ((fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)) == -1) {
+	fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK);
+	if (fd == -1) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
+	}
+	if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		goto fail;
 	}
 	if (fstat(fd, &st) == -1 || (size_t)st.st_size < sizeof(hdr) ||
 	    pread(fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr)) {
@@ -132,8 +178,8 @@ stats_open_mode(struct stats_map *map, const char *path, int writable, char *err
 		    "program reads (%u)", path, hdr.version, LBD_STATS_VERSION);
 		goto fail;
 	}
-	if ((uint64_t)st.st_size < hdr.total_size) {
-		snprintf(err, errlen, "%s: segment is truncated", path);
+	if ((why = check_regions(&hdr, (uint64_t)st.st_size)) != NULL) {
+		snprintf(err, errlen, "%s: %s", path, why);
 		goto fail;
 	}
 	base = mmap(NULL, hdr.total_size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
@@ -199,23 +245,6 @@ stats_write_end(struct stats_map *map)
 	__atomic_add_fetch(&map->hdr->seq, 1, __ATOMIC_RELAXED);
 }
 
-/*
- * Bounded: a master that died in the middle of a write leaves the count odd
- * forever, and a reader must not spin on it.  Returns an odd value then,
- * which stats_read_retry never accepts.
- */
-uint32_t
-stats_read_begin(const struct stats_map *map)
-{
-	uint32_t seq = 0;
-	int tries;
-
-	for (tries = 0; tries < 1000000; tries++)
-		if (!((seq = __atomic_load_n(&map->hdr->seq, __ATOMIC_ACQUIRE)) & 1))
-			return seq;
-	return seq;
-}
-
 int
 stats_read_retry(const struct stats_map *map, uint32_t seq)
 {
@@ -223,15 +252,42 @@ stats_read_retry(const struct stats_map *map, uint32_t seq)
 	return (seq & 1) || __atomic_load_n(&map->hdr->seq, __ATOMIC_RELAXED) != seq;
 }
 
+/* Worker rows past this one have never been used. */
+static uint32_t
+rows_used(const struct stats_map *map)
+{
+	uint32_t used = __atomic_load_n(&map->hdr->worker_slots_used, __ATOMIC_RELAXED);
+
+	return used < LBD_WORKER_SLOTS ? used : LBD_WORKER_SLOTS;
+}
+
 uint64_t
 stats_backend_active(const struct stats_map *map, uint32_t backend)
 {
+	uint32_t row, used = rows_used(map);
 	uint64_t sum = 0;
-	uint32_t row;
 
-	for (row = 0; row < LBD_WORKER_SLOTS; row++)
+	for (row = 0; row < used; row++)
 		if (stats_worker(map, row)->state != LBD_WORKER_FREE)
 			sum += stats_load(&stats_counter(map, row, backend)->active);
+	return sum;
+}
+
+static uint64_t
+counter_field(const struct stats_map *map, uint32_t row, uint32_t backend, size_t field)
+{
+	return stats_load((const uint64_t *)(const void *)
+	    ((const char *)stats_counter(map, row, backend) + field));
+}
+
+uint64_t
+stats_backend_total(const struct stats_map *map, uint32_t backend, size_t field)
+{
+	uint32_t row, used = rows_used(map);
+	uint64_t sum = counter_field(map, LBD_RETIRED_ROW, backend, field);
+
+	for (row = 0; row < used; row++)
+		sum += counter_field(map, row, backend, field);
 	return sum;
 }
 
@@ -291,7 +347,8 @@ layout_backend(struct stats_map *map, uint32_t service, struct lbd_backend_conf 
 		snprintf(b->check_text, sizeof(b->check_text), "not checked yet");
 	} else if (b->admin_weight_set == 0)
 		b->weight = be->weight;
-	snprintf(b->address, sizeof(b->address), "%s", be->addr.text);
+	addr_display(be->addr.text, (const struct sockaddr *)&be->addr.ss, b->address,
+	    sizeof(b->address));
 	b->state = LBD_SLOT_LIVE;
 	be->slot = slot;
 }
@@ -324,7 +381,9 @@ stats_layout(struct stats_map *map, struct lbd_config *conf, char *err, size_t e
 		s->balance = svc->balance;
 		s->nlisten = (uint32_t)svc->nlisten;
 		for (j = 0; j < svc->nlisten; j++)
-			snprintf(s->listen[j], sizeof(s->listen[j]), "%s", svc->listen[j].text);
+			addr_display(svc->listen[j].text,
+			    (const struct sockaddr *)&svc->listen[j].ss, s->listen[j],
+			    sizeof(s->listen[j]));
 		svc->slot = (uint32_t)slot;
 		s->nbackends = (uint32_t)svc->nbackends;
 		for (j = 0; j < svc->nbackends; j++) {
@@ -333,10 +392,13 @@ stats_layout(struct stats_map *map, struct lbd_config *conf, char *err, size_t e
 			if (bslot == -1)
 				goto full;
 			layout_backend(map, svc->slot, &svc->backends[j], (uint32_t)bslot);
+			stats_backend(map, (uint32_t)bslot)->check_interval_ms =
+			    svc->health.interval_ms;
 			s->backends[j] = (uint16_t)bslot;
 		}
 		s->sched_version++;
 	}
+	map->hdr->worker_stall_ms = conf->worker_stall_ms;	/* for lbstat's "stalled" */
 	map->hdr->generation++;
 	stats_write_end(map);
 	return 0;
@@ -379,6 +441,9 @@ stats_retire_worker(struct stats_map *map, uint32_t slot)
 		sum->bytes_out += dead->bytes_out;
 		sum->spliced_in += dead->spliced_in;
 		sum->spliced_out += dead->spliced_out;
+		sum->exchanges += dead->exchanges;
+		sum->aged_out += dead->aged_out;
+		sum->picks += dead->picks;
 		memset(dead, 0, sizeof(*dead));
 	}
 	for (i = 0; i < LBD_MAX_SERVICES; i++) {
@@ -388,6 +453,9 @@ stats_retire_worker(struct stats_map *map, uint32_t slot)
 
 		sum->accepted += dead->accepted;
 		sum->rejected += dead->rejected;
+		sum->proxy_errors += dead->proxy_errors;
+		sum->denied += dead->denied;
+		sum->sni_misses += dead->sni_misses;
 		memset(dead, 0, sizeof(*dead));
 	}
 	stats_write_end(map);

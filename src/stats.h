@@ -48,7 +48,6 @@ void stats_retire_worker(struct stats_map *map, uint32_t slot);
 /* Seqlock around the master's writes; readers retry on a change. */
 void stats_write_begin(struct stats_map *map);
 void stats_write_end(struct stats_map *map);
-uint32_t stats_read_begin(const struct stats_map *map);
 int stats_read_retry(const struct stats_map *map, uint32_t seq);
 
 static inline struct lbd_stats_service *
@@ -118,5 +117,10 @@ const char *stats_state_name(uint32_t health, uint32_t admin);
 
 /* Sum of a backend's active connections over every worker row. */
 uint64_t stats_backend_active(const struct stats_map *map, uint32_t backend);
+/*
+ * Sum of a total (a uint64_t of struct lbd_stats_counter at offset field)
+ * over every row, the dead workers' included: it never goes down.
+ */
+uint64_t stats_backend_total(const struct stats_map *map, uint32_t backend, size_t field);
 
 #endif

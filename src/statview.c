@@ -17,7 +17,7 @@
 
 enum col {
 	COL_SERVICE, COL_BACKEND, COL_ADDRESS, COL_STATE, COL_WEIGHT, COL_ACTIVE,
-	COL_CONNS, COL_FAILS, COL_IN, COL_OUT, COL_CHECK, NCOLS
+	COL_CONNS, COL_EXCH, COL_FAILS, COL_IN, COL_OUT, COL_CHECK, NCOLS
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -33,6 +33,13 @@ statview_backend_checked(const struct statview_backend *be)
 {
 	/* A disabled backend is not checked: its last result is stale. */
 	return be->admin != LBD_ADMIN_DISABLED && be->check_status != LBD_CHECK_NONE;
+}
+
+int
+statview_check_stale(const struct statview_backend *be)
+{
+	return statview_backend_checked(be) && be->check_interval_ms > 0 &&
+	    be->check_age_ms > (int64_t)be->check_interval_ms * STATVIEW_STALE_INTERVALS;
 }
 
 /*
@@ -79,6 +86,15 @@ statview_uptime_s(const struct statview_snap *snap)
 	if (!snap->master_alive || snap->now < snap->start_time)
 		return 0;
 	return snap->now - snap->start_time;
+}
+
+const char *
+statview_worker_state(const struct statview_snap *snap, const struct statview_worker *w)
+{
+	if (w->state == LBD_WORKER_STALLED || (w->state == LBD_WORKER_RUNNING &&
+	    snap->worker_stall_ms > 0 && w->heartbeat_age_ms >= snap->worker_stall_ms))
+		return "stalled";
+	return w->state == LBD_WORKER_RUNNING ? "running" : "stopping";
 }
 
 double
@@ -191,6 +207,7 @@ backend_rates(struct statview_backend *be, const struct statview_backend *was,
 	if (was == NULL)
 		was = &zero;
 	be->connections_rate = statview_rate(was->connections, be->connections, dt);
+	be->exchanges_rate = statview_rate(was->exchanges, be->exchanges, dt);
 	be->bytes_in_rate = statview_rate(was->bytes_in, be->bytes_in, dt);
 	be->bytes_out_rate = statview_rate(was->bytes_out, be->bytes_out, dt);
 }
@@ -210,13 +227,16 @@ statview_rates(struct statview_snap *cur, const struct statview_snap *prev)
 		backend_rates(&cur->backends[i], prev_backend(prev, &cur->backends[i]), dt);
 	for (i = 0; i < cur->nservices; i++) {
 		struct statview_service *svc = &cur->services[i];
-		uint64_t before = 0;
+		uint64_t before = 0, exch_before = 0;
 
 		for (j = 0; j < prev->nservices; j++)
 			if (prev->services[j].slot == svc->slot &&
-			    strcmp(prev->services[j].name, svc->name) == 0)
+			    strcmp(prev->services[j].name, svc->name) == 0) {
 				before = prev->services[j].accepted;
+				exch_before = prev->services[j].exchanges;
+			}
 		svc->accepted_rate = statview_rate(before, svc->accepted, dt);
+		svc->exchanges_rate = statview_rate(exch_before, svc->exchanges, dt);
 	}
 	for (i = 0; i < cur->nworkers; i++) {
 		struct statview_worker *w = &cur->workers[i];
@@ -237,10 +257,25 @@ eligible(const struct statview_backend *be)
 	    strcmp(statview_backend_state(be), "up") == 0;
 }
 
+/* The figure imbalance compares for one backend. */
+static double
+imbalance_value(const struct statview_snap *snap, const struct statview_backend *be,
+    const struct statview_imbalance *im)
+{
+	double v;
+
+	if (im->exchanges)
+		v = snap->has_rates ? be->exchanges_rate : (double)be->exchanges;
+	else
+		v = snap->has_rates ? be->connections_rate : (double)be->connections;
+	return im->weighted ? v / be->weight : v;
+}
+
 /*
- * How evenly a service spreads connections over the backends that may take
- * them: totals, or the last interval's rates, per unit of weight when the
- * weights differ.
+ * How evenly a service spreads its load over the backends that may take
+ * it: exchanges when it has any (that is the load: a keep-alive connection
+ * may carry one request or thousands), else connections; totals, or the
+ * last interval's rates; per unit of weight when the weights differ.
  */
 void
 statview_imbalance(const struct statview_snap *snap,
@@ -260,14 +295,14 @@ statview_imbalance(const struct statview_snap *snap,
 		if (weight != 0 && be->weight != weight)
 			im->weighted = 1;
 		weight = be->weight;
+		if (snap->has_rates ? be->exchanges_rate > 0 : be->exchanges > 0)
+			im->exchanges = 1;
 	}
 	for (i = svc->first; i < svc->first + svc->count; i++) {
 		be = &snap->backends[i];
 		if (!eligible(be))
 			continue;
-		v = snap->has_rates ? be->connections_rate : (double)be->connections;
-		if (im->weighted)
-			v /= be->weight;
+		v = imbalance_value(snap, be, im);
 		if (im->up == 0 || be->active > im->active_max)
 			im->active_max = be->active;
 		if (im->up == 0 || be->active < im->active_min)
@@ -296,6 +331,9 @@ check_cell(const struct statview_backend *be, char *buf, size_t len)
 		snprintf(buf, len, "failed");
 	else
 		printable(be->check_text, buf, len);
+	if (statview_check_stale(be) && strlen(buf) + 24 < len)
+		snprintf(buf + strlen(buf), len - strlen(buf), " (stale %llds)",
+		    (long long)(be->check_age_ms / 1000));
 }
 
 static void
@@ -310,10 +348,13 @@ table_cells(const struct statview_snap *snap, const struct statview_service *svc
 	snprintf(cells[COL_STATE], CELL_LEN, "%s", statview_backend_state(be));
 	snprintf(cells[COL_WEIGHT], CELL_LEN, "%" PRIu32, be->weight);
 	snprintf(cells[COL_ACTIVE], CELL_LEN, "%" PRIu64, be->active);
-	if (rates)
+	if (rates) {
 		snprintf(cells[COL_CONNS], CELL_LEN, "%.1f", be->connections_rate);
-	else
+		snprintf(cells[COL_EXCH], CELL_LEN, "%.1f", be->exchanges_rate);
+	} else {
 		snprintf(cells[COL_CONNS], CELL_LEN, "%" PRIu64, be->connections);
+		snprintf(cells[COL_EXCH], CELL_LEN, "%" PRIu64, be->exchanges);
+	}
 	snprintf(cells[COL_FAILS], CELL_LEN, "%" PRIu64, be->connect_failures);
 	statview_human(rates ? be->bytes_in_rate : (double)be->bytes_in,
 	    cells[COL_IN], CELL_LEN);
@@ -327,7 +368,7 @@ table_titles(const struct statview_snap *snap, char cells[NCOLS][CELL_LEN])
 {
 	static const char *const titles[NCOLS] = {
 		"SERVICE", "BACKEND", "ADDRESS", "STATE", "WEIGHT", "ACTIVE",
-		"CONNS", "FAILS", "IN", "OUT", "CHECK"
+		"CONNS", "EXCH", "FAILS", "IN", "OUT", "CHECK"
 	};
 	size_t i;
 
@@ -335,6 +376,7 @@ table_titles(const struct statview_snap *snap, char cells[NCOLS][CELL_LEN])
 		snprintf(cells[i], CELL_LEN, "%s", titles[i]);
 	if (snap->has_rates) {
 		snprintf(cells[COL_CONNS], CELL_LEN, "CONNS/s");
+		snprintf(cells[COL_EXCH], CELL_LEN, "EXCH/s");
 		snprintf(cells[COL_IN], CELL_LEN, "IN/s");
 		snprintf(cells[COL_OUT], CELL_LEN, "OUT/s");
 	}
@@ -384,13 +426,14 @@ static void
 table_header(FILE *out, const struct statview_snap *snap)
 {
 	char version[LBD_VERSION_LEN], up[32];
-	size_t i, running = 0, stopping = 0;
+	size_t i, running = 0, stopping = 0, stalled = 0;
+	const char *state;
 
 	for (i = 0; i < snap->nworkers; i++) {
-		if (snap->workers[i].state == LBD_WORKER_RUNNING)
-			running++;
-		else
-			stopping++;
+		state = statview_worker_state(snap, &snap->workers[i]);
+		running += strcmp(state, "running") == 0;
+		stopping += strcmp(state, "stopping") == 0;
+		stalled += strcmp(state, "stalled") == 0;
 	}
 	fprintf(out, "lbd %s  ", printable(snap->version, version, sizeof(version)));
 	/* The master zeroes its pid when it stops cleanly; a pid that is
@@ -406,6 +449,8 @@ table_header(FILE *out, const struct statview_snap *snap)
 	    snap->workers_configured, snap->worker_restarts);
 	if (stopping > 0)
 		fprintf(out, ", %zu stopping", stopping);
+	if (stalled > 0)
+		fprintf(out, ", %zu stalled", stalled);
 	fprintf(out, ")  generation %" PRIu32 "\n", snap->generation);
 }
 
@@ -449,7 +494,10 @@ table_workers(FILE *out, const struct statview_snap *snap)
 		fprintf(out, "worker %-*" PRIu32 "  pid %-7" PRId32 "  %s %-*s  active %"
 		    PRIu64, wid, w->id, w->pid, snap->has_rates ? "accepted/s" : "accepted",
 		    wacc, acc, w->active);
-		if (w->state != LBD_WORKER_RUNNING)
+		if (strcmp(statview_worker_state(snap, w), "stalled") == 0)
+			fprintf(out, "  stalled (no turn for %.1fs)",
+			    (double)w->heartbeat_age_ms / 1000);
+		else if (w->state != LBD_WORKER_RUNNING)
 			fprintf(out, "  stopping (generation %" PRIu32 ")", w->generation);
 		fputc('\n', out);
 	}
@@ -476,8 +524,9 @@ table_imbalance(FILE *out, const struct statview_snap *snap,
 	else
 		snprintf(ratio, sizeof(ratio), "%.2fx", im.ratio);
 	fprintf(out, "%s: imbalance active max/min %" PRIu64 "/%" PRIu64
-	    ", %s%s max/min ", name, im.active_max, im.active_min,
-	    snap->has_rates ? "conns/s" : "conns", im.weighted ? " per weight" : "");
+	    ", %s%s%s max/min ", name, im.active_max, im.active_min,
+	    im.exchanges ? "exch" : "conns", snap->has_rates ? "/s" : "",
+	    im.weighted ? " per weight" : "");
 	fprintf(out, exact ? "%.0f/%.0f (%s)\n" : "%.1f/%.1f (%s)\n",
 	    im.max, im.min, ratio);
 }

@@ -26,6 +26,8 @@ struct statview_backend {
 	uint32_t check_status;		/* enum lbd_check_status */
 	uint32_t check_latency_us;
 	uint64_t last_change;		/* unix seconds */
+	int64_t check_age_ms;		/* since the last probe's result; -1 = none yet */
+	uint32_t check_interval_ms;
 	uint64_t active;		/* summed over live worker rows */
 	uint64_t connections;		/* summed over every row, retired row included */
 	uint64_t connect_failures;
@@ -33,7 +35,10 @@ struct statview_backend {
 	uint64_t bytes_out;
 	uint64_t spliced_in;		/* directions moved from copy to splice() */
 	uint64_t spliced_out;
+	uint64_t exchanges;		/* turns of request/response conversations */
+	uint64_t aged_out;		/* closed by max-connection-age */
 	double connections_rate;	/* per second; valid when the snapshot has_rates */
+	double exchanges_rate;
 	double bytes_in_rate;
 	double bytes_out_rate;
 };
@@ -47,7 +52,12 @@ struct statview_service {
 	uint64_t active;
 	uint64_t accepted;
 	uint64_t rejected;
+	uint64_t exchanges;		/* its backends', retired ones included */
+	uint64_t proxy_errors;		/* closed at the front door, by reason */
+	uint64_t denied;
+	uint64_t sni_misses;
 	double accepted_rate;
+	double exchanges_rate;
 	size_t first;			/* its backends: snapshot backends[first..first+count) */
 	size_t count;			/* live ones first, in configuration order */
 };
@@ -61,6 +71,7 @@ struct statview_worker {
 	uint64_t restarts;
 	uint64_t accepted;
 	uint64_t active;
+	uint64_t heartbeat_age_ms;	/* since its loop last turned */
 	double accepted_rate;
 };
 
@@ -73,6 +84,7 @@ struct statview_snap {
 	uint64_t start_time;		/* unix seconds */
 	uint64_t worker_restarts;
 	uint64_t reloads;
+	uint32_t worker_stall_ms;	/* worker-stall of the running configuration */
 	uint64_t now;			/* unix seconds when taken */
 	double mono;			/* monotonic seconds when taken */
 	int has_rates;			/* the rate fields hold the last interval's */
@@ -93,7 +105,8 @@ struct statview_imbalance {
 	uint64_t active_max;
 	uint64_t active_min;
 	int weighted;		/* weights differ: compare connections per unit of weight */
-	double max;		/* connections, or connections per second with rates */
+	int exchanges;		/* the figures are exchanges per unit of weight */
+	double max;		/* connections or exchanges, per second with rates */
 	double min;
 	double ratio;		/* max / min; -1 when min is 0 and max is not */
 };
@@ -125,7 +138,15 @@ int statview_want_backend(const struct statview_filter *filter,
 const char *statview_backend_state(const struct statview_backend *be);
 /* Its check result means something: checked, and not disabled since. */
 int statview_backend_checked(const struct statview_backend *be);
+/* Checked, but no result for STATVIEW_STALE_INTERVALS intervals: the
+ * checker (the master) is stuck or gone. */
+#define STATVIEW_STALE_INTERVALS	3
+int statview_check_stale(const struct statview_backend *be);
 uint64_t statview_uptime_s(const struct statview_snap *snap);
+/* "running", "stopping" or "stalled": marked so by the master, or a running
+ * worker whose heartbeat is older than worker-stall (a hung master too). */
+const char *statview_worker_state(const struct statview_snap *snap,
+    const struct statview_worker *w);
 void statview_imbalance(const struct statview_snap *snap,
     const struct statview_service *svc, struct statview_imbalance *im);
 

@@ -10,12 +10,15 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "doorconf.h"
 #include "stats.h"
 
+/* One listen address, shared by the services that name it (sni). */
 struct listener {
 	int fd;				/* owned by the master; workers hold a copy */
 	struct lbd_sockaddr addr;
-	size_t service;			/* index into the config's services */
+	size_t service;			/* its default service: the one without sni */
+	struct doorconf door;		/* owned: PROXY, sni, allow/deny; door.needed */
 };
 
 /*

@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define LBD_STATS_MAGIC		UINT64_C(0x3153544154534c42)	/* "LBSTATS1" */
-#define LBD_STATS_VERSION	4
+#define LBD_STATS_VERSION	6
 #define LBD_STATS_FILE		"lbd.stats"
 
 #define LBD_NAME_LEN		48	/* service and backend names, with NUL */
@@ -45,6 +45,7 @@ enum lbd_balance {
 	LBD_BALANCE_ROUNDROBIN = 0,
 	LBD_BALANCE_LEASTCONN = 1,
 	LBD_BALANCE_SOURCE = 2,
+	LBD_BALANCE_LEASTLOAD = 3,
 };
 
 enum lbd_health {
@@ -74,6 +75,7 @@ enum lbd_worker_state {
 	LBD_WORKER_FREE = 0,
 	LBD_WORKER_RUNNING = 1,
 	LBD_WORKER_STOPPING = 2,	/* old generation or shutdown: finishing its connections */
+	LBD_WORKER_STALLED = 3,		/* heartbeat older than worker-stall: being replaced */
 };
 
 /* Written by the master only. */
@@ -107,7 +109,8 @@ struct lbd_stats_header {
 	uint64_t reloads;
 	char lbd_version[LBD_VERSION_LEN];
 	uint32_t worker_slots_used;	/* worker records below this index may be live */
-	uint8_t reserved[100];
+	uint32_t worker_stall_ms;	/* worker-stall: a heartbeat older than this is hung */
+	uint8_t reserved[96];
 };
 
 /* Written by the master; rr_counter by every worker (atomic add). */
@@ -143,10 +146,18 @@ struct lbd_stats_backend {
 	uint32_t admin_weight_set;	/* weight came from lbadmin: a reload keeps it */
 	uint64_t last_change;		/* unix seconds of the last health/admin change */
 	uint64_t checks;		/* health probes run */
-	uint8_t pad1[16];
+	uint64_t last_check_ms;		/* unix milliseconds of the last probe's result, 0 = none */
+	uint32_t check_interval_ms;	/* the service's health interval */
+	uint8_t pad1[4];
+	/* The load meter's (master) latest measure, for leastload: */
+	uint64_t load_rate;		/* exchanges per second x 1000, decaying */
+	uint64_t load_picks;		/* the backend's picks summed at that measure */
+	uint8_t pad2[48];
 } __attribute__((aligned(LBD_CACHELINE)));
 
-/* pid, id, generation, state, restarts: master.  accepted, active: the worker. */
+/* pid, id, generation, state, restarts, started: master.  accepted, active,
+ * sleeping, heartbeat_ms: the worker (heartbeat_ms set by the master before
+ * the fork, so a new worker is not stalled before its first turn). */
 struct lbd_stats_worker {
 	int32_t pid;
 	uint32_t id;			/* 1..workers: the N of "lbd: worker N" */
@@ -157,7 +168,11 @@ struct lbd_stats_worker {
 	uint64_t accepted;
 	uint64_t active;
 	uint32_t sleeping;		/* 1 while blocked in epoll_wait */
-	uint8_t pad[12];
+	uint32_t pad0;
+	/* CLOCK_MONOTONIC milliseconds of the loop's last turn.  The loop
+	 * turns at least every worker-stall/2 even when idle, so an old value
+	 * means a hung worker, never a quiet one. */
+	uint64_t heartbeat_ms;
 } __attribute__((aligned(LBD_CACHELINE)));
 
 /* One per (worker slot, backend slot): written only by that worker, or by
@@ -172,7 +187,12 @@ struct lbd_stats_counter {
 	 * buffer to splice(); small request/response traffic stays copied. */
 	uint64_t spliced_in;		/* client -> backend directions spliced */
 	uint64_t spliced_out;		/* backend -> client directions spliced */
-	uint64_t pad[1];
+	/* Turns of a request/response conversation: the backend started
+	 * answering after the client had sent (pipelined requests count once). */
+	uint64_t exchanges;
+	uint64_t aged_out;		/* closed at a quiet moment by max-connection-age */
+	uint64_t picks;			/* times the schedule chose this backend */
+	uint64_t pad[6];
 };
 
 /* One per (worker slot, service slot): same writers as above. */
@@ -180,14 +200,19 @@ struct lbd_stats_service_counter {
 	uint64_t active;
 	uint64_t accepted;
 	uint64_t rejected;		/* closed without a backend: none eligible, all failed */
-	uint64_t pad[5];
+	/* Closed at the front door, counted on the first service of the
+	 * listen address that has no sni (or its first one): */
+	uint64_t proxy_errors;		/* accept-proxy: missing, malformed or late header */
+	uint64_t denied;		/* allow/deny refused the client */
+	uint64_t sni_misses;		/* no service for the name, no ClientHello in time */
+	uint64_t pad[2];
 };
 
 _Static_assert(sizeof(struct lbd_stats_header) == 256, "header size");
 _Static_assert(sizeof(struct lbd_stats_service) == 1024, "service record size");
-_Static_assert(sizeof(struct lbd_stats_backend) == 256, "backend record size");
+_Static_assert(sizeof(struct lbd_stats_backend) == 320, "backend record size");
 _Static_assert(sizeof(struct lbd_stats_worker) == 64, "worker record size");
-_Static_assert(sizeof(struct lbd_stats_counter) == 64, "counter record size");
+_Static_assert(sizeof(struct lbd_stats_counter) == 128, "counter record size");
 _Static_assert(sizeof(struct lbd_stats_service_counter) == 64, "service counter size");
 _Static_assert(LBD_MAX_SERVICE_BACKENDS <= 64, "tried mask is a uint64_t");
 

@@ -508,9 +508,11 @@ def start_backends(env):
                      (i, port, os.path.join(env.tmp, "b%d.err" % i)))
 
 
-def lbd_conf(env, port):
+def lbd_conf(env, port, ports=None, balance="roundrobin", extra=""):
+    """ports: the backends' (default BACKEND_PORTS); extra: more service
+    lines (balance.py: max-connection-age)."""
     servers = "".join('    backend b%d { address = "127.0.0.1:%d" }\n' % (i, p)
-                      for i, p in enumerate(BACKEND_PORTS, 1))
+                      for i, p in enumerate(ports or BACKEND_PORTS, 1))
     return """workers = 2
 user = "nobody"
 group = "nogroup"
@@ -519,13 +521,14 @@ runtime-dir = "{t}/lbd-run"
 maxconn = 20000
 service bench {{
     listen = {{ "127.0.0.1:{port}" }}
-    balance = "roundrobin"
-    health {{ interval = "2s" timeout = "1s" }}
+    balance = "{balance}"
+{extra}    health {{ interval = "2s" timeout = "1s" }}
 {servers}}}
-""".format(t=env.tmp, port=port, servers=servers)
+""".format(t=env.tmp, port=port, servers=servers, balance=balance,
+           extra=extra)
 
 
-def haproxy_conf(variant, port):
+def haproxy_conf(variant, port, ports=None, balance="roundrobin"):
     g = ["global", "    nbthread 2"]
     d = ["defaults", "    mode tcp", "    timeout connect 5s",
          "    timeout client 300s", "    timeout server 300s"]
@@ -534,17 +537,17 @@ def haproxy_conf(variant, port):
     if variant == "haproxy-splice1m":
         g.append("    tune.pipesize 1048576")
     servers = ["    server b%d 127.0.0.1:%d check inter 2s" % (i, p)
-               for i, p in enumerate(BACKEND_PORTS, 1)]
+               for i, p in enumerate(ports or BACKEND_PORTS, 1)]
     return "\n".join(g + d + [
         "frontend fe", "    bind 127.0.0.1:%d" % port,
-        "    default_backend be", "backend be", "    balance roundrobin"] +
+        "    default_backend be", "backend be", "    balance " + balance] +
         servers) + "\n"
 
 
-def nginx_stream_conf(env, port):
+def nginx_stream_conf(env, port, ports=None):
     t = env.tmp
     servers = "".join("        server 127.0.0.1:%d;\n" % p
-                      for p in BACKEND_PORTS)
+                      for p in ports or BACKEND_PORTS)
     return """
 load_module {mod};
 daemon off;
@@ -570,10 +573,13 @@ stream {{
 class Balancer:
     """One running balancer (or the direct reference) for one phase."""
 
-    def __init__(self, env, name):
+    def __init__(self, env, name, port=None):
+        """port: where it listens (default: LISTEN[name]); balance.py
+        passes its own and overrides argv()."""
         self.env, self.name = env, name
         self.proc = None
-        self.port = BACKEND_PORTS[0] if name == "direct" else LISTEN[name]
+        self.port = port or (BACKEND_PORTS[0] if name == "direct"
+                             else LISTEN[name])
         self.error = None
 
     def argv(self):
@@ -1037,6 +1043,12 @@ def table(cells, names):
         row += [fmt(cells.get((n, key)), key) for n in cols]
         row += [ratio(cells, key, better, o) for _, o in extra]
         rows.append(row)
+    return text_table(head, rows)
+
+
+def text_table(head, rows):
+    """Columns aligned: the first to the left, the others to the right,
+    a rule under the head (balance.py prints its table with it too)."""
     widths = [max(len(str(r[i])) for r in [head] + rows)
               for i in range(len(head))]
     lines = []

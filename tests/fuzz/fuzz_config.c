@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "sniroute.h"
 
 typedef int (*getaddrinfo_fn)(const char *, const char *, const struct addrinfo *,
     struct addrinfo **);
@@ -87,6 +88,42 @@ check_paths(const struct lbd_config *conf)
 	}
 }
 
+/* A built set is sorted and disjoint: what the binary search relies on. */
+static void
+check_cidrs(const struct cidr_set *set)
+{
+	size_t i;
+
+	assert(set->n <= LBD_MAX_CIDRS);
+	for (i = 0; i < set->n; i++) {
+		const struct cidr_range *r = &set->ranges[i];
+
+		assert(r->first.hi < r->last.hi ||
+		    (r->first.hi == r->last.hi && r->first.lo <= r->last.lo));
+		if (i + 1 < set->n)
+			assert(r->last.hi < set->ranges[i + 1].first.hi ||
+			    (r->last.hi == set->ranges[i + 1].first.hi &&
+			    r->last.lo < set->ranges[i + 1].first.lo));
+	}
+}
+
+/* sni names valid and lower-cased; allow and deny ready for lookups. */
+static void
+check_frontdoor(const struct lbd_service_conf *svc)
+{
+	size_t i;
+	const char *p;
+
+	assert(svc->nsni <= LBD_MAX_SNI_NAMES);
+	for (i = 0; i < svc->nsni; i++) {
+		assert(sniroute_pattern_valid(svc->sni[i]));
+		for (p = svc->sni[i]; *p != '\0'; p++)
+			assert(!(*p >= 'A' && *p <= 'Z'));
+	}
+	check_cidrs(&svc->allow);
+	check_cidrs(&svc->deny);
+}
+
 static void
 check_config(const struct lbd_config *conf)
 {
@@ -100,7 +137,7 @@ check_config(const struct lbd_config *conf)
 
 		assert(svc->name[0] != '\0' && strlen(svc->name) < LBD_NAME_LEN);
 		assert(config_balance_name(svc->balance) != NULL);
-		assert(config_proxy_protocol_name(svc->proxy_protocol) != NULL);
+		assert(svc->proxy_protocol <= LBD_PROXY_V2);
 		assert(svc->nlisten >= 1 && svc->nlisten <= LBD_MAX_LISTEN);
 		assert(svc->nbackends >= 1 && svc->nbackends <= LBD_MAX_SERVICE_BACKENDS);
 		assert(svc->connect_timeout_ms > 0 && svc->idle_timeout_ms > 0);
@@ -108,6 +145,7 @@ check_config(const struct lbd_config *conf)
 		assert(svc->health.timeout_ms >= 1 &&
 		    svc->health.timeout_ms <= svc->health.interval_ms);
 		assert(svc->health.send_len == strlen(svc->health.send));
+		check_frontdoor(svc);
 		for (b = 0; b < svc->nbackends; b++) {
 			const struct lbd_backend_conf *be = &svc->backends[b];
 

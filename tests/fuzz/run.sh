@@ -4,7 +4,7 @@
 #   tests/fuzz/run.sh [SECONDS]      default 30 seconds per target
 #
 # FUZZ_BUILD    build directory (default build-fuzz)
-# FUZZ_TARGETS  which targets to run (default "config ctlproto proxyproto")
+# FUZZ_TARGETS  which targets to run (default "config ctlproto proxyproto sni")
 # FUZZ_CC       compiler (default clang; gcc has no libFuzzer)
 #
 # Each target runs alone (the machine may be shared: no -jobs/-workers) on a
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 
 secs=${1:-30}
 build=${FUZZ_BUILD:-build-fuzz}
-targets=${FUZZ_TARGETS:-config ctlproto proxyproto}
+targets=${FUZZ_TARGETS:-config ctlproto proxyproto sni}
 cc=${FUZZ_CC:-clang}
 
 case $secs in
@@ -50,20 +50,23 @@ check_tools() {
 # The lbd sources each target links, beside tests/fuzz/fuzz_NAME.c.
 sources() {
 	case $1 in
-	config) echo src/config.c src/addr.c ;;
+	config) echo src/config.c src/addr.c src/balance.c src/conflisten.c src/sni.c src/sniroute.c src/cidr.c ;;
 	ctlproto) echo src/ctlproto.c ;;
 	proxyproto) echo src/proxyproto.c src/proxyparse.c ;;
+	sni) echo src/sni.c src/sniroute.c src/cidr.c src/frontdoor.c src/proxyparse.c ;;
 	*) echo "fuzz: unknown target $1" >&2; exit 2 ;;
 	esac
 }
 
 # Longest input tried: a config file, a request line past the 256-byte
-# limit, a v2 header with room for TLVs.
+# limit, a v2 header with room for TLVs, a PROXY header and a large
+# ClientHello (real ones are 200-600 bytes; the 16 KiB bound is unit-tested).
 max_len() {
 	case $1 in
 	config) echo 8192 ;;
 	ctlproto) echo 600 ;;
 	proxyproto) echo 1024 ;;
+	sni) echo 4096 ;;
 	esac
 }
 

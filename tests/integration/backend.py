@@ -1,13 +1,16 @@
 #!/usr/bin/python3
 """A test backend for lbd's integration tests, run as its own process.
 
-    backend.py PORT MODE [ARGS...] [--log FILE]
+    backend.py PORT MODE [ARGS...] [--log FILE] [--bind ADDR]
 
-Listens on 127.0.0.1:PORT (0 picks a free port) and prints "READY <port>"
-on stdout once it accepts.  Modes:
+Listens on 127.0.0.1:PORT (or ADDR:PORT; 0 picks a free port) and prints
+"READY <port>" on stdout once it accepts.  Modes:
 
     ident NAME        send "NAME\\n" on accept, then echo everything back;
                       on EOF finish the echo and close
+    whoami NAME       as ident, but the line is "NAME PEER-ADDRESS\\n": which
+                      lbd node relayed the connection (tests/integration/
+                      test_bgp_ecmp.py)
     sha               read until EOF, reply with the hex sha256 of what came
                       in plus "\\n", close
     source N SEED     send N bytes of stream(SEED) (see below), reading and
@@ -108,19 +111,20 @@ class Conn:
 
 
 class Server:
-    def __init__(self, port, mode, args, log):
+    def __init__(self, port, mode, args, log, bind="127.0.0.1"):
         self.mode = mode
         self.args = args
         self.log = log
         self.sel = selectors.DefaultSelector()
         self.next_id = 1
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+        self.lsock = socket.socket(family, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", port))
+        self.lsock.bind((bind, port))
         self.lsock.listen(4096)
         self.lsock.setblocking(False)
         self.sel.register(self.lsock, selectors.EVENT_READ, None)
-        if mode == "ident":
+        if mode in ("ident", "whoami"):
             self.greeting = (args[0] + "\n").encode()
         elif mode == "source":
             self.payload = memoryview(stream_bytes(args[1], int(args[0])))
@@ -171,13 +175,14 @@ class Server:
     def accept(self):
         for _ in range(256):
             try:
-                sock, _ = self.lsock.accept()
+                sock, peer = self.lsock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return		# EMFILE and friends: try again next wake-up
             sock.setblocking(False)
             conn = Conn(sock, self.next_id)
+            conn.peer = peer[0]
             self.next_id += 1
             self.note(conn, "accept")
             self.on_open(conn)
@@ -235,7 +240,7 @@ class Server:
             if conn.wr_shut and conn.read_eof:
                 self.close(conn)
                 return
-        if self.mode == "ident":
+        if self.mode in ("ident", "whoami"):
             conn.reading = conn.queued < ECHO_HIGH
         self.want(conn)
 
@@ -244,6 +249,8 @@ class Server:
     def on_open(self, conn):
         if self.mode == "ident":
             conn.queue(self.greeting)
+        elif self.mode == "whoami":
+            conn.queue(("%s %s\n" % (self.args[0], conn.peer)).encode())
         elif self.mode == "sha":
             conn.sha = hashlib.sha256()
         elif self.mode == "source":
@@ -251,14 +258,14 @@ class Server:
             conn.shut_when_flushed = True
 
     def on_data(self, conn, data):
-        if self.mode == "ident":
+        if self.mode in ("ident", "whoami"):
             conn.queue(data)
         elif self.mode == "sha":
             conn.sha.update(data)
         # source discards; halfclose only counts (conn.nread)
 
     def on_eof(self, conn):
-        if self.mode == "ident":
+        if self.mode in ("ident", "whoami"):
             conn.close_when_flushed = True
         elif self.mode == "sha":
             conn.queue((conn.sha.hexdigest() + "\n").encode())
@@ -284,6 +291,11 @@ class Server:
 
 def main(argv):
     log_path = None
+    bind = "127.0.0.1"
+    if "--bind" in argv:
+        i = argv.index("--bind")
+        bind = argv[i + 1]
+        argv = argv[:i] + argv[i + 2:]
     if "--log" in argv:
         i = argv.index("--log")
         log_path = argv[i + 1]
@@ -291,14 +303,14 @@ def main(argv):
     if len(argv) < 2:
         raise SystemExit(__doc__)
     port, mode, args = int(argv[0]), argv[1], argv[2:]
-    need = {"ident": 1, "sha": 0, "source": 2, "halfclose": 0}
+    need = {"ident": 1, "whoami": 1, "sha": 0, "source": 2, "halfclose": 0}
     if need.get(mode) != len(args):
         raise SystemExit("backend.py: bad arguments for mode %r" % mode)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     log = open(log_path, "a", buffering=1) if log_path else None
-    server = Server(port, mode, args, log)
+    server = Server(port, mode, args, log, bind)
     sys.stdout.write("READY %d\n" % server.port)
     sys.stdout.flush()
     server.run()

@@ -407,9 +407,11 @@ def q(text):
 
 def value(v):
     """A Python value as config text: strings quoted, booleans and numbers
-    as they are."""
+    as they are, lists in braces."""
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "{ %s }" % ", ".join(value(x) for x in v)
     return q(v) if isinstance(v, str) else str(v)
 
 

@@ -139,7 +139,53 @@ service cut {                                       # ERR
     listen = { "127.0.0.1:{p3}" }
     backend app1 { address = "127.0.0.1:{p2}" }
 """, []),
+    # The front door's keys (issue 16): lbd -t checks them as it loads.
+    "bad-cidr": (HEADER + """
+service web {
+    listen = { "127.0.0.1:{p1}" }
+    allow = { "10.0.0.0/8", "10.0.0.1/8" }          # ERR
+    backend app1 { address = "127.0.0.1:{p2}" }
 }
+""", ["10.0.0.1/8"]),
+    "bad-sni": (HEADER + """
+service web {
+    listen = { "127.0.0.1:{p1}" }
+    sni = { "127.0.0.1" }                           # ERR
+    backend app1 { address = "127.0.0.1:{p2}" }
+}
+""", ["not a host name"]),
+    "sni-claimed-twice": (HEADER + """
+service web {
+    listen = { "127.0.0.1:{p1}" }
+    sni = { "exam.example.com" }
+    backend app1 { address = "127.0.0.1:{p2}" }
+}
+
+service other {                                     # ERR
+    listen = { "127.0.0.1:{p1}" }
+    sni = { "Exam.Example.com" }
+    backend app1 { address = "127.0.0.1:{p3}" }
+}
+""", ["already claimed by service web"]),
+}
+
+# Services sharing an address by sni, with accept-proxy and lists: loads.
+VALID_FRONTDOOR = HEADER + """
+service exam {
+    listen = { "127.0.0.1:{p1}" }
+    accept-proxy = true
+    sni = { "exam.example.com", "*.example.org" }
+    allow = { "127.0.0.0/8", "::1" }
+    deny = { "127.0.0.2" }
+    backend app1 { address = "127.0.0.1:{p2}" }
+}
+
+service rest {
+    listen = { "127.0.0.1:{p1}" }
+    accept-proxy = true
+    backend app1 { address = "127.0.0.1:{p3}" }
+}
+"""
 
 
 def config_values(tmp_path):
@@ -185,6 +231,13 @@ def test_version(lbd_bin):
 def test_config_ok(lbd_bin, tmp_path):
     path = tmp_path / "ok.conf"
     path.write_text(fill(VALID, config_values(tmp_path)))
+    rc, out = lbd_check(lbd_bin, str(path))
+    assert rc == 0 and "configuration OK" in out, (rc, out)
+
+
+def test_config_frontdoor_ok(lbd_bin, tmp_path):
+    path = tmp_path / "ok.conf"
+    path.write_text(fill(VALID_FRONTDOOR, config_values(tmp_path)))
     rc, out = lbd_check(lbd_bin, str(path))
     assert rc == 0 and "configuration OK" in out, (rc, out)
 

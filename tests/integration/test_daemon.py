@@ -312,7 +312,7 @@ def test_without_proxy_protocol_nginx_sees_lbd(lbd, nginx):
 CONN_LINE = re.compile(
     r"worker \d+: (?P<service>\S+) (?P<client>\S+) -> (?P<backend>\S+) "
     r"(?P<address>\S+) (?P<ms>\d+)ms in (?P<bytes_in>\d+) "
-    r"out (?P<bytes_out>\d+): (?P<reason>.+)$")
+    r"out (?P<bytes_out>\d+) exch (?P<exchanges>\d+): (?P<reason>.+)$")
 
 
 def conn_lines(d, client):
@@ -322,7 +322,7 @@ def conn_lines(d, client):
         m = CONN_LINE.search(line)
         if m and m.group("client") == client:
             row = m.groupdict()
-            for k in ("ms", "bytes_in", "bytes_out"):
+            for k in ("ms", "bytes_in", "bytes_out", "exchanges"):
                 row[k] = int(row[k])
             out.append(row)
     return out
@@ -365,8 +365,8 @@ def test_log_client_closed(lbd, backend):
         assert lbdtest.recv_until_eof(s) == b""
     line = conn_line(d, client)
     assert line == dict(line, service="web", backend="app1",
-                        address=app.address, bytes_in=5000,
-                        bytes_out=5 + 5000, reason="client closed"), line
+                        address=app.address, bytes_in=5000, bytes_out=5 + 5000,
+                        exchanges=1, reason="client closed"), line
     assert line["ms"] < 5000 * SCALE, line
 
 

@@ -304,7 +304,10 @@ def test_fd_limit_pauses_and_recovers(flbd, backend, spare):
     by itself.  A connection takes descriptors in pairs (client and backend
     socket, pipes), so both parities of spare are tried."""
     b = backend("ident", "fd")
-    d = flbd([service("web", [b])], workers=1)
+    # Clients wait for a descriptor at most connect-timeout: long enough
+    # here for the limit to come back (test_fd_limit_wait_ends_at_connect_timeout
+    # tests the bound).
+    d = flbd([service("web", [b], connect_timeout="10s")], workers=1)
     port = d.port["web"]
     (w,) = d.workers()
     base = fu.fd_kinds(w)
@@ -373,7 +376,7 @@ def test_fd_limit_serves_what_fits(flbd, backend, kind):
 
         def ok(g):
             return g.end == "eof" and g.data == want
-    d = flbd([service("web", [b])], workers=1)
+    d = flbd([service("web", [b], connect_timeout="10s")], workers=1)
     (w,) = d.workers()
     fu.set_nofile(w, sum(fu.fd_kinds(w).values()) + 58,
                   fu.nofile_limit(w)[1])
@@ -424,6 +427,62 @@ def test_fd_limit_serves_what_fits(flbd, backend, kind):
         fu.close_all(socks)
         hard = fu.nofile_limit(w)[1]
         fu.set_nofile(w, hard, hard)	# or the stop waits shutdown-grace
+
+
+def test_fd_limit_wait_ends_at_connect_timeout(flbd, backend):
+    """A client accepted when no descriptor is left for its backend socket
+    waits at most connect-timeout, then is closed as "out of resources" and
+    counted as rejected; the connections that fit keep relaying and, once one
+    leaves, a new client is served again (issue 20)."""
+    b = backend("ident", "fw")
+    d = flbd([service("web", [b], connect_timeout="1s")], workers=1)
+    port = d.port["web"]
+    (w,) = d.workers()
+    held, stuck = [], None
+    # Room for 4 relayed connections (2 descriptors each) and one more
+    # accept, whose backend socket() then fails with EMFILE.
+    fu.set_nofile(w, sum(fu.fd_kinds(w).values()) + 9, fu.nofile_limit(w)[1])
+    try:
+        for _ in range(8):
+            s = lbdtest.connect(port, timeout=5.0)
+            t0 = time.monotonic()
+            s.settimeout(0.5)
+            try:
+                line = lbdtest.recv_line(s)
+            except socket.timeout:
+                line = None
+            if not line or not line.endswith(b"\n"):
+                stuck = s
+                break
+            s.setblocking(False)
+            held.append(s)
+        assert stuck is not None and len(held) == 4, \
+            "%d connections served before one waited" % len(held)
+        assert lbdtest.wait_closed(stuck, 3.0 * SCALE), \
+            "a client waiting for a descriptor is still open after 3s " \
+            "(connect-timeout 1s)"
+        waited = time.monotonic() - t0
+        print("fd limit: a waiting client closed after %.2fs "
+              "(connect-timeout 1s)" % waited)
+        assert 0.9 <= waited <= 1.0 + 0.5 * SCALE, \
+            "closed after %.2fs, connect-timeout is 1s" % waited
+        js = fu.lbstat(d)
+        (svc,) = [x for x in js["services"] if x["name"] == "web"]
+        assert svc["rejected"] == 1, svc
+        assert not fu.echo_all(held, 5 * SCALE), "held connections stopped"
+        held.pop().close()
+
+        def served():
+            try:
+                return lbdtest.ident(port, timeout=2.0) == "fw"
+            except (OSError, EOFError):
+                return False
+        assert lbdtest.poll_until(served, 5 * SCALE, 0.2), \
+            "no client served after a held one left"
+    finally:
+        fu.close_all(held + ([stuck] if stuck else []))
+        hard = fu.nofile_limit(w)[1]
+        fu.set_nofile(w, hard, hard)
 
 
 def test_maxconn_waits_without_spinning(flbd, backend):

@@ -156,7 +156,6 @@ test_split_good(void **state)
 	check_split("[::1]:8080", "::1", 8080);
 	check_split("[::]:443", "::", 443);
 	check_split("*:80", "", 80);
-	check_split(":80", "", 80);
 	check_split("backend.example:65535", "backend.example", 65535);
 	check_split("localhost:1", "localhost", 1);
 }
@@ -172,6 +171,8 @@ test_split_bad(void **state)
 	check_bad_split("host:-80", "port");
 	check_bad_split("host: 80", "port");
 	check_bad_split("host:", "port");
+	check_bad_split(":80", "empty host");
+	check_bad_split("[]:80", "empty host");
 	check_bad_split("[::1]:", "port");
 	/* A bare IPv6 address: the hint says how to write it. */
 	check_bad_split("::1:80", "[address]:port");
@@ -230,6 +231,27 @@ test_resolve_numeric(void **state)
 	assert_int_equal(addr_resolve("::1:80", 0, &ss, &len, &why), -1);
 	assert_non_null(why);
 	assert_non_null(strstr(why, "[address]:port"));
+}
+
+/* lbstat shows the address in use: numeric text as is, a name with it. */
+static void
+test_display(void **state)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(9001) };
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons(80),
+	    .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	char buf[64];
+
+	(void)state;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_string_equal(addr_display("127.0.0.1:9001", (void *)&sin, buf, sizeof(buf)),
+	    "127.0.0.1:9001");
+	assert_string_equal(addr_display("localhost:9001", (void *)&sin, buf, sizeof(buf)),
+	    "localhost:9001 (127.0.0.1:9001)");
+	assert_string_equal(addr_display("localhost:80", (void *)&sin6, buf, sizeof(buf)),
+	    "localhost:80 ([::1]:80)");
+	assert_string_equal(addr_display("a-rather-long-host-name.in-some-long-subdomain.example.net:80",
+	    (void *)&sin6, buf, sizeof(buf)), "[::1]:80");
 }
 
 static void
@@ -359,6 +381,7 @@ main(void)
 		cmocka_unit_test(test_split_bad),
 		cmocka_unit_test(test_split_host_too_long),
 		cmocka_unit_test(test_resolve_numeric),
+		cmocka_unit_test(test_display),
 		cmocka_unit_test(test_resolve_passive_wildcard),
 		cmocka_unit_test(test_resolve_localhost),
 		cmocka_unit_test(test_format_round_trip),

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "balance.h"
+#include "loadmeter.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 
@@ -387,7 +388,8 @@ setup_clients(void **state)
 static void
 test_rendezvous_stable(void **state)
 {
-	const uint32_t ids[] = { 11, 22, 33, 44 }, w[] = { 1, 1, 1, 1 };
+	const uint64_t ids[] = { 11, 22, 33, 44 };
+	const uint32_t w[] = { 1, 1, 1, 1 };
 	size_t i;
 
 	(void)state;
@@ -402,7 +404,8 @@ test_rendezvous_stable(void **state)
 static void
 test_rendezvous_distribution(void **state)
 {
-	const uint32_t ids[] = { 0, 1, 2, 3 }, w[] = { 1, 1, 1, 1 };
+	const uint64_t ids[] = { 0, 1, 2, 3 };
+	const uint32_t w[] = { 1, 1, 1, 1 };
 	unsigned count[4] = { 0 };
 	size_t i;
 
@@ -417,8 +420,10 @@ test_rendezvous_distribution(void **state)
 static void
 test_rendezvous_weights(void **state)
 {
-	const uint32_t ids[] = { 5, 6 }, w[] = { 2, 1 };
-	const uint32_t ids3[] = { 5, 6, 7 }, w3[] = { 1, 2, 1 };
+	const uint64_t ids[] = { 5, 6 };
+	const uint32_t w[] = { 2, 1 };
+	const uint64_t ids3[] = { 5, 6, 7 };
+	const uint32_t w3[] = { 1, 2, 1 };
 	unsigned count[3] = { 0 };
 	size_t i;
 
@@ -441,8 +446,10 @@ test_rendezvous_weights(void **state)
 static void
 test_rendezvous_removal(void **state)
 {
-	const uint32_t ids[] = { 101, 202, 303, 404 }, w[] = { 1, 1, 1, 1 };
-	const uint32_t ids3[] = { 101, 303, 404 }, w3[] = { 1, 1, 1 };
+	const uint64_t ids[] = { 101, 202, 303, 404 };
+	const uint32_t w[] = { 1, 1, 1, 1 };
+	const uint64_t ids3[] = { 101, 303, 404 };
+	const uint32_t w3[] = { 1, 1, 1 };
 	uint32_t wr[] = { 1, 0, 1, 1 };
 	unsigned moved = 0;
 	size_t i;
@@ -475,11 +482,251 @@ test_rendezvous_removal(void **state)
 static void
 test_rendezvous_none(void **state)
 {
-	const uint32_t ids[] = { 1, 2 }, w[] = { 0, 0 };
+	const uint64_t ids[] = { 1, 2 };
+	const uint32_t w[] = { 0, 0 };
 
 	(void)state;
 	assert_int_equal(balance_rendezvous(clients[0], ids, w, 2), -1);
 	assert_int_equal(balance_rendezvous(clients[0], ids, w, 0), -1);
+}
+
+/* Least load per unit of weight wins; ties go to fewer active per weight. */
+static void
+test_leastload_choice(void **state)
+{
+	uint64_t load[] = { 3000, 1000, 2000 }, active[] = { 1, 9, 1 }, recent[3] = { 0 };
+	uint32_t w[] = { 1, 1, 1 }, w2[] = { 4, 1, 1 };
+	uint64_t tie[] = { 1000, 1000, 1000 }, act2[] = { 5, 2, 7 };
+	size_t k;
+
+	(void)state;
+	for (k = 0; k < 3; k++)
+		assert_int_equal(balance_leastload(load, active, recent, w, 3, k), 1);
+	/* Weight 4 makes 3000 the least per unit of weight. */
+	assert_int_equal(balance_leastload(load, active, recent, w2, 3, 0), 0);
+	for (k = 0; k < 3; k++)
+		assert_int_equal(balance_leastload(tie, act2, recent, w, 3, k), 1);
+	w[1] = 0;			/* not eligible */
+	assert_int_equal(balance_leastload(load, active, recent, w, 3, 0), 2);
+	w[0] = w[2] = 0;
+	assert_int_equal(balance_leastload(load, active, recent, w, 3, 0), -1);
+}
+
+/* Equal loads and no connections: the rotation spreads the ties. */
+static void
+test_leastload_ties_rotate(void **state)
+{
+	uint64_t load[4] = { 0 }, active[4] = { 0 }, recent[4] = { 0 };
+	uint32_t w[] = { 1, 1, 1, 1 };
+	unsigned count[4] = { 0 };
+	size_t k;
+
+	(void)state;
+	for (k = 0; k < 400; k++)
+		count[balance_leastload(load, active, recent, w, 4, k)]++;
+	for (k = 0; k < 4; k++)
+		assert_int_equal(count[k], 100);
+}
+
+/*
+ * The herd guard: 200 new connections at once, before the load meter saw
+ * any of them.  Backend 0 looks far idler, yet takes at most twice its
+ * fair share (40) of the burst.
+ */
+static void
+test_leastload_herd(void **state)
+{
+	uint64_t base[] = { 0, 50000, 50000, 50000, 50000 }, load[5];
+	uint64_t active[5] = { 0 }, recent[5] = { 0 };
+	uint32_t w[] = { 1, 1, 1, 1, 1 };
+	size_t k, i;
+	int b;
+
+	(void)state;
+	for (k = 0; k < 200; k++) {
+		for (i = 0; i < 5; i++)
+			load[i] = base[i] + recent[i] * 10;	/* per_conn: tiny */
+		b = balance_leastload(load, active, recent, w, 5, k);
+		assert_true(b >= 0);
+		recent[b]++;
+		active[b]++;
+	}
+	assert_true(recent[0] <= 2 * 40 + 2);
+	assert_true(recent[0] >= 40);	/* still the idlest: it got its share */
+	for (i = 1; i < 5; i++)
+		assert_true(recent[i] > 0);
+}
+
+/* The guard honours weights: weight 3 may take thrice weight 1's share. */
+static void
+test_leastload_herd_weights(void **state)
+{
+	uint64_t load[3] = { 0 }, active[3] = { 0 }, recent[3] = { 0 };
+	uint32_t w[] = { 3, 1, 1 };
+	size_t k;
+	int b;
+
+	(void)state;
+	for (k = 0; k < 500; k++) {
+		b = balance_leastload(load, active, recent, w, 3, k);
+		recent[b]++;
+		active[b]++;
+	}
+	/* Loads stay 0: ties by active per weight give 300/100/100. */
+	assert_int_equal(recent[0], 300);
+	assert_int_equal(recent[1], 100);
+	assert_int_equal(recent[2], 100);
+}
+
+/* The load meter's decaying average, in events per second x 1000. */
+static void
+test_load_decay(void **state)
+{
+	uint64_t rate = 0;
+	int i;
+
+	(void)state;
+	assert_int_equal(loadmeter_decay(1234, 99, 0), 1234);	/* no time: no change */
+	/* 100 per second, measured every 250 ms: converges on 100 000. */
+	for (i = 0; i < 80; i++)
+		rate = loadmeter_decay(rate, 25, 250);
+	assert_true(rate > 99000 && rate <= 100000);
+	/* One time constant of silence leaves about 1/e of it. */
+	for (i = 0; i < 8; i++)
+		rate = loadmeter_decay(rate, 0, 250);
+	assert_true(rate > 36000 && rate < 38000);
+	/* A step up gets most of the way within a few seconds. */
+	rate = 0;
+	for (i = 0; i < 16; i++)
+		rate = loadmeter_decay(rate, 250, 250);
+	assert_true(rate > 850000 && rate < 1000000);
+}
+
+/* ---- source hashing keyed by backend name (issue 19) ---- */
+
+/*
+ * A backend list as a node's file gives it: names and weights in the
+ * file's order.  by_name() is what "source" picks for a client, as a name.
+ */
+struct named {
+	const char *name[8];
+	uint32_t weight[8];
+	size_t n;
+};
+
+static const char *
+by_name(const struct named *b, uint64_t client)
+{
+	uint64_t ids[8];
+	size_t i;
+	int pick;
+
+	for (i = 0; i < b->n; i++)
+		ids[i] = balance_name_hash(b->name[i]);
+	pick = balance_rendezvous(client, ids, b->weight, b->n);
+	return pick < 0 ? NULL : b->name[pick];
+}
+
+/* The list in the order perm gives (perm[k] = index in src). */
+static void
+permute(const struct named *src, const size_t *perm, struct named *dst)
+{
+	size_t k;
+
+	dst->n = src->n;
+	for (k = 0; k < src->n; k++) {
+		dst->name[k] = src->name[perm[k]];
+		dst->weight[k] = src->weight[perm[k]];
+	}
+}
+
+/* The hash is part of the contract between nodes (and versions): pin it. */
+static void
+test_name_hash(void **state)
+{
+	char name[16];
+	uint64_t seen[1000];
+	size_t i, j;
+
+	(void)state;
+	assert_true(balance_name_hash("app1") == UINT64_C(0x559721a43f6847d7));
+	assert_true(balance_name_hash("app1") != balance_name_hash("app2"));
+	assert_true(balance_name_hash("a") != balance_name_hash("a."));
+	for (i = 0; i < 1000; i++) {
+		snprintf(name, sizeof(name), "app%zu", i);
+		seen[i] = balance_name_hash(name);
+		for (j = 0; j < i; j++)
+			assert_true(seen[j] != seen[i]);
+	}
+}
+
+/* Every one of the 24 orders of 4 backends sends each client to one name. */
+static void
+test_rendezvous_names_any_order(void **state)
+{
+	const struct named base = { { "app1", "app2", "app3", "app4" },
+	    { 1, 2, 1, 3 }, 4 };
+	size_t perm[4], a, b, c, i, orders = 0;
+	struct named other;
+
+	(void)state;
+	for (a = 0; a < 4; a++)
+		for (b = 0; b < 4; b++)
+			for (c = 0; c < 4; c++) {
+				if (a == b || a == c || b == c)
+					continue;
+				perm[0] = a, perm[1] = b, perm[2] = c;
+				perm[3] = 6 - a - b - c;
+				permute(&base, perm, &other);
+				for (i = 0; i < 2000; i++)
+					assert_string_equal(by_name(&other, clients[i]),
+					    by_name(&base, clients[i]));
+				orders++;
+			}
+	assert_int_equal(orders, 24);
+}
+
+/* Taking app3 out of the file (anywhere in it) moves only app3's clients. */
+static void
+test_rendezvous_names_removal(void **state)
+{
+	const struct named four = { { "app1", "app2", "app3", "app4" },
+	    { 1, 1, 1, 1 }, 4 };
+	const struct named three = { { "app4", "app1", "app2" }, { 1, 1, 1 }, 3 };
+	unsigned moved = 0;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < NCLIENTS; i++) {
+		const char *before = by_name(&four, clients[i]);
+		const char *after = by_name(&three, clients[i]);
+
+		if (strcmp(before, "app3") == 0)
+			moved++;
+		else
+			assert_string_equal(after, before);
+	}
+	assert_in_range(moved, 2250, 2750);
+}
+
+/* Weights still count, and follow the name, not the place in the file. */
+static void
+test_rendezvous_names_weights(void **state)
+{
+	const struct named one = { { "big", "small" }, { 3, 1 }, 2 };
+	const struct named two = { { "small", "big" }, { 1, 3 }, 2 };
+	unsigned big = 0;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < NCLIENTS; i++) {
+		const char *pick = by_name(&one, clients[i]);
+
+		assert_string_equal(by_name(&two, clients[i]), pick);
+		big += strcmp(pick, "big") == 0;
+	}
+	/* 7500 : 2500 expected */
+	assert_in_range(big, 7200, 7800);
 }
 
 int
@@ -502,6 +749,15 @@ main(void)
 		cmocka_unit_test(test_rendezvous_weights),
 		cmocka_unit_test(test_rendezvous_removal),
 		cmocka_unit_test(test_rendezvous_none),
+		cmocka_unit_test(test_leastload_choice),
+		cmocka_unit_test(test_leastload_ties_rotate),
+		cmocka_unit_test(test_leastload_herd),
+		cmocka_unit_test(test_leastload_herd_weights),
+		cmocka_unit_test(test_load_decay),
+		cmocka_unit_test(test_name_hash),
+		cmocka_unit_test(test_rendezvous_names_any_order),
+		cmocka_unit_test(test_rendezvous_names_removal),
+		cmocka_unit_test(test_rendezvous_names_weights),
 	};
 
 	return cmocka_run_group_tests(tests, setup_clients, NULL);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -17,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "balance.h"
 #include "config.h"
 
 static char tmpdir[] = "/tmp/lbd-test-config-XXXXXX";
@@ -178,6 +180,8 @@ test_full_config(void **state)
 	assert_int_equal(svc->idle_timeout_ms, 300000);
 	assert_int_equal(svc->retries, 2);
 	assert_int_equal(svc->proxy_protocol, LBD_PROXY_OFF);
+	assert_int_equal(svc->max_age_ms, 0);
+	assert_int_equal(svc->age_quiet_ms, 250);
 	assert_int_equal(svc->health.interval_ms, 2000);
 	assert_int_equal(svc->health.timeout_ms, 1000);
 	assert_int_equal(svc->health.rise, 2);
@@ -198,9 +202,12 @@ test_full_config(void **state)
 	assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x0a00000c);
 	assert_int_equal(ntohs(sin->sin_port), 80);
 	assert_int_equal(svc->backends[1].addr.len, sizeof(*sin));
+	/* the source hash's key: the name's hash, set at load (issue 19) */
+	assert_true(svc->backends[0].name_hash == balance_name_hash("app1"));
+	assert_true(svc->backends[1].name_hash == balance_name_hash("app2"));
 
 	assert_string_equal(config_balance_name(svc->balance), "roundrobin");
-	assert_string_equal(config_proxy_protocol_name(svc->proxy_protocol), "off");
+	assert_int_equal(svc->proxy_protocol, LBD_PROXY_OFF);
 	assert_int_equal(config_stats_path(conf, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "/run/lbd/" LBD_STATS_FILE);
 	assert_int_equal(config_control_path(conf, buf, sizeof(buf)), 0);
@@ -230,6 +237,7 @@ test_defaults(void **state)
 	assert_int_equal(conf->shutdown_grace_ms, 30000);
 	assert_false(conf->log_connections);
 	assert_int_equal(conf->relay_turn, 8u << 20);
+	assert_int_equal(conf->worker_stall_ms, 5000);
 	svc = &conf->services[0];
 	assert_int_equal(svc->line, 1);
 	assert_int_equal(svc->balance, LBD_BALANCE_ROUNDROBIN);
@@ -331,7 +339,7 @@ test_values_and_lines(void **state)
 	assert_int_equal(svc->balance, LBD_BALANCE_SOURCE);
 	assert_int_equal(svc->proxy_protocol, LBD_PROXY_V2);
 	assert_string_equal(config_balance_name(svc->balance), "source");
-	assert_string_equal(config_proxy_protocol_name(svc->proxy_protocol), "v2");
+	assert_int_equal(svc->proxy_protocol, LBD_PROXY_V2);
 	assert_string_equal(svc->backends[0].name, "x.y_z-1");
 	assert_int_equal(svc->backends[0].line, 27);
 	config_free(conf);
@@ -466,6 +474,97 @@ test_relay_turn(void **state)
 	expect_error("relay-turn = \"8G\"\n" SERVICE_HEAD BACKEND_A "}\n", 1, "too large");
 }
 
+static double
+mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* head, then a line of n times c (or a quoted string of n bytes), then tail. */
+static char *
+long_line(const char *head, const char *open, size_t n, char c, const char *tail)
+{
+	size_t h = strlen(head), o = strlen(open), t = strlen(tail);
+	char *text = malloc(h + o + n + t + 1);
+
+	assert_non_null(text);
+	memcpy(text, head, h);
+	memcpy(text + h, open, o);
+	memset(text + h + o, c, n);
+	memcpy(text + h + o + n, tail, t + 1);
+	return text;
+}
+
+/*
+ * A line (or a quoted string) over 64 KiB is refused on its line, at once:
+ * libconfuse alone took a minute over a 10 MiB word or comment.  A line of
+ * exactly 64 KiB is read.
+ */
+static void
+test_long_lines(void **state)
+{
+	char *text;
+	double t0;
+
+	(void)state;
+	text = long_line(SERVICE_HEAD BACKEND_A "}\n", "#", 65535, 'c', "\n");
+	config_free(load_ok(text));
+	free(text);
+	text = long_line(SERVICE_HEAD BACKEND_A "}\n", "#", 65536, 'c', "\n");
+	expect_error(text, 5, "line longer than 65536 bytes");
+	free(text);
+	t0 = mono_s();
+	text = long_line(SERVICE_HEAD BACKEND_A "}\n\n", "", 10u << 20, 'x', "\n");
+	expect_error(text, 6, "line longer than 65536 bytes");
+	free(text);
+	text = long_line(SERVICE_HEAD BACKEND_A "}\n", "/*", 10u << 20, 'x', "*/\n");
+	expect_error(text, 5, "line longer than");
+	free(text);
+	assert_true(mono_s() - t0 < 2.0);
+	/* A quoted string may span lines; not beyond 64 KiB either. */
+	text = long_line("workers = 1\nuser = \"", "", 70000, '\n', "\"\n"
+	    SERVICE_HEAD BACKEND_A "}\n");
+	expect_error(text, 2, "quoted string longer than 65536 bytes");
+	free(text);
+}
+
+/* A forgotten host is not "every interface": refused on its line. */
+static void
+test_empty_host(void **state)
+{
+	(void)state;
+	expect_error("service web {\n    listen = { \":8080\" }\n" BACKEND_A "}\n", 2,
+	    "empty host");
+	expect_error("service web {\n    listen = { \"[]:8080\" }\n" BACKEND_A "}\n", 2,
+	    "empty host");
+	expect_error(SERVICE_HEAD "  backend a {\n    address = \":9001\"\n  }\n}\n", 4,
+	    "0.0.0.0:port or [::]:port");
+}
+
+/* worker-stall: a duration from 1s to 1h, errors on their line. */
+static void
+test_worker_stall(void **state)
+{
+	struct lbd_config *conf;
+
+	(void)state;
+	conf = load_ok("worker-stall = \"1s\"\n" SERVICE_HEAD BACKEND_A "}\n");
+	assert_int_equal(conf->worker_stall_ms, 1000);
+	config_free(conf);
+	conf = load_ok("worker-stall = \"1h\"\n" SERVICE_HEAD BACKEND_A "}\n");
+	assert_int_equal(conf->worker_stall_ms, 3600000);
+	config_free(conf);
+	expect_error("workers = 1\nworker-stall = \"999ms\"\n" SERVICE_HEAD BACKEND_A "}\n",
+	    2, "1s..1h");
+	expect_error("worker-stall = \"61m\"\n" SERVICE_HEAD BACKEND_A "}\n", 1, "1s..1h");
+	expect_error("\n\nworker-stall = \"5\"\n" SERVICE_HEAD BACKEND_A "}\n", 3,
+	    "worker-stall");
+	expect_error("worker-stall = \"0s\"\n" SERVICE_HEAD BACKEND_A "}\n", 1, "1s..1h");
+}
+
 static void
 test_out_of_range(void **state)
 {
@@ -494,11 +593,39 @@ test_out_of_range(void **state)
 }
 
 static void
+test_leastload_and_age(void **state)
+{
+	struct lbd_config *conf;
+	struct lbd_service_conf *svc;
+
+	(void)state;
+	conf = load_ok("service web {\n"
+	    "  listen = { \"127.0.0.1:8080\" }\n"
+	    "  balance = \"leastload\"\n"
+	    "  max-connection-age = \"60s\"\n"
+	    "  age-quiet = \"1s\"\n"
+	    "  backend a { address = \"127.0.0.1:9001\" }\n"
+	    "}\n");
+	svc = &conf->services[0];
+	assert_int_equal(svc->balance, LBD_BALANCE_LEASTLOAD);
+	assert_string_equal(config_balance_name(svc->balance), "leastload");
+	assert_int_equal(svc->max_age_ms, 60000);
+	assert_int_equal(svc->age_quiet_ms, 1000);
+	config_free(conf);
+	expect_error(SERVICE_HEAD "  max-connection-age = \"soon\"\n" BACKEND_A "}\n", 3,
+	    "max-connection-age");
+	expect_error(SERVICE_HEAD "  age-quiet = \"off\"\n" BACKEND_A "}\n", 3,
+	    "age-quiet");
+	expect_error(SERVICE_HEAD "  age-quiet = \"0s\"\n" BACKEND_A "}\n", 1,
+	    "age-quiet must be at least 1ms");
+}
+
+static void
 test_bad_keywords(void **state)
 {
 	(void)state;
 	expect_error(SERVICE_HEAD "\n  balance = \"random\"\n" BACKEND_A "}\n", 4,
-	    "roundrobin, leastconn or source");
+	    "roundrobin, leastconn, source or leastload");
 	expect_error(SERVICE_HEAD "  proxy-protocol = \"v3\"\n" BACKEND_A "}\n", 3,
 	    "off, v1 or v2");
 	expect_error(SERVICE_HEAD "  proxy-protocol = \"on\"\n" BACKEND_A "}\n", 3,
@@ -864,6 +991,7 @@ main(void)
 		cmocka_unit_test_teardown(test_bad_durations, teardown_case),
 		cmocka_unit_test_teardown(test_out_of_range, teardown_case),
 		cmocka_unit_test_teardown(test_bad_keywords, teardown_case),
+		cmocka_unit_test_teardown(test_leastload_and_age, teardown_case),
 		cmocka_unit_test_teardown(test_duplicate_names, teardown_case),
 		cmocka_unit_test_teardown(test_no_backend_no_listen, teardown_case),
 		cmocka_unit_test_teardown(test_listen_twice, teardown_case),
@@ -884,6 +1012,9 @@ main(void)
 		cmocka_unit_test_teardown(test_health_limits, teardown_case),
 		cmocka_unit_test_teardown(test_directory, teardown_case),
 		cmocka_unit_test_teardown(test_relay_turn, teardown_case),
+		cmocka_unit_test_teardown(test_worker_stall, teardown_case),
+		cmocka_unit_test_teardown(test_long_lines, teardown_case),
+		cmocka_unit_test_teardown(test_empty_host, teardown_case),
 	};
 
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

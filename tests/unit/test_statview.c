@@ -227,12 +227,12 @@ test_table(void **state)
 	assert_string_equal(line,
 	    "lbd 0.1.0  pid 4121  up 3h12m  workers 2/2 (restarts 0)  generation 1");
 	assert_string_equal(strtok(NULL, "\n"), "SERVICE  BACKEND  ADDRESS      STATE  "
-	    "WEIGHT  ACTIVE  CONNS  FAILS  IN    OUT    CHECK");
+	    "WEIGHT  ACTIVE  CONNS  EXCH  FAILS  IN    OUT    CHECK");
 	assert_string_equal(strtok(NULL, "\n"), "web      app1     10.0.0.1:80  up     "
-	    "1       12      10234  0      1.2G  34.5G  ok 0.4ms");
+	    "1       12      10234  0     0      1.2G  34.5G  ok 0.4ms");
 	strtok(NULL, "\n");
 	assert_string_equal(strtok(NULL, "\n"), "web      app3     10.0.0.3:80  down   "
-	    "1       0       9871   0      0     0      connect: Connection refused");
+	    "1       0       9871   0     0      0     0      connect: Connection refused");
 	assert_string_equal(strtok(NULL, "\n"),
 	    "worker 1  pid 4122     accepted 10291 (34%)  active 7");
 	strtok(NULL, "\n");
@@ -317,8 +317,8 @@ test_rates(void **state)
 	assert_true(cur->workers[0].accepted_rate == 180.0);
 	assert_int_equal(statview_filter_parse("web/app1", &f, err, sizeof(err)), 0);
 	out = render(statview_table, cur, &f);
-	assert_non_null(strstr(out, "CONNS/s  FAILS  IN/s  OUT/s"));
-	assert_non_null(strstr(out, "100.0    0      2.0M  0"));
+	assert_non_null(strstr(out, "CONNS/s  EXCH/s  FAILS  IN/s  OUT/s"));
+	assert_non_null(strstr(out, "100.0    0.0     0      2.0M  0"));
 	assert_null(strstr(out, "app2"));
 	assert_null(strstr(out, "worker 1"));
 	free(out);
@@ -358,6 +358,44 @@ test_weighted_imbalance(void **state)
 	free(snap);
 }
 
+/* With exchanges, imbalance is load: the seed's 2500 vs 800 requests. */
+static void
+test_exchange_imbalance(void **state)
+{
+	struct statview_snap *prev = example(), *cur;
+	char *out;
+
+	(void)state;
+	prev->backends[0].exchanges = 2500;
+	prev->backends[1].exchanges = 800;
+	out = render(statview_table, prev, NULL);
+	assert_non_null(strstr(out, "exch max/min 2500/800 (3.12x)"));
+	free(out);
+	out = render(statexport_json, prev, NULL);
+	assert_non_null(strstr(out, "\"basis\":\"exchanges\",\"max\":2500.000,"));
+	assert_non_null(strstr(out, "\"exchanges\":2500,\"aged_out\":0,"));
+	free(out);
+	out = render(statexport_prom, prev, NULL);
+	assert_non_null(strstr(out, "lbd_backend_exchanges_total{service=\"web\","
+	    "backend=\"app2\"} 800\n"));
+	free(out);
+	/* Per second under -i, per unit of weight when weights differ. */
+	cur = example();
+	prev->mono = 1;
+	cur->mono = 2;
+	cur->backends[0].exchanges = 2500 + 300;
+	cur->backends[0].weight = 2;
+	cur->backends[1].exchanges = 800 + 100;
+	statview_rates(cur, prev);
+	assert_true(cur->backends[0].exchanges_rate == 300.0);
+	out = render(statview_table, cur, NULL);
+	assert_non_null(strstr(out, "EXCH/s"));
+	assert_non_null(strstr(out, "exch/s per weight max/min 150.0/100.0 (1.50x)"));
+	free(out);
+	free(prev);
+	free(cur);
+}
+
 static void
 test_json(void **state)
 {
@@ -374,11 +412,12 @@ test_json(void **state)
 	assert_non_null(strstr(out, "\"workers\":[{\"id\":1,\"pid\":4122,\"active\":7,"
 	    "\"accepted\":10291,\"restarts\":0,"));
 	assert_non_null(strstr(out, "\"services\":[{\"name\":\"web\",\"listen\":[\"0.0.0.0:80\"],"
-	    "\"balance\":\"roundrobin\",\"active\":15,\"accepted\":30338,\"rejected\":0,"));
+	    "\"balance\":\"roundrobin\",\"active\":15,\"accepted\":30338,\"rejected\":0,"
+	    "\"exchanges\":0,\"proxy_errors\":0,\"denied\":0,\"sni_misses\":0,"));
 	assert_non_null(strstr(out, "{\"name\":\"app1\",\"address\":\"10.0.0.1:80\","
 	    "\"state\":\"up\",\"weight\":1,\"active\":12,\"connections\":10234,"
 	    "\"connect_failures\":0,\"bytes_in\":1288490188,\"bytes_out\":37044092928,"
-	    "\"spliced_in\":2,\"spliced_out\":9,"
+	    "\"spliced_in\":2,\"spliced_out\":9,\"exchanges\":0,\"aged_out\":0,"
 	    "\"check\":{\"status\":\"ok\",\"latency_ms\":0.412,"));
 	assert_non_null(strstr(out, "\"name\":\"app2\",\"address\":\"10.0.0.2:80\","
 	    "\"state\":\"disabled\",\"weight\":1,\"active\":3,\"connections\":9871,"
@@ -387,7 +426,8 @@ test_json(void **state)
 	assert_non_null(strstr(out, "\"state\":\"disabled\""));
 	assert_non_null(strstr(out, "\"check\":{\"status\":\"none\",\"latency_ms\":0.000,"));
 	assert_non_null(strstr(out, "\"check\":{\"status\":\"failed\",\"latency_ms\":0.412,"
-	    "\"last_change_s\":20,\"text\":\"connect: Connection refused\"}"));
+	    "\"last_change_s\":20,\"text\":\"connect: Connection refused\","
+	    "\"age_s\":0.0,\"stale\":false}"));
 	free(out);
 	free(snap);
 }
@@ -408,7 +448,7 @@ test_disabled_and_retired(void **state)
 	snap->services[0].count = 4;
 	out = render(statview_table, snap, NULL);
 	assert_non_null(strstr(out, "web      app2     10.0.0.2:80  disabled  "
-	    "1       3       9871   0      0     0      -\n"));
+	    "1       3       9871   0     0      0     0      -\n"));
 	assert_non_null(strstr(out, "web      old1     10.0.0.4:80  retired   "));
 	assert_non_null(strstr(out, "web: imbalance n/a (1 of 3 backends up)\n"));
 	free(out);
@@ -423,6 +463,64 @@ test_disabled_and_retired(void **state)
 	    "state=\"disabled\"} 1\n"));
 	assert_null(strstr(out, "lbd_backend_check_latency_seconds{service=\"web\","
 	    "backend=\"app2\"}"));
+	free(out);
+	free(snap);
+}
+
+/* A running worker whose heartbeat is older than worker-stall is stalled,
+ * whether or not the master has marked it yet; 0 = no threshold known. */
+static void
+test_worker_stalled(void **state)
+{
+	struct statview_snap *snap = example();
+	char *out;
+
+	(void)state;
+	snap->worker_stall_ms = 5000;
+	snap->workers[0].heartbeat_age_ms = 4999;
+	assert_string_equal(statview_worker_state(snap, &snap->workers[0]), "running");
+	snap->workers[0].heartbeat_age_ms = 5000;
+	assert_string_equal(statview_worker_state(snap, &snap->workers[0]), "stalled");
+	snap->workers[1].state = LBD_WORKER_STALLED;
+	assert_string_equal(statview_worker_state(snap, &snap->workers[1]), "stalled");
+	snap->workers[1].state = LBD_WORKER_STOPPING;
+	snap->workers[1].heartbeat_age_ms = 9000;
+	assert_string_equal(statview_worker_state(snap, &snap->workers[1]), "stopping");
+	out = render(statexport_json, snap, NULL);
+	assert_non_null(strstr(out, "\"state\":\"stalled\",\"heartbeat_age_ms\":5000"));
+	free(out);
+	out = render(statview_table, snap, NULL);
+	assert_non_null(strstr(out, "stalled (no turn for 5.0s)"));
+	assert_non_null(strstr(out, ", 1 stalled)"));
+	free(out);
+	out = render(statexport_prom, snap, NULL);
+	assert_non_null(strstr(out, "lbd_worker_heartbeat_age_seconds{worker=\"1\"} 5\n"));
+	free(out);
+	snap->worker_stall_ms = 0;
+	assert_string_equal(statview_worker_state(snap, &snap->workers[0]), "running");
+	free(snap);
+}
+
+/* The age of the last check, and a check older than 3 intervals marked. */
+static void
+test_check_age(void **state)
+{
+	struct statview_snap *snap = example();
+	char *out;
+
+	(void)state;
+	snap->backends[0].check_interval_ms = 2000;
+	snap->backends[0].check_age_ms = 6000;
+	assert_false(statview_check_stale(&snap->backends[0]));
+	snap->backends[0].check_age_ms = 7400;
+	assert_true(statview_check_stale(&snap->backends[0]));
+	snap->backends[1].check_age_ms = -1;
+	out = render(statexport_json, snap, NULL);
+	assert_non_null(strstr(out, "\"age_s\":7.4,\"stale\":true}"));
+	assert_non_null(strstr(out, "\"age_s\":null,\"stale\":false}"));
+	free(out);
+	out = render(statview_table, snap, NULL);
+	assert_non_null(strstr(out, " (stale 7s)"));
 	free(out);
 	free(snap);
 }
@@ -470,7 +568,7 @@ test_prom(void **state)
 			assert_int_equal(strncmp(line, family, strlen(family)), 0);
 	}
 	assert_int_equal(helps, types);
-	assert_int_equal(helps, 21);
+	assert_int_equal(helps, 27);
 	free(out);
 	free(snap);
 }
@@ -491,8 +589,11 @@ main(void)
 		cmocka_unit_test(test_table_aligned),
 		cmocka_unit_test(test_rates),
 		cmocka_unit_test(test_weighted_imbalance),
+		cmocka_unit_test(test_exchange_imbalance),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_prom),
+		cmocka_unit_test(test_worker_stalled),
+		cmocka_unit_test(test_check_age),
 		cmocka_unit_test(test_disabled_and_retired),
 	};
 
