@@ -111,9 +111,11 @@ class Upgradable:
 
     def start(self):
         with open(self.stderr_path, "ab") as err:
+            # as a daemon, from a relative path: daemon() moves to "/", so
+            # the path to execute again must have been made absolute
             self.proc = subprocess.Popen(
-                [self.binary] + (["-d"] if self.foreground else [])
-                + ["-f", self.conf_path],
+                ([self.binary, "-d"] if self.foreground else ["./lbd"])
+                + ["-f", self.conf_path], cwd=self.workdir,
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err)
         if not self.foreground:	# daemon(): the master is a grandchild
             assert self.proc.wait(10 * SCALE) == 0, self.describe()
@@ -415,9 +417,10 @@ def test_failed_upgrades_keep_the_old_master(upgradable, backend, tmp_path):
 
 
 def test_daemonised_master_hears_signals(upgradable, backend, tmp_path):
-    """Without -d: the master that daemon() forked must still see SIGHUP,
-    SIGUSR2 and SIGTERM (epoll only reports a signalfd's signals to the
-    process that added it), and remove its socket and pid file at exit."""
+    """Without -d, started as ./lbd: the master that daemon() forked must
+    still see SIGHUP, SIGUSR2 and SIGTERM (epoll only reports a signalfd's
+    signals to the process that added it), find the binary again from "/",
+    and remove its socket and pid file at exit."""
     newbin = build_new_binary(str(tmp_path))
     a1 = backend("ident", "a1")
     lbd = upgradable([lbdtest.service("web", [a1])], grace="5s",
