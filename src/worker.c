@@ -28,6 +28,7 @@
 #include "log.h"
 #include "proctitle.h"
 #include "proxyproto.h"
+#include "runq.h"
 #include "workerstate.h"
 
 #define TICK_MS			100	/* timeout scan period */
@@ -41,55 +42,6 @@ _Static_assert(_Alignof(struct listener) >= 8 && _Alignof(struct conn) >= 8 &&
 static void conn_connect(struct worker *w, struct conn *c);
 
 /* ---- lists ---- */
-
-/* A connection that yielded gets its next turn after the others. */
-static void
-runq_add(struct worker *w, struct conn *c)
-{
-	if (c->queued)
-		return;
-	c->queued = 1;
-	w->nrun++;
-	c->run_next = NULL;
-	if (w->run_tail != NULL)
-		w->run_tail->run_next = c;
-	else
-		w->run_head = c;
-	w->run_tail = c;
-}
-
-static struct conn *
-runq_pop(struct worker *w)
-{
-	struct conn *c;
-
-	if ((c = w->run_head) == NULL)
-		return NULL;
-	if ((w->run_head = c->run_next) == NULL)
-		w->run_tail = NULL;
-	c->run_next = NULL;
-	c->queued = 0;
-	w->nrun--;
-	return c;
-}
-
-/* A connection closed while queued (a timeout, a shutdown) leaves the queue. */
-static void
-runq_remove(struct worker *w, struct conn *c)
-{
-	struct conn **pp, *prev = NULL;
-
-	if (!c->queued)
-		return;
-	for (pp = &w->run_head; *pp != c; pp = &(*pp)->run_next)
-		prev = *pp;
-	*pp = c->run_next;
-	if (w->run_tail == c)
-		w->run_tail = prev;
-	c->run_next = NULL;
-	c->queued = 0;
-	w->nrun--;
-}
 
 static struct conn_list *
 conn_list_of(struct worker *w, struct conn *c)
@@ -191,7 +143,7 @@ conn_close(struct worker *w, struct conn *c, enum close_reason reason)
 		stats_sub(&service_counter(w, c)->active, 1);
 	stats_sub(&stats_worker(w->map, w->slot)->active, 1);
 	c->closed = 1;
-	runq_remove(w, c);
+	runq_remove(&w->runq, c);
 	c->next = w->graveyard;
 	w->graveyard = c;
 	w->nconns--;
@@ -399,7 +351,7 @@ conn_pump(struct worker *w, struct conn *c)
 	case RELAY_MORE:
 		break;
 	case RELAY_YIELD:
-		runq_add(w, c);
+		runq_add(&w->runq, c);
 		break;
 	case RELAY_DONE:
 		conn_close(w, c, CLOSE_NONE);
@@ -712,10 +664,10 @@ dispatch(struct worker *w, struct epoll_event *ev)
 static void
 runq_run(struct worker *w)
 {
-	uint32_t turns = w->nrun;
+	uint32_t turns = w->runq.n;
 	struct conn *c;
 
-	while (turns-- > 0 && (c = runq_pop(w)) != NULL)
+	while (turns-- > 0 && (c = runq_pop(&w->runq)) != NULL)
 		conn_pump(w, c);
 }
 
@@ -798,7 +750,7 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 	for (;;) {
 		if (w.stopping && w.nconns == 0)
 			exit(0);
-		timeout = w.run_head != NULL ? 0 : worker_timeout(&w);
+		timeout = w.runq.head != NULL ? 0 : worker_timeout(&w);
 		timeout = watchdog_wait_ms(timeout, conf->worker_stall_ms);
 		if (timeout != 0)
 			__atomic_store_n(sleeping_flag, 1, __ATOMIC_RELAXED);

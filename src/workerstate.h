@@ -14,6 +14,7 @@
 #include "config.h"
 #include "orphan.h"
 #include "relay.h"
+#include "runq.h"
 #include "schedule.h"
 #include "stats.h"
 #include "worker.h"
@@ -121,9 +122,7 @@ struct worker {
 	struct orphan orphan;		/* see orphan.h */
 	uint64_t fdwait_logged_ms;	/* last "clients wait" line */
 	struct conn *graveyard;		/* closed this batch, freed after it */
-	struct conn *run_head;		/* yielded connections, oldest first */
-	struct conn *run_tail;
-	uint32_t nrun;
+	struct runq runq;		/* yielded connections, oldest first */
 	uint64_t fail_logged_ms[LBD_MAX_BACKENDS];
 };
 
