@@ -292,6 +292,19 @@ def test_readme_operate_against_live_lbd(scratch, backend):
 
         r = init_run(d, init, "status")
         assert r.returncode == 0 and str(new) in r.stdout, r
+        # the init script's own upgrade action, on the master just upgraded
+        r = init_run(d, init, "upgrade")
+        assert r.returncode == 0, r
+        newer = int(open(pidfile).read())
+        assert newer not in (first, new), r
+        masters.append(newer)
+        assert poll_until(lambda: lbdtest.is_dead(new), 15 * SCALE)
+        try:
+            os.waitpid(new, os.WNOHANG)	# reparented here
+        except ChildProcessError:
+            pass
+        new = newer
+        assert lbdtest.ident(port) in ("app1", "app2")
         # this test stands in for init: it reaps the master as it exits,
         # or start-stop-daemon would wait on a zombie
         stop = subprocess.Popen(["sh", init, "stop"], env=d.env,
