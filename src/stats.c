@@ -136,11 +136,14 @@ check_regions(const struct lbd_stats_header *hdr, uint64_t file_size)
 }
 
 /*
- * O_NONBLOCK: a FIFO put in its place must not hang lbstat in open(); only a
- * regular file is read.  Every offset is checked before anything is mapped.
+ * Maps an existing segment, read-only for lbstat or read-write for a master
+ * after a binary upgrade.  O_NONBLOCK: a FIFO put in its place must not hang
+ * lbstat in open(); only a regular file is read.  Every offset is checked
+ * before anything is mapped.
  */
-int
-stats_open_readonly(struct stats_map *map, const char *path, char *err, size_t errlen)
+static int
+stats_open_mode(struct stats_map *map, const char *path, int writable, char *err,
+    size_t errlen)
 {
 	const char *why;
 	struct lbd_stats_header hdr;
@@ -148,7 +151,8 @@ stats_open_readonly(struct stats_map *map, const char *path, char *err, size_t e
 	void *base;
 	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1) {
+	fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK);
+	if (fd == -1) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
@@ -182,7 +186,8 @@ stats_open_readonly(struct stats_map *map, const char *path, char *err, size_t e
 		snprintf(err, errlen, "%s: %s", path, why);
 		goto fail;
 	}
-	base = mmap(NULL, hdr.total_size, PROT_READ, MAP_SHARED, fd, 0);
+	base = mmap(NULL, hdr.total_size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
+	    MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED) {
 		snprintf(err, errlen, "%s: mmap: %s", path, strerror(errno));
 		goto fail;
@@ -197,6 +202,25 @@ fail:
 	return -1;
 }
 
+int
+stats_open_readonly(struct stats_map *map, const char *path, char *err, size_t errlen)
+{
+	return stats_open_mode(map, path, 0, err, errlen);
+}
+
+int
+stats_adopt(struct stats_map *map, const char *path, uint32_t workers, char *err,
+    size_t errlen)
+{
+	if (stats_open_mode(map, path, 1, err, errlen) == -1)
+		return -1;
+	stats_write_begin(map);
+	snprintf(map->hdr->lbd_version, sizeof(map->hdr->lbd_version), "%s", LBD_VERSION);
+	map->hdr->workers_configured = workers;
+	stats_write_end(map);
+	return 0;
+}
+
 void
 stats_unmap(struct stats_map *map)
 {
@@ -206,10 +230,15 @@ stats_unmap(struct stats_map *map)
 	map->hdr = NULL;
 }
 
+/*
+ * Atomic increments, although one master writes: during a binary upgrade
+ * the old and the new master both may, for a moment, and a lost increment
+ * would leave the count odd for good.
+ */
 void
 stats_write_begin(struct stats_map *map)
 {
-	__atomic_store_n(&map->hdr->seq, map->hdr->seq + 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&map->hdr->seq, 1, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
@@ -217,7 +246,7 @@ void
 stats_write_end(struct stats_map *map)
 {
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	__atomic_store_n(&map->hdr->seq, map->hdr->seq + 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&map->hdr->seq, 1, __ATOMIC_RELAXED);
 }
 
 int
