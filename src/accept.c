@@ -12,6 +12,7 @@
 
 #include "accept.h"
 #include "log.h"
+#include "wait.h"
 
 #define ACCEPT_KICKED		16	/* accepts when a sibling hands work over */
 #define DEFER_MS		2	/* accept pause while a kicked sibling takes over */
@@ -187,6 +188,12 @@ accept_ready(struct worker *w, struct listener *l, int max)
 		}
 		if (accept_defer(w))
 			return;
+		/* The service's queue is at max-queue: leave the rest to the
+		 * kernel's accept queue and look again in a while. */
+		if (w->conf->services[l->service].limited && wait_queue_full(w, l->service)) {
+			accept_pause(w, w->now_ms + ACCEPT_PAUSE_MS);
+			return;
+		}
 		len = sizeof(peer);
 		fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0)

@@ -12,7 +12,9 @@
 
 #include "lbd/control.h"
 #include "admin.h"
+#include "clock.h"
 #include "log.h"
+#include "slowstart.h"
 #include "stats.h"
 
 #define ADMIN_STATE_LINE	512
@@ -84,6 +86,9 @@ admin_set(struct stats_map *map, uint32_t sslot, uint32_t bslot, int admin, int 
 	if (!new_admin && !new_weight)
 		return 0;
 	stats_write_begin(map);
+	/* Enabled again: ramps up over the service's slowstart. */
+	if (new_admin && b->admin == LBD_ADMIN_DISABLED && admin == LBD_ADMIN_NONE)
+		slowstart_begin(map, bslot, clock_ms());
 	if (new_admin)
 		b->admin = (uint32_t)admin;
 	if (new_weight) {

@@ -78,8 +78,12 @@ balance_leastconn(const uint64_t *active, const uint32_t *weights, size_t n,
 		i = (size_t)((rotate + k) % n);
 		if (weights[i] == 0)
 			continue;
-		if (best == -1 || per_weight_less(active[i], weights[i],
-		    active[best], weights[(size_t)best]))
+		/* (active[i]+1)/weights[i] < (active[best]+1)/weights[best]: the
+		 * load with this connection added (HAProxy's too), so a backend of
+		 * small weight, a slow-starting one, is not picked just for being
+		 * idle.  For equal weights the order is the same as active's. */
+		if (best == -1 || per_weight_less(active[i] + 1, weights[i],
+		    active[best] + 1, weights[(size_t)best]))
 			best = (int)i;
 	}
 	return best;

@@ -21,8 +21,8 @@
 size_t balance_smooth_sequence(const uint32_t *weights, size_t n, uint8_t *seq);
 
 /*
- * Index of the candidate with the fewest active connections per unit of
- * weight (candidates with weight 0 are skipped); ties go to the first one
+ * Index of the candidate with the fewest active connections, counting the
+ * new one, per unit of weight (candidates with weight 0 are skipped); ties go to the first one
  * at or after rotate % n, so equal backends share the load.  -1 if none.
  */
 int balance_leastconn(const uint64_t *active, const uint32_t *weights, size_t n,

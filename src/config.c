@@ -32,6 +32,8 @@ struct int_range {
 static const struct int_range int_ranges[] = {
 	{ "workers", 0, LBD_MAX_WORKERS },
 	{ "maxconn", 1, 1000000 },
+	{ "backend maxconn", 0, 1000000 },	/* a backend's: 0 = unlimited */
+	{ "max-queue", 0, 1000000 },
 	{ "retries", 0, LBD_MAX_SERVICE_BACKENDS },
 	{ "weight", 0, 256 },
 	{ "rise", 1, 100 },
@@ -78,10 +80,13 @@ static int
 validate_int(cfg_t *cfg, cfg_opt_t *opt)
 {
 	long v = cfg_opt_getnint(opt, cfg_opt_size(opt) - 1);
+	int in_backend = cfg->name != NULL && strcmp(cfg->name, "backend") == 0;
+	const char *key = in_backend && strcmp(opt->name, "maxconn") == 0 ?
+	    "backend maxconn" : opt->name;
 	size_t i;
 
 	for (i = 0; i < sizeof(int_ranges) / sizeof(int_ranges[0]); i++) {
-		if (strcmp(int_ranges[i].name, opt->name) != 0)
+		if (strcmp(int_ranges[i].name, key) != 0)
 			continue;
 		if (v < int_ranges[i].min || v > int_ranges[i].max) {
 			cfg_error(cfg, "%s = %ld: out of range %ld..%ld",
@@ -228,6 +233,8 @@ static cfg_opt_t health_opts[] = {
 static cfg_opt_t backend_opts[] = {
 	CFG_STR_CB("address", NULL, CFGF_NODEFAULT, parse_address_cb),
 	CFG_INT("weight", 1, CFGF_NONE),
+	CFG_INT("maxconn", 0, CFGF_NONE),
+	CFG_BOOL("backup", cfg_false, CFGF_NONE),
 	CFG_END()
 };
 
@@ -238,6 +245,9 @@ static cfg_opt_t service_opts[] = {
 	DURATION("idle-timeout", "5m"),
 	CFG_INT("retries", 2, CFGF_NONE),
 	CFG_STR_CB("proxy-protocol", "off", CFGF_NONE, parse_keyword_cb),
+	DURATION("slowstart", "0s"),
+	DURATION("queue-timeout", "5s"),
+	CFG_INT("max-queue", 0, CFGF_NONE),
 	DURATION("max-connection-age", "off"),
 	DURATION("age-quiet", "250ms"),
 	CFG_BOOL("accept-proxy", cfg_false, CFGF_NONE),
@@ -271,6 +281,8 @@ set_int_validators(cfg_t *cfg)
 	cfg_set_validate_func(cfg, "maxconn", validate_int);
 	cfg_set_validate_func(cfg, "service|retries", validate_int);
 	cfg_set_validate_func(cfg, "service|backend|weight", validate_int);
+	cfg_set_validate_func(cfg, "service|backend|maxconn", validate_int);
+	cfg_set_validate_func(cfg, "service|max-queue", validate_int);
 	cfg_set_validate_func(cfg, "service|health|rise", validate_int);
 	cfg_set_validate_func(cfg, "service|health|fall", validate_int);
 }
@@ -387,6 +399,9 @@ load_backends(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 		strlcpy(be->name, name, sizeof(be->name));
 		be->name_hash = balance_name_hash(be->name);
 		be->weight = (uint32_t)cfg_getint(bcfg, "weight");
+		be->maxconn = (uint32_t)cfg_getint(bcfg, "maxconn");
+		be->backup = cfg_getbool(bcfg, "backup");
+		svc->limited |= be->maxconn > 0;
 		if (address == NULL) {
 			config_report(ctx, be->line, "backend %s/%s has no address",
 			    svc->name, name);
@@ -501,10 +516,13 @@ load_service(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 	svc->connect_timeout_ms = get_duration(scfg, "connect-timeout");
 	svc->idle_timeout_ms = get_duration(scfg, "idle-timeout");
 	svc->retries = (uint32_t)cfg_getint(scfg, "retries");
+	svc->slowstart_ms = get_duration(scfg, "slowstart");
+	svc->queue_timeout_ms = get_duration(scfg, "queue-timeout");
+	svc->max_queue = (uint32_t)cfg_getint(scfg, "max-queue");
 	svc->max_age_ms = get_duration(scfg, "max-connection-age");
 	svc->age_quiet_ms = get_duration(scfg, "age-quiet");
 	if (svc->connect_timeout_ms == 0 || svc->idle_timeout_ms == 0 ||
-	    svc->age_quiet_ms == 0) {
+	    svc->age_quiet_ms == 0 || svc->queue_timeout_ms == 0) {
 		config_report(ctx, svc->line, "service %s: timeouts and age-quiet must be at least 1ms", name);
 		rc = -1;
 	}
@@ -670,36 +688,4 @@ config_balance_name(enum lbd_balance balance)
 	default:
 		return "roundrobin";
 	}
-}
-
-static int
-runtime_path(const struct lbd_config *conf, const char *file, char *buf, size_t len)
-{
-	int n = snprintf(buf, len, "%s/%s", conf->runtime_dir, file);
-
-	return n < 0 || (size_t)n >= len ? -1 : 0;
-}
-
-int
-config_stats_path(const struct lbd_config *conf, char *buf, size_t len)
-{
-	return runtime_path(conf, LBD_STATS_FILE, buf, len);
-}
-
-int
-config_control_path(const struct lbd_config *conf, char *buf, size_t len)
-{
-	return runtime_path(conf, "lbd.sock", buf, len);
-}
-
-int
-config_pid_path(const struct lbd_config *conf, char *buf, size_t len)
-{
-	return runtime_path(conf, "lbd.pid", buf, len);
-}
-
-int
-config_state_path(const struct lbd_config *conf, char *buf, size_t len)
-{
-	return runtime_path(conf, "lbd.state", buf, len);
 }

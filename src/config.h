@@ -43,6 +43,8 @@ struct lbd_backend_conf {
 	char name[LBD_NAME_LEN];
 	struct lbd_sockaddr addr;
 	uint32_t weight;		/* 0..256 */
+	uint32_t maxconn;		/* connections open to it at most, 0 = no limit */
+	bool backup;			/* only while no other backend is eligible */
 	int line;
 	uint32_t slot;			/* stats segment slot, set by the master */
 	uint64_t name_hash;		/* balance_name_hash(name): the source hash's key */
@@ -59,6 +61,10 @@ struct lbd_service_conf {
 	uint32_t max_age_ms;		/* max-connection-age, 0 = off */
 	uint32_t age_quiet_ms;		/* both directions quiet this long to age out */
 	enum lbd_proxy_protocol proxy_protocol;
+	uint32_t slowstart_ms;		/* ramp after coming back, 0 = off */
+	uint32_t queue_timeout_ms;	/* a client waits for a maxconn slot this long */
+	uint32_t max_queue;		/* clients waiting at most, 0 = no bound of its own */
+	bool limited;			/* some backend has a maxconn: the queue is used */
 	struct lbd_health_conf health;
 	struct lbd_backend_conf *backends;	/* owned, nbackends long */
 	size_t nbackends;

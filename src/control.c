@@ -64,6 +64,7 @@ struct control {
 	struct ev_handler	 listen_ev;	/* fd: the listening socket, owned */
 	struct ev_handler	 timer_ev;	/* fd: idle/resume timerfd, owned */
 	int			 epfd;
+	int			 keep_path;	/* a new master binds it after an upgrade */
 	gid_t			 admin_gid;
 	struct stats_map	*map;
 	struct control_hooks	 hooks;
@@ -720,9 +721,18 @@ control_close(struct control *ctl)
 			control_client_close(ctl->clients[i]);
 	ev_del(ctl->epfd, &ctl->listen_ev);
 	ev_del(ctl->epfd, &ctl->timer_ev);
-	if (unlink(ctl->path) == -1 && errno != ENOENT)
+	if (!ctl->keep_path && unlink(ctl->path) == -1 && errno != ENOENT)
 		log_warn("control socket %s: unlink", ctl->path);
 	close(ctl->listen_ev.fd);
 	close(ctl->timer_ev.fd);
 	free(ctl);
+}
+
+/* Binary upgrade: the new master binds the same path at once; leave the file. */
+void
+control_close_keep(struct control *ctl)
+{
+	if (ctl != NULL)
+		ctl->keep_path = 1;
+	control_close(ctl);
 }

@@ -34,5 +34,7 @@ void control_set_admin_gid(struct control *ctl, gid_t admin_gid);
 void control_apply_state(struct control *ctl);
 /* Closes the socket and its clients and unlinks the socket file. */
 void control_close(struct control *ctl);
+/* As control_close, but the socket file stays for a new master (upgrade). */
+void control_close_keep(struct control *ctl);
 
 #endif

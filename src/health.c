@@ -29,6 +29,7 @@
 #include "health.h"
 #include "healthstate.h"
 #include "log.h"
+#include "slowstart.h"
 
 #define HEALTH_READ_MAX	4096	/* reply bytes read looking for expect */
 #define HEALTH_WIN	512	/* read window: > 2 x the longest expect (256) */
@@ -179,6 +180,8 @@ health_set_segment(struct health_check *c, int up)
 
 	b->health = up ? LBD_HEALTH_UP : LBD_HEALTH_DOWN;
 	b->last_change = (uint64_t)time(NULL);
+	if (up)		/* back: ramps up over the service's slowstart */
+		slowstart_begin(c->h->map, c->slot, clock_ms());
 	stats_service(c->h->map, c->svc->slot)->sched_version++;
 }
 

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "master.h"
 #include "proctitle.h"
+#include "upgrade.h"
 
 static void __attribute__((noreturn))
 usage(int status)
@@ -19,7 +20,9 @@ usage(int status)
 	    "  -f file   configuration file (default: $LBD_CONF or %s)\n"
 	    "  -d        stay in the foreground and log to stderr\n"
 	    "  -t        check the configuration and exit\n"
-	    "  -V        print the version and exit\n", LBD_DEFAULT_CONF);
+	    "  -V        print the version and exit\n"
+	    "signals: HUP reload, TERM stop, USR2 upgrade to the binary on disk\n",
+	    LBD_DEFAULT_CONF);
 	exit(status);
 }
 
@@ -61,6 +64,7 @@ main(int argc, char *argv[])
 		printf("configuration OK\n");
 		return 0;
 	}
+	upgrade_init(argv[0]);		/* before proctitle_init reuses argv */
 	proctitle_init(argc, argv);
 	log_init(1, "lbd");
 	return master_run(path, foreground);

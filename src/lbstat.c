@@ -277,6 +277,9 @@ capture_backend(const struct stats_map *map, uint32_t slot,
 	be->weight = b.weight;
 	be->check_status = b.check_status;
 	be->check_latency_us = b.check_latency_us;
+	be->maxconn = b.maxconn;
+	be->backup = (b.flags & LBD_BACKEND_BACKUP) != 0;
+	be->ramp_permille = b.ramp_permille;
 	be->last_change = b.last_change;
 	be->check_interval_ms = b.check_interval_ms;
 	be->check_age_ms = b.last_check_ms == 0 ? -1 :
@@ -314,6 +317,7 @@ capture_service_counters(const struct stats_map *map, const uint8_t live[LBD_WOR
 		svc->proxy_errors += stats_load(&c->proxy_errors);
 		svc->denied += stats_load(&c->denied);
 		svc->sni_misses += stats_load(&c->sni_misses);
+		svc->queue_timeouts += stats_load(&c->queue_timeouts);
 	}
 }
 
@@ -365,9 +369,13 @@ capture_service(const struct stats_map *map, uint32_t slot,
 	for (i = 0; i < svc->nlisten; i++)
 		copy_str(svc->listen[i], s.listen[i], sizeof(svc->listen[i]));
 	svc->balance = s.balance;
+	svc->queued = s.queued;
+	svc->queue_max = s.queue_max;
 	capture_service_counters(map, live, svc);
 	svc->first = snap->nbackends;
 	capture_backends(map, &s, live, svc, snap);
+	for (i = 0; i < svc->count; i++)
+		svc->limited |= snap->backends[svc->first + i].maxconn > 0;
 	snap->nservices++;
 }
 

@@ -32,190 +32,22 @@
 #include "control.h"
 #include "event.h"
 #include "health.h"
+#include "listen.h"
 #include "loadmeter.h"
 #include "log.h"
 #include "master.h"
+#include "masterint.h"
 #include "privs.h"
 #include "proctitle.h"
+#include "slowstart.h"
 #include "stats.h"
+#include "upgrade.h"
 #include "watchdog.h"
 #include "worker.h"
 
-#define LISTEN_BACKLOG		4096
 #define RESPAWN_FAST_MS		1000	/* a worker dead sooner than this is crash-looping */
 #define RESPAWN_MAX_DELAY_MS	5000
 
-struct worker_proc {
-	pid_t pid;			/* 0 = slot free */
-	uint32_t id;
-	uint32_t generation;
-	int stopping;
-	uint64_t started_ms;
-	uint64_t kill_at_ms;		/* SIGUSR1, then SIGKILL, at this time; 0 = none */
-	int aborted;			/* SIGUSR1 sent: SIGKILL is next */
-};
-
-/* What it takes to bring worker id back: pending after a death. */
-struct respawn {
-	uint64_t due_ms;		/* 0 = nothing pending */
-	uint32_t fast_deaths;
-	uint64_t restarts;
-};
-
-struct master {
-	const char *config_path;
-	int foreground;
-	struct lbd_config *conf;
-	struct privs privs;
-	struct stats_map map;
-	int epfd;
-	struct ev_handler sig;
-	struct listener *listeners;	/* owned, for conf */
-	size_t nlisteners;
-	int kick_fd;			/* owned eventfd the workers share */
-	struct worker_proc workers[LBD_WORKER_SLOTS];
-	struct respawn respawn[LBD_MAX_WORKERS + 1];	/* by worker id */
-	uint32_t generation;
-	struct control *control;
-	struct health *health;
-	struct loadmeter *loadmeter;
-	struct pidfh *pidfh;
-	int stopping;
-	int reload_pending;
-	uint64_t watchdog_due_ms;	/* next look at the heartbeats */
-};
-
-/* ---- listeners ---- */
-
-static int
-listener_bind(const struct lbd_sockaddr *addr, char *err, size_t errlen)
-{
-	int fd, one = 1;
-
-	fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1) {
-		snprintf(err, errlen, "listen %s: socket: %s", addr->text, strerror(errno));
-		return -1;
-	}
-	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	/* "0.0.0.0:80" and "[::]:80" side by side, as the example config has. */
-	if (addr->ss.ss_family == AF_INET6)
-		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) == -1) {
-		snprintf(err, errlen, "listen %s: bind: %s", addr->text, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	if (listen(fd, LISTEN_BACKLOG) == -1) {
-		snprintf(err, errlen, "listen %s: listen: %s", addr->text, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int
-find_listener(const struct listener *ls, size_t n, const struct lbd_sockaddr *addr)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (ls[i].fd != -1 && ls[i].addr.len == addr->len &&
-		    memcmp(&ls[i].addr.ss, &addr->ss, addr->len) == 0)
-			return (int)i;
-	return -1;
-}
-
-/* Undoes listeners_for's work on ls[0..k): fresh sockets closed, doors freed. */
-static void
-listeners_unwind(struct listener *ls, size_t k, const struct listener *old, size_t nold)
-{
-	while (k-- > 0) {
-		if (find_listener(old, nold, &ls[k].addr) < 0)
-			close(ls[k].fd);
-		doorconf_free(&ls[k].door);
-	}
-	free(ls);
-}
-
-/* Binds addr anew, or takes its socket over from old; builds its door. */
-static int
-listener_open(struct listener *l, const struct lbd_config *conf,
-    const struct listener *old, size_t nold, char *err, size_t errlen)
-{
-	long fallback;
-	int i;
-
-	if (doorconf_build(&l->door, conf, &l->addr) == -1) {
-		doorconf_free(&l->door);
-		snprintf(err, errlen, "listen %s: out of memory", l->addr.text);
-		return -1;
-	}
-	/* Connections a front door turns away are counted on the default. */
-	fallback = l->door.route.fallback;
-	l->service = l->door.candidates[fallback >= 0 ? (size_t)fallback : 0].service;
-	if ((i = find_listener(old, nold, &l->addr)) >= 0) {
-		l->fd = old[i].fd;
-		return 0;
-	}
-	if ((l->fd = listener_bind(&l->addr, err, errlen)) == -1) {
-		doorconf_free(&l->door);
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * The listeners conf needs, one per address (services that share one by
- * sni share its listener): those already open in old (moved out of it, so
- * they are never closed and re-opened) and freshly bound ones.  On failure
- * the fresh ones are closed and old is left as it was.
- */
-static struct listener *
-listeners_for(const struct lbd_config *conf, struct listener *old, size_t nold,
-    size_t *n, char *err, size_t errlen)
-{
-	struct listener *ls;
-	size_t total = 0, s, l, k = 0;
-
-	for (s = 0; s < conf->nservices; s++)
-		total += conf->services[s].nlisten;
-	if ((ls = calloc(total, sizeof(*ls))) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	for (s = 0; s < conf->nservices; s++)
-		for (l = 0; l < conf->services[s].nlisten; l++) {
-			if (find_listener(ls, k, &conf->services[s].listen[l]) >= 0)
-				continue;	/* shared with an earlier service */
-			ls[k].addr = conf->services[s].listen[l];
-			if (listener_open(&ls[k], conf, old, nold, err, errlen) == -1) {
-				listeners_unwind(ls, k, old, nold);
-				return NULL;
-			}
-			k++;
-		}
-	*n = k;
-	return ls;
-}
-
-/* Closes the listeners of old that next does not keep, and frees old. */
-static void
-listeners_retire(struct listener *old, size_t nold, const struct listener *next,
-    size_t nnext)
-{
-	size_t i, j;
-	int kept;
-
-	for (i = 0; i < nold; i++) {
-		for (kept = 0, j = 0; j < nnext && !kept; j++)
-			kept = next[j].fd == old[i].fd;
-		if (!kept && old[i].fd != -1)
-			close(old[i].fd);
-		doorconf_free(&old[i].door);
-	}
-	free(old);
-}
 
 /* ---- workers ---- */
 
@@ -341,6 +173,15 @@ workers_left(const struct master *m)
 	return 0;
 }
 
+void
+master_describe_status(int status, char *how, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(how, len, "killed by signal %d", WTERMSIG(status));
+	else
+		snprintf(how, len, "exited with status %d", WEXITSTATUS(status));
+}
+
 static void
 schedule_respawn(struct master *m, const struct worker_proc *wp, int status)
 {
@@ -348,10 +189,7 @@ schedule_respawn(struct master *m, const struct worker_proc *wp, int status)
 	uint64_t lived = clock_ms() - wp->started_ms, delay = 0;
 	char how[64];
 
-	if (WIFSIGNALED(status))
-		snprintf(how, sizeof(how), "killed by signal %d", WTERMSIG(status));
-	else
-		snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(status));
+	master_describe_status(status, how, sizeof(how));
 	r->fast_deaths = lived < RESPAWN_FAST_MS ? r->fast_deaths + 1 : 0;
 	if (r->fast_deaths > 1) {
 		delay = 100ull << (r->fast_deaths - 2 < 6 ? r->fast_deaths - 2 : 6);
@@ -372,31 +210,48 @@ schedule_respawn(struct master *m, const struct worker_proc *wp, int status)
 	stats_write_end(&m->map);
 }
 
+/*
+ * Frees slot i, folding its counters into the retired row; after a binary
+ * upgrade handed the segment over, the new master does that instead.
+ */
+void
+master_slot_free(struct master *m, int i)
+{
+	m->workers[i].pid = 0;
+	if (m->handed_over)
+		return;
+	stats_retire_worker(&m->map, (uint32_t)i);
+	stats_write_begin(&m->map);
+	memset(stats_worker(&m->map, (uint32_t)i), 0, sizeof(struct lbd_stats_worker));
+	stats_write_end(&m->map);
+	if (!old_workers_left(m))
+		stats_release_retired(&m->map);
+}
+
 static void
 worker_reaped(struct master *m, pid_t pid, int status)
 {
 	struct worker_proc wp;
 	int i;
 
+	if (pid == m->upgrade_pid) {
+		handover_child_exited(m, status);
+		return;
+	}
 	for (i = 0; i < LBD_WORKER_SLOTS; i++)
 		if (m->workers[i].pid == pid)
 			break;
 	if (i == LBD_WORKER_SLOTS)
 		return;
 	wp = m->workers[i];
-	m->workers[i].pid = 0;
-	stats_retire_worker(&m->map, (uint32_t)i);
-	stats_write_begin(&m->map);
-	memset(stats_worker(&m->map, (uint32_t)i), 0, sizeof(struct lbd_stats_worker));
-	stats_write_end(&m->map);
+	master_slot_free(m, i);
 	if (wp.stopping || m->stopping || wp.generation != m->generation) {
 		log_debug("worker %u (pid %d) finished", wp.id, (int)pid);
-		if (!old_workers_left(m))
-			stats_release_retired(&m->map);
 		return;
 	}
 	schedule_respawn(m, &wp, status);
 }
+
 
 static void
 reap_children(struct master *m)
@@ -453,6 +308,15 @@ watchdog_run(struct master *m, uint64_t now)
 	}
 }
 
+/* Steps slow-start ramps: after every event, since one may have begun a ramp. */
+static void
+run_slowstart(struct master *m, uint64_t now)
+{
+	int64_t left = slowstart_tick(&m->map, now);
+
+	m->slowstart_due_ms = left < 0 ? 0 : now + (uint64_t)left;
+}
+
 static void
 run_timers(struct master *m)
 {
@@ -460,7 +324,8 @@ run_timers(struct master *m)
 	uint32_t id;
 	int i;
 
-	for (id = 1; id <= m->conf->workers && !m->stopping; id++)
+	/* No respawn while a new master starts: it has counted the free slots. */
+	for (id = 1; id <= m->conf->workers && !m->stopping && !m->upgrade_pid; id++)
 		if (m->respawn[id].due_ms != 0 && now >= m->respawn[id].due_ms &&
 		    worker_spawn(m, id) == 0)
 			m->respawn[id].due_ms = 0;
@@ -472,6 +337,8 @@ run_timers(struct master *m)
 		m->watchdog_due_ms = now + watchdog_period_ms(m->conf->worker_stall_ms);
 		watchdog_run(m, now);
 	}
+	run_slowstart(m, now);
+	handover_timer(m, now);
 }
 
 static int
@@ -488,12 +355,16 @@ next_timeout(const struct master *m)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    m->workers[i].kill_at_ms < next)
 			next = m->workers[i].kill_at_ms;
+	if (m->slowstart_due_ms != 0 && m->slowstart_due_ms < next)
+		next = m->slowstart_due_ms;
+	if (m->upgrade_pid != 0 && !m->handed_over && m->upgrade_deadline_ms < next)
+		next = m->upgrade_deadline_ms;
 	return next <= now ? 0 : (int)(next - now > 60000 ? 60000 : next - now);
 }
 
 /* ---- stop and reload ---- */
 
-static void
+void
 master_stop(struct master *m)
 {
 	int i;
@@ -529,27 +400,36 @@ log_lines(const char *text)
 	}
 }
 
+/* config_load with its "file:line:" errors logged rather than printed. */
+static struct lbd_config *
+load_logged(const char *path)
+{
+	struct lbd_config *conf;
+	char *errors = NULL;
+	size_t len = 0;
+	FILE *fp;
+
+	if ((fp = open_memstream(&errors, &len)) == NULL) {
+		log_warn("%s: open_memstream", path);
+		return NULL;
+	}
+	conf = config_load(path, fp);
+	fclose(fp);
+	if (conf == NULL)
+		log_lines(errors);
+	free(errors);
+	return conf;
+}
+
 /* Loads the file again; on any error the running configuration stays. */
 static struct lbd_config *
 reload_load(struct master *m, struct privs *privs)
 {
 	struct lbd_config *conf;
-	char *errors = NULL, err[256];
-	size_t len = 0;
-	FILE *fp;
+	char err[256];
 
-	if ((fp = open_memstream(&errors, &len)) == NULL) {
-		log_warn("reload: open_memstream");
+	if ((conf = load_logged(m->config_path)) == NULL)
 		return NULL;
-	}
-	conf = config_load(m->config_path, fp);
-	fclose(fp);
-	if (conf == NULL) {
-		log_lines(errors);
-		free(errors);
-		return NULL;
-	}
-	free(errors);
 	if (strcmp(conf->runtime_dir, m->conf->runtime_dir) != 0) {
 		log_warnx("reload: runtime-dir changes only with a restart; keeping %s",
 		    m->conf->runtime_dir);
@@ -602,6 +482,8 @@ master_reload(struct master *m)
 		config_free(conf);
 		goto refused;
 	}
+	/* Before any new worker runs: a backend it adds starts cold. */
+	slowstart_added(&m->map, old, conf, clock_ms());
 	m->generation = m->map.hdr->generation;
 	listeners_retire(m->listeners, m->nlisteners, ls, n);
 	m->listeners = ls;
@@ -631,6 +513,7 @@ refused:
 	log_warnx("reload refused: still running the previous configuration");
 }
 
+
 /* ---- signals and the loop ---- */
 
 static void
@@ -647,6 +530,9 @@ signal_cb(struct ev_handler *h, uint32_t events)
 			break;
 		case SIGHUP:
 			m->reload_pending = 1;
+			break;
+		case SIGUSR2:
+			handover_begin(m);
 			break;
 		case SIGTERM:
 		case SIGINT:
@@ -675,6 +561,7 @@ signals_setup(struct master *m)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGUSR1);	/* for the workers: "cut your connections now" */
+	sigaddset(&mask, SIGUSR2);	/* binary upgrade */
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) == -1)
 		fatal("sigprocmask");
 	if ((m->sig.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
@@ -709,68 +596,121 @@ raise_fd_limit(void)
 	}
 }
 
-static void
-master_setup(struct master *m)
+/* The pid file's lock: fatal (a second lbd) unless taking over from an old master. */
+void
+master_pidfile(struct master *m, int must)
 {
-	char path[PATH_MAX], err[256];
+	char path[PATH_MAX];
 	pid_t other;
+
+	if (config_pid_path(m->conf, path, sizeof(path)) == -1)
+		fatalx("runtime-dir too long");
+	if ((m->pidfh = pidfile_open(path, 0644, &other)) != NULL)
+		return;
+	if (errno == EEXIST && must)
+		fatalx("already running (pid %d, pid file %s)", (int)other, path);
+	if (must)
+		fatal("pid file %s", path);
+	log_warn("upgrade: pid file %s", path);
+}
+
+/* After a binary upgrade the segment carries on; a new layout starts afresh. */
+static void
+master_stats_open(struct master *m)
+{
+	char path[PATH_MAX], err[PATH_MAX + 128];
+
+	if (config_stats_path(m->conf, path, sizeof(path)) == -1)
+		fatalx("runtime-dir too long");
+	if (m->upgrade_chan != -1) {
+		if (stats_adopt(&m->map, path, m->conf->workers, err, sizeof(err)) == 0)
+			return;
+		log_warnx("upgrade: %s: starting a fresh stats segment; counters and "
+		    "worker records start from zero", err);
+	}
+	if (stats_create(&m->map, path, m->conf->workers) == -1)
+		fatal("stats segment %s: cannot create it in runtime-dir", path);
+}
+
+static void
+master_setup(struct master *m, struct listener *inherited, size_t ninherited)
+{
+	char err[256];
 
 	if (privs_resolve(m->conf, &m->privs, err, sizeof(err)) == -1)
 		fatalx("%s: %s", m->config_path, err);
 	raise_fd_limit();
 	runtime_dir_setup(m->conf);
-	if (config_pid_path(m->conf, path, sizeof(path)) == -1)
-		fatalx("runtime-dir too long");
-	if ((m->pidfh = pidfile_open(path, 0644, &other)) == NULL) {
-		if (errno == EEXIST)
-			fatalx("already running (pid %d, pid file %s)", (int)other, path);
-		fatal("pid file %s", path);
-	}
-	if ((m->listeners = listeners_for(m->conf, NULL, 0, &m->nlisteners, err,
-	    sizeof(err))) == NULL) {
+	if (m->upgrade_chan == -1)
+		master_pidfile(m, 1);	/* before binding: a second lbd is refused */
+	if ((m->listeners = listeners_for(m->conf, inherited, ninherited,
+	    &m->nlisteners, err, sizeof(err))) == NULL) {
 		pidfile_remove(m->pidfh);
 		fatalx("%s", err);
 	}
+	/* Inherited listeners the configuration no longer names are closed. */
+	listeners_retire(inherited, ninherited, m->listeners, m->nlisteners);
 	if ((m->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		fatal("epoll_create1");
 	if ((m->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
 		fatal("eventfd");
 	signals_setup(m);
-	if (config_stats_path(m->conf, path, sizeof(path)) == -1 ||
-	    stats_create(&m->map, path, m->conf->workers) == -1)
-		fatal("stats segment %s: cannot create it in runtime-dir", path);
+	master_stats_open(m);
 	if (stats_layout(&m->map, m->conf, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	m->generation = m->map.hdr->generation;
+	if (m->upgrade_chan != -1)
+		handover_adopt_workers(m);
 }
 
-static void
-master_start(struct master *m)
+void
+master_control_open(struct master *m)
 {
 	char sock[PATH_MAX], state[PATH_MAX];
 	struct control_hooks hooks = { .reload = reload_hook, .arg = m };
-	uint32_t id;
 
 	if (config_control_path(m->conf, sock, sizeof(sock)) == -1 ||
 	    config_state_path(m->conf, state, sizeof(state)) == -1)
 		fatalx("runtime-dir too long");
 	m->control = control_open(m->epfd, sock, m->privs.admin_gid, &m->map, state, hooks);
 	control_apply_state(m->control);
+}
+
+
+static void
+master_start(struct master *m)
+{
+	int upgrading = m->upgrade_chan != -1;
+	uint32_t id;
+
+	if (!upgrading)
+		master_control_open(m);
 	if (privs_limit_master(&m->privs) == -1)
 		fatal("capset");
-	if (!m->foreground) {
+	/* A new master stays the old one's child until that exits: no daemon(). */
+	if (!m->foreground && !upgrading) {
 		if (daemon(0, 0) == -1)
 			fatal("daemon");
 		log_to_syslog();
+		/*
+		 * epoll hears a signalfd only for the process that added it
+		 * (signalfd(2)): added again here, or the daemon never sees a signal.
+		 */
+		ev_del(m->epfd, &m->sig);
+		if (ev_add(m->epfd, &m->sig, EPOLLIN) == -1)
+			fatal("epoll_ctl(ADD) signalfd");
 	}
-	pidfile_write(m->pidfh);
-	stats_write_begin(&m->map);
-	m->map.hdr->master_pid = (int32_t)getpid();
-	stats_write_end(&m->map);
+	if (!upgrading)
+		pidfile_write(m->pidfh);
 	proctitle_set("master");
 	for (id = 1; id <= m->conf->workers; id++)
 		if (worker_spawn(m, id) == -1)
 			fatalx("cannot start worker %u", id);
+	if (upgrading && handover_takeover(m) == -1)
+		return;
+	stats_write_begin(&m->map);
+	m->map.hdr->master_pid = (int32_t)getpid();
+	stats_write_end(&m->map);
 	if ((m->health = health_start(m->epfd, &m->map, m->conf)) == NULL)
 		fatalx("cannot start the health checker");
 	if ((m->loadmeter = loadmeter_start(m->epfd, &m->map)) == NULL)
@@ -783,11 +723,13 @@ static void
 master_cleanup(struct master *m)
 {
 	health_stop(m->health);
-	loadmeter_stop(m->loadmeter);
+	if (m->loadmeter != NULL)	/* none after a hand-over */
+		loadmeter_stop(m->loadmeter);
 	control_close(m->control);
 	listeners_retire(m->listeners, m->nlisteners, NULL, 0);
 	stats_write_begin(&m->map);
-	m->map.hdr->master_pid = 0;
+	if (m->map.hdr->master_pid == (int32_t)getpid())	/* not after a hand-over */
+		m->map.hdr->master_pid = 0;
 	stats_write_end(&m->map);
 	stats_unmap(&m->map);
 	pidfile_remove(m->pidfh);
@@ -803,15 +745,25 @@ master_run(const char *config_path, int foreground)
 {
 	static struct master m;
 	struct epoll_event events[64];
+	struct listener *inherited;
+	size_t ninherited;
 	int i, n;
 
 	m.foreground = foreground;
-	if ((m.conf = config_load(config_path, stderr)) == NULL)
+	m.upgrade_ev.fd = -1;
+	/* A new master's stderr is the old one's: /dev/null once it is a daemon. */
+	if ((m.upgrade_chan = upgrade_inherit(&inherited, &ninherited)) != -1 && !foreground)
+		log_to_syslog();
+	m.conf = m.upgrade_chan != -1 ? load_logged(config_path) :
+	    config_load(config_path, stderr);
+	if (m.conf == NULL) {
+		listeners_retire(inherited, ninherited, NULL, 0);
 		return 1;
+	}
 	/* daemon() moves to "/": a reload must still find a relative path. */
 	if ((m.config_path = realpath(config_path, NULL)) == NULL)
 		fatal("%s", config_path);
-	master_setup(&m);
+	master_setup(&m, inherited, ninherited);
 	master_start(&m);
 	while (!(m.stopping && !workers_left(&m))) {
 		n = epoll_wait(m.epfd, events, 64, next_timeout(&m));
@@ -822,7 +774,11 @@ master_run(const char *config_path, int foreground)
 
 			h->cb(h, events[i].events);
 		}
-		if (m.reload_pending && !m.stopping) {
+		if (m.handover_pending && m.upgrade_pid != 0 && !m.handed_over)
+			handover_release(&m);
+		m.handover_pending = 0;
+		/* Postponed while a new master starts; moot if it takes over. */
+		if (m.reload_pending && !m.stopping && m.upgrade_pid == 0) {
 			m.reload_pending = 0;
 			master_reload(&m);
 		}

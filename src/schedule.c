@@ -5,7 +5,9 @@
 #include <stdlib.h>
 
 #include "balance.h"
+#include "queue.h"
 #include "schedule.h"
+#include "slowstart.h"
 
 int
 schedule_init(struct schedule *s, size_t nbackends)
@@ -25,10 +27,76 @@ schedule_init(struct schedule *s, size_t nbackends)
 }
 
 /*
- * Eligible: admin state none, health up, weight above 0.  When no backend
- * is up, every backend not drained or disabled is tried rather than
- * black-holing the service (the health checker says so in the log).
+ * backup backends: eligible only while no other backend is.  Returns how
+ * many backends are eligible after that.
  */
+static size_t
+schedule_backup_filter(struct schedule *s, const struct lbd_service_conf *svc)
+{
+	size_t i, primaries = 0, up = 0;
+
+	for (i = 0; i < svc->nbackends; i++)
+		primaries += s->weights[i] > 0 && !svc->backends[i].backup;
+	for (i = 0; i < svc->nbackends; i++) {
+		if (primaries > 0 && svc->backends[i].backup)
+			s->weights[i] = 0;
+		up += s->weights[i] > 0;
+	}
+	return up;
+}
+
+/*
+ * When no backend is up, every one not drained or disabled is tried rather
+ * than black-holing the service (the health checker says so in the log):
+ * the primaries, or the backups when no primary is left to try.
+ */
+static void
+schedule_fallback(struct schedule *s, const struct lbd_service_conf *svc,
+    const struct stats_map *map)
+{
+	size_t i, n = 0;
+	int pass;
+
+	for (pass = 0; pass < 2 && n == 0; pass++)
+		for (i = 0; i < svc->nbackends; i++) {
+			const struct lbd_stats_backend *b = stats_backend(map, s->ids[i]);
+
+			if (b->admin == LBD_ADMIN_NONE && svc->backends[i].backup == (pass == 1)) {
+				s->weights[i] = b->weight;
+				n += b->weight > 0;
+			}
+		}
+}
+
+/*
+ * Slow start: a ramping backend's weight is scaled down by its ramp, the
+ * others' scaled up to keep the steps (1/10 of the weight each) apart.
+ * leastconn compares (active + 1) / weight, so a cold backend with a small
+ * weight takes its share, not every new connection.
+ */
+static void
+schedule_ramp(struct schedule *s, const struct lbd_service_conf *svc,
+    const struct stats_map *map)
+{
+	uint32_t ramp[LBD_MAX_SERVICE_BACKENDS];
+	uint64_t total = 0;
+	size_t i;
+	int any = 0;
+
+	for (i = 0; i < svc->nbackends; i++) {
+		ramp[i] = __atomic_load_n(&stats_backend(map, s->ids[i])->ramp_permille,
+		    __ATOMIC_RELAXED);
+		any |= ramp[i] != 0 && s->weights[i] > 0;
+		total += s->weights[i];
+	}
+	if (!any)
+		return;
+	for (i = 0; i < svc->nbackends; i++)
+		s->weights[i] = slowstart_weight(s->weights[i], ramp[i],
+		    slowstart_scale(total, BALANCE_SEQ_MAX));
+}
+
+/* Eligible: admin state none, health up, weight above 0; see the above. */
 static void
 schedule_build(struct schedule *s, const struct lbd_service_conf *svc,
     const struct stats_map *map, uint32_t version)
@@ -45,15 +113,10 @@ schedule_build(struct schedule *s, const struct lbd_service_conf *svc,
 		/* By name, not slot: every node and every restart agrees (issue 19). */
 		s->keys[i] = svc->backends[i].name_hash;
 		s->weights[i] = admin_ok && health_up ? weight : 0;
-		up += s->weights[i] > 0;
 	}
-	if (up == 0)
-		for (i = 0; i < svc->nbackends; i++) {
-			const struct lbd_stats_backend *b = stats_backend(map, s->ids[i]);
-
-			if (b->admin == LBD_ADMIN_NONE)
-				s->weights[i] = b->weight;
-		}
+	if ((up = schedule_backup_filter(s, svc)) == 0)
+		schedule_fallback(s, svc, map);
+	schedule_ramp(s, svc, map);
 	s->len = balance_smooth_sequence(s->weights, svc->nbackends, s->seq);
 	s->version = version;
 	s->built = 1;
@@ -73,14 +136,14 @@ pick_roundrobin(struct lbd_stats_service *ss, const struct schedule *s,
 
 	if (s->len == 0)
 		return -1;
-	if (walk->attempts == 0)
+	if (walk->attempts == 0 && walk->full == 0)
 		start = __atomic_fetch_add(&ss->rr_counter, 1, __ATOMIC_RELAXED);
 	else
 		start = (uint64_t)walk->rr_pos + 1;
 	for (k = 0; k < s->len; k++) {
 		uint8_t idx = s->seq[(start + k) % s->len];
 
-		if (!(walk->tried & (UINT64_C(1) << idx))) {
+		if (!((walk->tried | walk->full) & (UINT64_C(1) << idx))) {
 			walk->rr_pos = (uint32_t)((start + k) % s->len);
 			return idx;
 		}
@@ -140,7 +203,8 @@ pick(struct schedule *s, const struct lbd_service_conf *svc, struct stats_map *m
 	if (svc->balance == LBD_BALANCE_ROUNDROBIN)
 		return pick_roundrobin(ss, s, walk);
 	for (i = 0; i < svc->nbackends; i++)
-		s->candidates[i] = walk->tried & (UINT64_C(1) << i) ? 0 : s->weights[i];
+		s->candidates[i] = (walk->tried | walk->full) & (UINT64_C(1) << i) ? 0 :
+		    s->weights[i];
 	if (svc->balance == LBD_BALANCE_SOURCE)
 		return balance_rendezvous(balance_client_hash(client), s->keys,
 		    s->candidates, svc->nbackends);
@@ -196,4 +260,25 @@ schedule_untry(struct sched_walk *walk, int b)
 {
 	walk->attempts--;
 	walk->tried &= ~(UINT64_C(1) << b);
+}
+
+int
+schedule_next_slot(struct schedule *s, const struct lbd_service_conf *svc,
+    struct stats_map *map, struct sched_walk *walk, const struct sockaddr *client,
+    uint32_t row)
+{
+	const struct lbd_backend_conf *be;
+	int b;
+
+	for (;;) {
+		if ((b = schedule_next(s, svc, map, row, walk, client)) < 0)
+			return walk->full != 0 && walk->attempts <= svc->retries ? SCHED_FULL : -1;
+		be = &svc->backends[b];
+		if (be->maxconn == 0 || queue_slot_take(map, row, be->slot, be->maxconn))
+			return b;
+		/* Not a pick after all: leastload counts picks as load to come. */
+		stats_sub(&stats_counter(map, row, be->slot)->picks, 1);
+		schedule_untry(walk, b);
+		walk->full |= UINT64_C(1) << b;
+	}
 }

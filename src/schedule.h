@@ -34,6 +34,7 @@ struct schedule {
 /* One connection's walk over its service's backends. */
 struct sched_walk {
 	uint64_t tried;			/* backend indexes already tried */
+	uint64_t full;			/* skipped: all their maxconn slots in use */
 	uint32_t rr_pos;		/* place in the sequence, for retries */
 	uint8_t attempts;		/* connects tried */
 };
@@ -61,5 +62,17 @@ void schedule_age_candidates(struct schedule *s, const struct lbd_service_conf *
 
 /* The try at backend b never happened (no socket for it): undo it. */
 void schedule_untry(struct sched_walk *walk, int b);
+
+#define SCHED_FULL	(-2)
+
+/*
+ * maxconn admission: schedule_next, skipping backends whose maxconn slots
+ * are all in use, and holding a slot of the one returned when it has a
+ * maxconn (for worker row; the caller gives it back with queue_slot_give).
+ * SCHED_FULL when every eligible backend left is full: the client waits.
+ */
+int schedule_next_slot(struct schedule *s, const struct lbd_service_conf *svc,
+    struct stats_map *map, struct sched_walk *walk, const struct sockaddr *client,
+    uint32_t row);
 
 #endif

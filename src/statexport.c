@@ -154,6 +154,9 @@ json_backend(FILE *out, const struct statview_snap *snap,
 	json_str(out, "name", be->name, ",");
 	json_str(out, "address", be->address, ",");
 	json_str(out, "state", statview_backend_state(be), ",");
+	fprintf(out, "\"backup\":%s,\"maxconn\":%" PRIu32 ",\"ramp\":%u,",
+	    be->backup ? "true" : "false", be->maxconn,
+	    be->ramp_permille != 0 ? (unsigned)be->ramp_permille / 10 : 100);
 	fprintf(out, "\"weight\":%" PRIu32 ",\"active\":%" PRIu64 ",\"connections\":%"
 	    PRIu64 ",\"connect_failures\":%" PRIu64 ",\"bytes_in\":%" PRIu64
 	    ",\"bytes_out\":%" PRIu64 ",\"spliced_in\":%" PRIu64 ",\"spliced_out\":%"
@@ -212,6 +215,8 @@ json_service(FILE *out, const struct statview_snap *snap,
 	    PRIu64 ",\"denied\":%" PRIu64 ",\"sni_misses\":%" PRIu64 ",",
 	    config_balance_name(svc->balance), svc->active, svc->accepted, svc->rejected,
 	    svc->exchanges, svc->proxy_errors, svc->denied, svc->sni_misses);
+	fprintf(out, "\"queued\":%" PRIu64 ",\"queue_max\":%" PRIu64 ",\"queue_timeouts\":%"
+	    PRIu64 ",", svc->queued, svc->queue_max, svc->queue_timeouts);
 	if (snap->has_rates)
 		fprintf(out, "\"accepted_per_s\":%.3f,\"exchanges_per_s\":%.3f,",
 		    svc->accepted_rate, svc->exchanges_rate);
@@ -286,8 +291,10 @@ enum prom_metric {
 	M_UP, M_UPTIME, M_WORKERS, M_RESTARTS, M_RELOADS, M_GENERATION,
 	M_W_ACCEPTED, M_W_ACTIVE, M_W_HEARTBEAT, M_S_ACCEPTED, M_S_REJECTED, M_S_ACTIVE,
 	M_S_PROXY_ERRORS, M_S_DENIED, M_S_SNI_MISSES,
+	M_S_QUEUED, M_S_QUEUE_MAX, M_S_QUEUE_TIMEOUTS,
 	M_B_UP, M_B_STATE, M_B_WEIGHT, M_B_ACTIVE, M_B_CONNS, M_B_FAILS,
-	M_B_IN, M_B_OUT, M_B_SPLICED, M_B_EXCH, M_B_AGED, M_B_LATENCY
+	M_B_IN, M_B_OUT, M_B_SPLICED, M_B_EXCH, M_B_AGED, M_B_LATENCY,
+	M_B_MAXCONN, M_B_BACKUP, M_B_RAMP
 };
 
 struct prom_family {
@@ -329,6 +336,12 @@ static const struct prom_family prom_families[] = {
 	    "Connections closed by the allow and deny lists." },
 	{ M_S_SNI_MISSES, SCOPE_SERVICE, "lbd_service_sni_misses_total", "counter",
 	    "Connections closed with no service for their TLS server name." },
+	{ M_S_QUEUED, SCOPE_SERVICE, "lbd_service_queued", "gauge",
+	    "Clients waiting in the service queue for a backend's maxconn slot." },
+	{ M_S_QUEUE_MAX, SCOPE_SERVICE, "lbd_service_queue_max", "gauge",
+	    "Most clients seen waiting in the service queue at once." },
+	{ M_S_QUEUE_TIMEOUTS, SCOPE_SERVICE, "lbd_service_queue_timeouts_total", "counter",
+	    "Clients closed after waiting queue-timeout in the service queue." },
 	{ M_B_UP, SCOPE_BACKEND, "lbd_backend_up", "gauge",
 	    "1 if the backend is in state up, 0 if down, drained or disabled." },
 	{ M_B_STATE, SCOPE_BACKEND, "lbd_backend_state", "gauge",
@@ -355,6 +368,12 @@ static const struct prom_family prom_families[] = {
 	    "Connections closed at a quiet moment by max-connection-age." },
 	{ M_B_LATENCY, SCOPE_BACKEND, "lbd_backend_check_latency_seconds", "gauge",
 	    "Duration of the last successful health check." },
+	{ M_B_MAXCONN, SCOPE_BACKEND, "lbd_backend_maxconn", "gauge",
+	    "Connections the backend may have open at once, 0 for no limit." },
+	{ M_B_BACKUP, SCOPE_BACKEND, "lbd_backend_backup", "gauge",
+	    "1 for a backup backend, used only while no other one is eligible." },
+	{ M_B_RAMP, SCOPE_BACKEND, "lbd_backend_ramp_ratio", "gauge",
+	    "Share of its weight a slow-starting backend has now; 1 when not ramping." },
 };
 
 /* Integers print exactly; fractions with enough digits for latencies. */
@@ -431,6 +450,12 @@ prom_service_value(enum prom_metric m, const struct statview_service *svc)
 		return (double)svc->denied;
 	case M_S_SNI_MISSES:
 		return (double)svc->sni_misses;
+	case M_S_QUEUED:
+		return (double)svc->queued;
+	case M_S_QUEUE_MAX:
+		return (double)svc->queue_max;
+	case M_S_QUEUE_TIMEOUTS:
+		return (double)svc->queue_timeouts;
 	default:
 		return (double)svc->active;
 	}
@@ -488,6 +513,12 @@ prom_backend_value(enum prom_metric m, const struct statview_backend *be)
 		return (double)be->exchanges;
 	case M_B_AGED:
 		return (double)be->aged_out;
+	case M_B_MAXCONN:
+		return be->maxconn;
+	case M_B_BACKUP:
+		return be->backup;
+	case M_B_RAMP:
+		return be->ramp_permille != 0 ? be->ramp_permille / 1000.0 : 1;
 	default:
 		return (double)be->bytes_out;
 	}

@@ -48,6 +48,9 @@ stats_fill_header(struct lbd_stats_header *hdr, uint32_t workers)
 	hdr->service_counters_off = off;
 	off += (size_t)LBD_COUNTER_ROWS * LBD_MAX_SERVICES *
 	    sizeof(struct lbd_stats_service_counter);
+	hdr->limit_size = sizeof(struct lbd_stats_limit);
+	hdr->limits_off = off;
+	off += LBD_MAX_BACKENDS * sizeof(struct lbd_stats_limit);
 	hdr->total_size = round_up(off);
 	hdr->master_pid = (int32_t)getpid();
 	hdr->workers_configured = workers;
@@ -133,11 +136,14 @@ check_regions(const struct lbd_stats_header *hdr, uint64_t file_size)
 }
 
 /*
- * O_NONBLOCK: a FIFO put in its place must not hang lbstat in open(); only a
- * regular file is read.  Every offset is checked before anything is mapped.
+ * Maps an existing segment, read-only for lbstat or read-write for a master
+ * after a binary upgrade.  O_NONBLOCK: a FIFO put in its place must not hang
+ * lbstat in open(); only a regular file is read.  Every offset is checked
+ * before anything is mapped.
  */
-int
-stats_open_readonly(struct stats_map *map, const char *path, char *err, size_t errlen)
+static int
+stats_open_mode(struct stats_map *map, const char *path, int writable, char *err,
+    size_t errlen)
 {
 	const char *why;
 	struct lbd_stats_header hdr;
@@ -145,7 +151,8 @@ stats_open_readonly(struct stats_map *map, const char *path, char *err, size_t e
 	void *base;
 	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1) {
+	fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK);
+	if (fd == -1) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
@@ -168,6 +175,7 @@ stats_open_readonly(struct stats_map *map, const char *path, char *err, size_t e
 	    hdr.worker_size != sizeof(struct lbd_stats_worker) ||
 	    hdr.counter_size != sizeof(struct lbd_stats_counter) ||
 	    hdr.service_counter_size != sizeof(struct lbd_stats_service_counter) ||
+	    hdr.limit_size != sizeof(struct lbd_stats_limit) ||
 	    hdr.max_services != LBD_MAX_SERVICES || hdr.max_backends != LBD_MAX_BACKENDS ||
 	    hdr.worker_slots != LBD_WORKER_SLOTS) {
 		snprintf(err, errlen, "%s: stats layout version %u is not the one this "
@@ -178,7 +186,8 @@ stats_open_readonly(struct stats_map *map, const char *path, char *err, size_t e
 		snprintf(err, errlen, "%s: %s", path, why);
 		goto fail;
 	}
-	base = mmap(NULL, hdr.total_size, PROT_READ, MAP_SHARED, fd, 0);
+	base = mmap(NULL, hdr.total_size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
+	    MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED) {
 		snprintf(err, errlen, "%s: mmap: %s", path, strerror(errno));
 		goto fail;
@@ -193,6 +202,25 @@ fail:
 	return -1;
 }
 
+int
+stats_open_readonly(struct stats_map *map, const char *path, char *err, size_t errlen)
+{
+	return stats_open_mode(map, path, 0, err, errlen);
+}
+
+int
+stats_adopt(struct stats_map *map, const char *path, uint32_t workers, char *err,
+    size_t errlen)
+{
+	if (stats_open_mode(map, path, 1, err, errlen) == -1)
+		return -1;
+	stats_write_begin(map);
+	snprintf(map->hdr->lbd_version, sizeof(map->hdr->lbd_version), "%s", LBD_VERSION);
+	map->hdr->workers_configured = workers;
+	stats_write_end(map);
+	return 0;
+}
+
 void
 stats_unmap(struct stats_map *map)
 {
@@ -202,10 +230,15 @@ stats_unmap(struct stats_map *map)
 	map->hdr = NULL;
 }
 
+/*
+ * Atomic increments, although one master writes: during a binary upgrade
+ * the old and the new master both may, for a moment, and a lost increment
+ * would leave the count odd for good.
+ */
 void
 stats_write_begin(struct stats_map *map)
 {
-	__atomic_store_n(&map->hdr->seq, map->hdr->seq + 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&map->hdr->seq, 1, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
@@ -213,7 +246,7 @@ void
 stats_write_end(struct stats_map *map)
 {
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	__atomic_store_n(&map->hdr->seq, map->hdr->seq + 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&map->hdr->seq, 1, __ATOMIC_RELAXED);
 }
 
 int
@@ -316,8 +349,14 @@ layout_backend(struct stats_map *map, uint32_t service, struct lbd_backend_conf 
 		b->weight = be->weight;
 		b->last_change = (uint64_t)time(NULL);
 		snprintf(b->check_text, sizeof(b->check_text), "not checked yet");
+		/* Workers gave the old backend's maxconn slots back before its
+		 * slot was freed; a count leaked by a worker killed in the middle
+		 * of taking one ends here. */
+		memset(stats_limit(map, slot), 0, sizeof(struct lbd_stats_limit));
 	} else if (b->admin_weight_set == 0)
 		b->weight = be->weight;
+	b->maxconn = be->maxconn;
+	b->flags = be->backup ? LBD_BACKEND_BACKUP : 0;
 	addr_display(be->addr.text, (const struct sockaddr *)&be->addr.ss, b->address,
 	    sizeof(b->address));
 	b->state = LBD_SLOT_LIVE;
@@ -350,6 +389,9 @@ stats_layout(struct stats_map *map, struct lbd_config *conf, char *err, size_t e
 		}
 		s->state = LBD_SLOT_LIVE;
 		s->balance = svc->balance;
+		s->queue_timeout_ms = svc->queue_timeout_ms;
+		s->max_queue = svc->max_queue;
+		s->slowstart_ms = svc->slowstart_ms;
 		s->nlisten = (uint32_t)svc->nlisten;
 		for (j = 0; j < svc->nlisten; j++)
 			addr_display(svc->listen[j].text,
@@ -415,6 +457,10 @@ stats_retire_worker(struct stats_map *map, uint32_t slot)
 		sum->exchanges += dead->exchanges;
 		sum->aged_out += dead->aged_out;
 		sum->picks += dead->picks;
+		/* The maxconn slots it held are free again. */
+		if (dead->slots != 0)
+			__atomic_fetch_sub(&stats_limit(map, i)->conns, dead->slots,
+			    __ATOMIC_RELEASE);
 		memset(dead, 0, sizeof(*dead));
 	}
 	for (i = 0; i < LBD_MAX_SERVICES; i++) {
@@ -427,6 +473,12 @@ stats_retire_worker(struct stats_map *map, uint32_t slot)
 		sum->proxy_errors += dead->proxy_errors;
 		sum->denied += dead->denied;
 		sum->sni_misses += dead->sni_misses;
+		sum->queue_timeouts += dead->queue_timeouts;
+		sum->queue_waited += dead->queue_waited;
+		/* Its waiting clients died with it: they wait no more. */
+		if (dead->queued != 0)
+			__atomic_fetch_sub(&stats_service(map, i)->queued, dead->queued,
+			    __ATOMIC_RELAXED);
 		memset(dead, 0, sizeof(*dead));
 	}
 	stats_write_end(map);

@@ -24,6 +24,13 @@ struct stats_map {
 int stats_create(struct stats_map *map, const char *path, uint32_t workers);
 /* lbstat: map an existing segment read-only, checking magic and version. */
 int stats_open_readonly(struct stats_map *map, const char *path, char *err, size_t errlen);
+/*
+ * A master after a binary upgrade: map the old master's segment read-write,
+ * counters and admin state as they are, and stamp this version.  Fails
+ * (err says why) if it is missing or laid out otherwise.
+ */
+int stats_adopt(struct stats_map *map, const char *path, uint32_t workers, char *err,
+    size_t errlen);
 void stats_unmap(struct stats_map *map);
 
 /*
@@ -76,6 +83,12 @@ stats_service_counter(const struct stats_map *map, uint32_t row, uint32_t servic
 {
 	return (struct lbd_stats_service_counter *)((char *)map->base +
 	    map->hdr->service_counters_off) + (size_t)row * map->hdr->max_services + service;
+}
+
+static inline struct lbd_stats_limit *
+stats_limit(const struct stats_map *map, uint32_t backend)
+{
+	return (struct lbd_stats_limit *)((char *)map->base + map->hdr->limits_off) + backend;
 }
 
 /*

@@ -28,6 +28,18 @@ statview_backend_state(const struct statview_backend *be)
 	return be->retired ? "retired" : stats_state_name(be->health, be->admin);
 }
 
+char *
+statview_backend_state_long(const struct statview_backend *be, char *buf, size_t len)
+{
+	int up = strcmp(statview_backend_state(be), "up") == 0;
+
+	snprintf(buf, len, "%s%s", statview_backend_state(be), be->backup ? " backup" : "");
+	if (up && be->ramp_permille != 0 && strlen(buf) + 6 < len)
+		snprintf(buf + strlen(buf), len - strlen(buf), " %u%%",
+		    (unsigned)(be->ramp_permille / 10));
+	return buf;
+}
+
 int
 statview_backend_checked(const struct statview_backend *be)
 {
@@ -345,9 +357,13 @@ table_cells(const struct statview_snap *snap, const struct statview_service *svc
 	printable(svc->name, cells[COL_SERVICE], CELL_LEN);
 	printable(be->name, cells[COL_BACKEND], CELL_LEN);
 	printable(be->address, cells[COL_ADDRESS], CELL_LEN);
-	snprintf(cells[COL_STATE], CELL_LEN, "%s", statview_backend_state(be));
+	statview_backend_state_long(be, cells[COL_STATE], CELL_LEN);
 	snprintf(cells[COL_WEIGHT], CELL_LEN, "%" PRIu32, be->weight);
-	snprintf(cells[COL_ACTIVE], CELL_LEN, "%" PRIu64, be->active);
+	if (be->maxconn > 0)	/* "7/10": open, and its maxconn */
+		snprintf(cells[COL_ACTIVE], CELL_LEN, "%" PRIu64 "/%" PRIu32, be->active,
+		    be->maxconn);
+	else
+		snprintf(cells[COL_ACTIVE], CELL_LEN, "%" PRIu64, be->active);
 	if (rates) {
 		snprintf(cells[COL_CONNS], CELL_LEN, "%.1f", be->connections_rate);
 		snprintf(cells[COL_EXCH], CELL_LEN, "%.1f", be->exchanges_rate);
@@ -531,6 +547,19 @@ table_imbalance(FILE *out, const struct statview_snap *snap,
 	    im.max, im.min, ratio);
 }
 
+/* The service queue, when a maxconn puts one in use. */
+static void
+table_queue(FILE *out, const struct statview_service *svc)
+{
+	char name[LBD_NAME_LEN];
+
+	if (!svc->limited)
+		return;
+	fprintf(out, "%s: QUEUE %" PRIu64 " now, %" PRIu64 " max, %" PRIu64 " timed out\n",
+	    printable(svc->name, name, sizeof(name)), svc->queued, svc->queue_max,
+	    svc->queue_timeouts);
+}
+
 void
 statview_table(FILE *out, const struct statview_snap *snap,
     const struct statview_filter *filter)
@@ -545,7 +574,9 @@ statview_table(FILE *out, const struct statview_snap *snap,
 		return;		/* one backend asked for: just its row */
 	table_workers(out, snap);
 	for (i = 0; i < snap->nservices; i++)
-		if (statview_want_service(filter, &snap->services[i]))
+		if (statview_want_service(filter, &snap->services[i])) {
 			table_imbalance(out, snap, &snap->services[i]);
+			table_queue(out, &snap->services[i]);
+		}
 }
 

@@ -25,6 +25,9 @@ struct statview_backend {
 	uint32_t weight;
 	uint32_t check_status;		/* enum lbd_check_status */
 	uint32_t check_latency_us;
+	uint32_t maxconn;		/* 0 = unlimited */
+	int backup;			/* used only while no other backend is eligible */
+	uint32_t ramp_permille;		/* slow start: share of its weight, 0 = full */
 	uint64_t last_change;		/* unix seconds */
 	int64_t check_age_ms;		/* since the last probe's result; -1 = none yet */
 	uint32_t check_interval_ms;
@@ -56,6 +59,10 @@ struct statview_service {
 	uint64_t proxy_errors;		/* closed at the front door, by reason */
 	uint64_t denied;
 	uint64_t sni_misses;
+	int limited;			/* a backend has a maxconn: the queue is in use */
+	uint64_t queued;		/* clients waiting for a maxconn slot now */
+	uint64_t queue_max;		/* most seen waiting at once */
+	uint64_t queue_timeouts;
 	double accepted_rate;
 	double exchanges_rate;
 	size_t first;			/* its backends: snapshot backends[first..first+count) */
@@ -136,6 +143,9 @@ int statview_want_backend(const struct statview_filter *filter,
     const struct statview_backend *be);
 /* "up", "down", "drain", "disabled", or "retired" (removed by a reload). */
 const char *statview_backend_state(const struct statview_backend *be);
+/* The state with "backup" and a slow start's ramp: "up backup 40%". */
+char *statview_backend_state_long(const struct statview_backend *be, char *buf,
+    size_t len);
 /* Its check result means something: checked, and not disabled since. */
 int statview_backend_checked(const struct statview_backend *be);
 /* Checked, but no result for STATVIEW_STALE_INTERVALS intervals: the

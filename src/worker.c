@@ -28,6 +28,9 @@
 #include "log.h"
 #include "proctitle.h"
 #include "proxyproto.h"
+#include "queue.h"
+#include "runq.h"
+#include "wait.h"
 #include "workerstate.h"
 
 #define TICK_MS			100	/* timeout scan period */
@@ -38,58 +41,7 @@
 _Static_assert(_Alignof(struct listener) >= 8 && _Alignof(struct conn) >= 8 &&
     _Alignof(struct acceptor) >= 8, "epoll tags take the low 3 bits of a pointer");
 
-static void conn_connect(struct worker *w, struct conn *c);
-
 /* ---- lists ---- */
-
-/* A connection that yielded gets its next turn after the others. */
-static void
-runq_add(struct worker *w, struct conn *c)
-{
-	if (c->queued)
-		return;
-	c->queued = 1;
-	w->nrun++;
-	c->run_next = NULL;
-	if (w->run_tail != NULL)
-		w->run_tail->run_next = c;
-	else
-		w->run_head = c;
-	w->run_tail = c;
-}
-
-static struct conn *
-runq_pop(struct worker *w)
-{
-	struct conn *c;
-
-	if ((c = w->run_head) == NULL)
-		return NULL;
-	if ((w->run_head = c->run_next) == NULL)
-		w->run_tail = NULL;
-	c->run_next = NULL;
-	c->queued = 0;
-	w->nrun--;
-	return c;
-}
-
-/* A connection closed while queued (a timeout, a shutdown) leaves the queue. */
-static void
-runq_remove(struct worker *w, struct conn *c)
-{
-	struct conn **pp, *prev = NULL;
-
-	if (!c->queued)
-		return;
-	for (pp = &w->run_head; *pp != c; pp = &(*pp)->run_next)
-		prev = *pp;
-	*pp = c->run_next;
-	if (w->run_tail == c)
-		w->run_tail = prev;
-	c->run_next = NULL;
-	c->queued = 0;
-	w->nrun--;
-}
 
 static struct conn_list *
 conn_list_of(struct worker *w, struct conn *c)
@@ -98,6 +50,8 @@ conn_list_of(struct worker *w, struct conn *c)
 
 	if (c->state == CONN_DOOR)
 		return &w->doors;
+	if (c->state == CONN_WAITING)
+		return &rt->waiting;
 	return c->state == CONN_CONNECTING ? &rt->connecting : &rt->idle;
 }
 
@@ -129,6 +83,7 @@ close_reason_text(enum close_reason r)
 		[CLOSE_SHUTDOWN] = "shutdown", [CLOSE_LOCAL] = "out of resources",
 		[CLOSE_AGED] = "aged out", [CLOSE_PROXY_ERROR] = "PROXY header error",
 		[CLOSE_DENIED] = "denied", [CLOSE_SNI_MISS] = "no service for the server name",
+		[CLOSE_QUEUE_TIMEOUT] = "queue timeout", [CLOSE_QUEUE_FULL] = "queue full",
 	};
 
 	return r < sizeof(text) / sizeof(text[0]) ? text[r] : "closed";
@@ -138,15 +93,19 @@ static void
 conn_log(struct worker *w, struct conn *c)
 {
 	const struct lbd_service_conf *svc = &w->conf->services[c->service];
-	char peer[LBD_ADDR_LEN];
+	char peer[LBD_ADDR_LEN], queued[40] = "";
 
 	addr_format(&c->peer.sa, peer, sizeof(peer));
-	log_info("%s %s -> %s %s %llums in %llu out %llu exch %u: %s", svc->name, peer,
+	/* How long it waited in the service queue, when it did. */
+	if (c->ticket != 0 || c->waited_ms > 0)
+		snprintf(queued, sizeof(queued), " (queued %llums)", (unsigned long long)
+		    (c->ticket != 0 ? w->now_ms - c->last_ms : c->waited_ms));
+	log_info("%s %s -> %s %s %llums in %llu out %llu exch %u: %s%s", svc->name, peer,
 	    c->backend >= 0 ? svc->backends[c->backend].name : "-",
 	    c->backend >= 0 ? svc->backends[c->backend].addr.text : "-",
 	    (unsigned long long)(w->now_ms - c->started_ms),
 	    (unsigned long long)c->bytes_up, (unsigned long long)c->bytes_down,
-	    c->exchanges, close_reason_text(c->close_reason));
+	    c->exchanges, close_reason_text(c->close_reason), queued);
 }
 
 /* An RST instead of a FIN: what a reset on the other side deserves. */
@@ -158,9 +117,21 @@ socket_reset(int fd)
 	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
 
+/* Gives back c's maxconn slot: the queue may take it at the end of the turn. */
+static void
+conn_slot_give(struct worker *w, struct conn *c)
+{
+	if (!c->slot_held)
+		return;
+	queue_slot_give(w->map, w->slot, w->conf->services[c->service].backends[c->backend].slot);
+	c->slot_held = 0;
+	w->wait_due = w->nwaiting > 0;
+}
+
 static void
 backend_release(struct worker *w, struct conn *c)
 {
+	conn_slot_give(w, c);
 	if (c->backend >= 0 && c->backend_fd != -1)
 		stats_sub(&backend_counter(w, c)->active, 1);
 	if (c->backend_fd != -1)
@@ -177,6 +148,8 @@ conn_close(struct worker *w, struct conn *c, enum close_reason reason)
 		c->close_reason = (uint8_t)reason;
 	if (w->conf->log_connections)
 		conn_log(w, c);
+	if (c->state == CONN_WAITING)
+		wait_leave(w, c);
 	conn_list_remove(conn_list_of(w, c), c);
 	if (reason == CLOSE_RESET_BACKEND)
 		socket_reset(c->client_fd);
@@ -191,14 +164,14 @@ conn_close(struct worker *w, struct conn *c, enum close_reason reason)
 		stats_sub(&service_counter(w, c)->active, 1);
 	stats_sub(&stats_worker(w->map, w->slot)->active, 1);
 	c->closed = 1;
-	runq_remove(w, c);
+	runq_remove(&w->runq, c);
 	c->next = w->graveyard;
 	w->graveyard = c;
 	w->nconns--;
 	accept_conn_closed(w);
 }
 
-static void
+void
 conn_reject(struct worker *w, struct conn *c, enum close_reason reason)
 {
 	stats_add(&service_counter(w, c)->rejected, 1);
@@ -249,6 +222,7 @@ conn_wait_fd(struct worker *w, struct conn *c, int b)
 		    svc->name, svc->backends[b].name);
 	}
 	schedule_untry(&c->walk, b);
+	conn_slot_give(w, c);
 	c->backend = -1;
 	c->fd_wait = 1;
 	c->state = CONN_CONNECTING;
@@ -282,7 +256,7 @@ conn_start_connect(struct worker *w, struct conn *c, const struct lbd_backend_co
 }
 
 /* Starts a connect to the next eligible backend, or rejects the client. */
-static void
+void
 conn_connect(struct worker *w, struct conn *c)
 {
 	const struct lbd_service_conf *svc = &w->conf->services[c->service];
@@ -291,8 +265,12 @@ conn_connect(struct worker *w, struct conn *c)
 	int b, fd;
 
 	do {
-		b = schedule_next(&w->rt[c->service].sched, svc, w->map, w->slot, &c->walk,
-		    &c->peer.sa);
+		if (svc->limited) {
+			if ((b = wait_pick(w, c)) < 0)
+				return;
+		} else
+			b = schedule_next(&w->rt[c->service].sched, svc, w->map, w->slot,
+			    &c->walk, &c->peer.sa);
 		if (b < 0) {
 			conn_reject(w, c, c->walk.attempts > 0 ? CLOSE_CONNECT : CLOSE_NO_BACKEND);
 			return;
@@ -399,7 +377,7 @@ conn_pump(struct worker *w, struct conn *c)
 	case RELAY_MORE:
 		break;
 	case RELAY_YIELD:
-		runq_add(w, c);
+		runq_add(&w->runq, c);
 		break;
 	case RELAY_DONE:
 		conn_close(w, c, CLOSE_NONE);
@@ -478,7 +456,7 @@ conn_event(struct worker *w, struct conn *c, bool is_backend, uint32_t events)
 		connect_result(w, c, events);
 		return;
 	}
-	if (events & EPOLLERR) {
+	if ((events & EPOLLERR) || (c->state == CONN_WAITING && (events & EPOLLHUP))) {
 		conn_close(w, c, is_backend ? CLOSE_RESET_BACKEND : CLOSE_RESET_CLIENT);
 		return;
 	}
@@ -611,6 +589,7 @@ tick_service(struct worker *w, size_t s)
 	while ((c = rt->idle.head) != NULL &&
 	    w->now_ms - c->last_ms >= svc->idle_timeout_ms)
 		conn_close(w, c, CLOSE_IDLE);
+	wait_expire(w, s);
 	if (svc->max_age_ms != 0)
 		age_out(w, s);
 	/* Clients still waiting for a descriptor: try again.  Taken off the
@@ -655,6 +634,8 @@ worker_cut_and_exit(struct worker *w)
 		while ((c = w->rt[s].connecting.head) != NULL)
 			conn_close(w, c, CLOSE_SHUTDOWN);
 		while ((c = w->rt[s].idle.head) != NULL)
+			conn_close(w, c, CLOSE_SHUTDOWN);
+		while ((c = w->rt[s].waiting.head) != NULL)
 			conn_close(w, c, CLOSE_SHUTDOWN);
 	}
 	while ((c = w->doors.head) != NULL)
@@ -712,10 +693,10 @@ dispatch(struct worker *w, struct epoll_event *ev)
 static void
 runq_run(struct worker *w)
 {
-	uint32_t turns = w->nrun;
+	uint32_t turns = w->runq.n;
 	struct conn *c;
 
-	while (turns-- > 0 && (c = runq_pop(w)) != NULL)
+	while (turns-- > 0 && (c = runq_pop(&w->runq)) != NULL)
 		conn_pump(w, c);
 }
 
@@ -766,8 +747,8 @@ worker_timeout(const struct worker *w)
 	if (w->nconns > 0)
 		tick = w->next_tick_ms > w->now_ms ? (int64_t)(w->next_tick_ms - w->now_ms) : 0;
 	if (tick == -1 || (pause != -1 && pause < tick))
-		return (int)pause;
-	return (int)tick;
+		return wait_timeout(w, (int)pause);
+	return wait_timeout(w, (int)tick);
 }
 
 void
@@ -798,7 +779,7 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 	for (;;) {
 		if (w.stopping && w.nconns == 0)
 			exit(0);
-		timeout = w.run_head != NULL ? 0 : worker_timeout(&w);
+		timeout = w.runq.head != NULL ? 0 : worker_timeout(&w);
 		timeout = watchdog_wait_ms(timeout, conf->worker_stall_ms);
 		if (timeout != 0)
 			__atomic_store_n(sleeping_flag, 1, __ATOMIC_RELAXED);
@@ -813,6 +794,8 @@ worker_main(struct lbd_config *conf, struct stats_map *map, uint32_t slot,
 		for (i = 0; i < n; i++)
 			dispatch(&w, &events[i]);
 		runq_run(&w);
+		if (w.nwaiting > 0 && (w.wait_due || w.now_ms >= w.next_wait_ms))
+			wait_run(&w);	/* the service queues: see wait.c */
 		if (w.now_ms >= w.next_tick_ms)
 			tick(&w);
 		if (orphan_cut_due(&w.orphan, w.now_ms)) {

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "orphan.h"
 #include "relay.h"
+#include "runq.h"
 #include "schedule.h"
 #include "stats.h"
 #include "worker.h"
@@ -22,6 +23,7 @@ enum conn_state {
 	CONN_CONNECTING,
 	CONN_RELAY,
 	CONN_DOOR,			/* at the front door: no service yet (door.c) */
+	CONN_WAITING,			/* in the service queue for a maxconn slot (wait.c) */
 };
 
 enum close_reason {
@@ -39,6 +41,8 @@ enum close_reason {
 	CLOSE_PROXY_ERROR,		/* accept-proxy: no valid header in time */
 	CLOSE_DENIED,			/* allow/deny */
 	CLOSE_SNI_MISS,			/* no service for the server name */
+	CLOSE_QUEUE_TIMEOUT,		/* waited queue-timeout for a maxconn slot */
+	CLOSE_QUEUE_FULL,		/* the service queue held max-queue already */
 };
 
 struct door_wait;
@@ -59,6 +63,9 @@ struct conn {
 	uint8_t ack_held;		/* connect holds its last ACK for our first bytes */
 	uint8_t queued;			/* yielded: in the worker's run queue */
 	uint8_t admitted;		/* counted in its service (past the front door) */
+	uint8_t slot_held;		/* holds one of its backend's maxconn slots */
+	uint32_t waited_ms;		/* in the service queue, for the log */
+	uint64_t ticket;		/* its place in the service queue, while waiting */
 	struct sched_walk walk;		/* backends tried, for retries */
 	union {				/* the client: TCP over IPv4 or IPv6 only */
 		struct sockaddr sa;
@@ -87,6 +94,7 @@ struct service_rt {
 	struct schedule sched;
 	struct conn_list connecting;	/* oldest connect first */
 	struct conn_list idle;		/* least recently active first */
+	struct conn_list waiting;	/* in the service queue, oldest first (wait.c) */
 };
 
 /* accept.c's state. */
@@ -121,10 +129,11 @@ struct worker {
 	struct orphan orphan;		/* see orphan.h */
 	uint64_t fdwait_logged_ms;	/* last "clients wait" line */
 	struct conn *graveyard;		/* closed this batch, freed after it */
-	struct conn *run_head;		/* yielded connections, oldest first */
-	struct conn *run_tail;
-	uint32_t nrun;
+	struct runq runq;		/* yielded connections, oldest first */
 	uint64_t fail_logged_ms[LBD_MAX_BACKENDS];
+	uint32_t nwaiting;		/* clients in service queues (wait.c) */
+	int wait_due;			/* a slot freed here, or a client queued: look now */
+	uint64_t next_wait_ms;		/* next look at the queues while clients wait */
 };
 
 /*
@@ -179,5 +188,8 @@ void conn_new(struct worker *w, struct listener *l, int fd,
 void conn_admit(struct worker *w, struct conn *c);
 /* worker.c: closes the connection (freed after the event batch). */
 void conn_close(struct worker *w, struct conn *c, enum close_reason reason);
+/* worker.c, for wait.c: a backend for c (or the queue); closing unserved. */
+void conn_connect(struct worker *w, struct conn *c);
+void conn_reject(struct worker *w, struct conn *c, enum close_reason reason);
 
 #endif

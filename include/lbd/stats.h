@@ -110,13 +110,24 @@ struct lbd_stats_header {
 	char lbd_version[LBD_VERSION_LEN];
 	uint32_t worker_slots_used;	/* worker records below this index may be live */
 	uint32_t worker_stall_ms;	/* worker-stall: a heartbeat older than this is hung */
-	uint8_t reserved[96];
+	uint64_t limits_off;		/* [max_backends] struct lbd_stats_limit */
+	uint32_t limit_size;
+	uint8_t reserved[84];
 };
 
-/* Written by the master; rr_counter by every worker (atomic add). */
+/*
+ * Written by the master; rr_counter by every worker (atomic add); the queue
+ * line by every worker (atomics), on a cache line of its own.
+ */
 struct lbd_stats_service {
 	uint64_t rr_counter;		/* alone on its cache line */
 	uint8_t pad0[LBD_CACHELINE - 8];
+	/* The service queue (src/queue.c), touched only by services whose
+	 * backends have a maxconn: */
+	uint64_t queue_ticket;		/* tickets handed out, in order of arrival */
+	uint64_t queued;		/* clients waiting now, all workers */
+	uint64_t queue_max;		/* most clients seen waiting at once */
+	uint8_t pad_q[LBD_CACHELINE - 24];
 	char name[LBD_NAME_LEN];
 	char listen[LBD_MAX_LISTEN][LBD_ADDR_LEN];
 	uint32_t state;			/* enum lbd_slot_state */
@@ -127,8 +138,10 @@ struct lbd_stats_service {
 	/* Bumped after any change of a member's health, admin state or weight,
 	 * so workers know to rebuild their schedules. */
 	uint32_t sched_version;
-	uint32_t pad1;
-	uint8_t pad2[248];
+	uint32_t queue_timeout_ms;	/* config, for lbstat */
+	uint32_t max_queue;		/* config: 0 = bounded only by maxconn */
+	uint32_t slowstart_ms;		/* config: 0 = off */
+	uint8_t pad2[176];
 } __attribute__((aligned(LBD_CACHELINE)));
 
 /* Written by the master (health checker and control socket). */
@@ -148,11 +161,29 @@ struct lbd_stats_backend {
 	uint64_t checks;		/* health probes run */
 	uint64_t last_check_ms;		/* unix milliseconds of the last probe's result, 0 = none */
 	uint32_t check_interval_ms;	/* the service's health interval */
-	uint8_t pad1[4];
+	uint32_t maxconn;		/* config: 0 = unlimited */
+	uint32_t flags;			/* LBD_BACKEND_BACKUP */
+	/* Slow start: the share of its weight it has now, in thousandths;
+	 * 0 = not ramping (full weight).  The master steps it. */
+	uint32_t ramp_permille;
 	/* The load meter's (master) latest measure, for leastload: */
 	uint64_t load_rate;		/* exchanges per second x 1000, decaying */
 	uint64_t load_picks;		/* the backend's picks summed at that measure */
-	uint8_t pad2[48];
+	uint8_t pad2[40];
+} __attribute__((aligned(LBD_CACHELINE)));
+
+#define LBD_BACKEND_BACKUP	1u	/* flags: used only while no primary is eligible */
+
+/*
+ * One per backend slot: the connections open to it from every worker, for
+ * its maxconn.  A multi-writer atomic (a worker takes a slot with a
+ * compare-and-swap below maxconn and gives it back on close; the master
+ * gives back a dead worker's), so it sits alone on its cache line.  Only
+ * backends with a maxconn touch it.
+ */
+struct lbd_stats_limit {
+	uint64_t conns;
+	uint8_t pad[LBD_CACHELINE - 8];
 } __attribute__((aligned(LBD_CACHELINE)));
 
 /* pid, id, generation, state, restarts, started: master.  accepted, active,
@@ -192,7 +223,10 @@ struct lbd_stats_counter {
 	uint64_t exchanges;
 	uint64_t aged_out;		/* closed at a quiet moment by max-connection-age */
 	uint64_t picks;			/* times the schedule chose this backend */
-	uint64_t pad[6];
+	/* Slots of the backend's maxconn this worker holds: what the master
+	 * gives back when the worker dies. */
+	uint64_t slots;
+	uint64_t pad[5];
 };
 
 /* One per (worker slot, service slot): same writers as above. */
@@ -205,7 +239,11 @@ struct lbd_stats_service_counter {
 	uint64_t proxy_errors;		/* accept-proxy: missing, malformed or late header */
 	uint64_t denied;		/* allow/deny refused the client */
 	uint64_t sni_misses;		/* no service for the name, no ClientHello in time */
-	uint64_t pad[2];
+	uint64_t queued;		/* this worker's clients waiting in the queue now */
+	uint64_t queue_oldest;		/* ticket of its oldest waiting client, 0 = none */
+	uint64_t queue_timeouts;	/* closed after waiting queue-timeout */
+	uint64_t queue_waited;		/* clients that waited in the queue */
+	uint64_t pad[6];
 };
 
 _Static_assert(sizeof(struct lbd_stats_header) == 256, "header size");
@@ -213,7 +251,8 @@ _Static_assert(sizeof(struct lbd_stats_service) == 1024, "service record size");
 _Static_assert(sizeof(struct lbd_stats_backend) == 320, "backend record size");
 _Static_assert(sizeof(struct lbd_stats_worker) == 64, "worker record size");
 _Static_assert(sizeof(struct lbd_stats_counter) == 128, "counter record size");
-_Static_assert(sizeof(struct lbd_stats_service_counter) == 64, "service counter size");
+_Static_assert(sizeof(struct lbd_stats_service_counter) == 128, "service counter size");
+_Static_assert(sizeof(struct lbd_stats_limit) == LBD_CACHELINE, "limit record size");
 _Static_assert(LBD_MAX_SERVICE_BACKENDS <= 64, "tried mask is a uint64_t");
 
 #endif

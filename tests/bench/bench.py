@@ -31,9 +31,9 @@ HCLIENT = os.path.join(HERE, "hclient.py")
 NGINX_STREAM_MOD = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 BACKEND_PORTS = [19001, 19002, 19003]
-LISTEN = {"lbd": 19100, "haproxy": 19110, "haproxy-splice": 19111,
+LISTEN = {"lbd": 19100, "lbd-maxconn": 19101, "haproxy": 19110, "haproxy-splice": 19111,
           "haproxy-splice1m": 19112, "pen": 19120, "nginx": 19130}
-BALANCERS = ["direct", "lbd", "haproxy", "haproxy-splice", "haproxy-splice1m",
+BALANCERS = ["direct", "lbd", "lbd-maxconn", "haproxy", "haproxy-splice", "haproxy-splice1m",
              "pen", "nginx"]
 PEERS = ["haproxy", "haproxy-splice", "haproxy-splice1m", "pen", "nginx"]
 HAPROXIES = ["haproxy", "haproxy-splice", "haproxy-splice1m"]
@@ -508,16 +508,19 @@ def start_backends(env):
                      (i, port, os.path.join(env.tmp, "b%d.err" % i)))
 
 
-def lbd_conf(env, port, ports=None, balance="roundrobin", extra=""):
+def lbd_conf(env, port, ports=None, balance="roundrobin", extra="", maxconn=0):
     """ports: the backends' (default BACKEND_PORTS); extra: more service
-    lines (balance.py: max-connection-age)."""
-    servers = "".join('    backend b%d { address = "127.0.0.1:%d" }\n' % (i, p)
-                      for i, p in enumerate(ports or BACKEND_PORTS, 1))
+    lines (balance.py: max-connection-age); maxconn: per backend, where
+    lbd-maxconn sets one that never binds, to price the slot accounting
+    (issue 15: within 3%)."""
+    more = " maxconn = %d" % maxconn if maxconn else ""
+    servers = "".join('    backend b%d { address = "127.0.0.1:%d"%s }\n'
+                      % (i, p, more) for i, p in enumerate(ports or BACKEND_PORTS, 1))
     return """workers = 2
 user = "nobody"
 group = "nogroup"
 admin-group = "root"
-runtime-dir = "{t}/lbd-run"
+runtime-dir = "{t}/lbd-run-{port}"
 maxconn = 20000
 service bench {{
     listen = {{ "127.0.0.1:{port}" }}
@@ -584,8 +587,9 @@ class Balancer:
 
     def argv(self):
         t, env, port = self.env.tmp, self.env, self.port
-        if self.name == "lbd":
-            conf = write(os.path.join(t, "lbd.conf"), lbd_conf(env, port))
+        if self.name in ("lbd", "lbd-maxconn"):
+            conf = write(os.path.join(t, self.name + ".conf"), lbd_conf(
+                env, port, maxconn=100000 if self.name == "lbd-maxconn" else 0))
             return [env.lbd, "-d", "-f", conf]
         if self.name.startswith("haproxy"):
             conf = write(os.path.join(t, self.name + ".cfg"),
@@ -1070,7 +1074,9 @@ def per_repetition(runs, names):
     """lbd's target ratios in each repetition alone: their spread says how
     far the medians of one run can be trusted on a noisy machine."""
     refs = [("HAProxy", [n for n in HAPROXIES if n in names]),
-            ("best peer", [n for n in PEERS if n in names])]
+            ("best peer", [n for n in PEERS if n in names]),
+            # lbd with a maxconn that never binds: the slots' price
+            ("lbd-maxconn", [n for n in ("lbd-maxconn",) if n in names])]
     if "lbd" not in names or len(runs) < 2:
         return []
     lines = ["", "lbd's ratios in each repetition (1 .. %d), same references "

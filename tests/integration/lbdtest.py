@@ -423,7 +423,9 @@ def service(name, backends, **options):
         if isinstance(b, Backend):
             rows.append((b.name, b.address, 1))
         else:
-            rows.append((b[0], b[1], b[2] if len(b) > 2 else 1))
+            # (name, address[, weight[, {key: value}]]): more backend keys
+            rows.append((b[0], b[1], b[2] if len(b) > 2 else 1)
+                        + ((b[3],) if len(b) > 3 else ()))
     opts = {k.replace("_", "-"): value(v) for k, v in options.items()}
     return {"name": name, "backends": rows, "options": opts}
 
@@ -455,9 +457,11 @@ def render_config(runtime_dir, services, workers=2, globals_=None):
             for k, v in svc["health"].items():
                 lines.append("        %s = %s" % (k, v))
             lines.append("    }")
-        for name, addr, weight in svc["backends"]:
-            lines.append("    backend %s { address = %s  weight = %d }"
-                         % (name, q(addr), weight))
+        for name, addr, weight, *more in svc["backends"]:
+            extra = "".join("  %s = %s" % (k, value(v))
+                            for k, v in (more[0] if more else {}).items())
+            lines.append("    backend %s { address = %s  weight = %d%s }"
+                         % (name, q(addr), weight, extra))
         lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -674,7 +674,7 @@ def test_man_page_renders_cleanly(page):
     assert len(p.stdout.splitlines()) > 10, p.stdout
 
 
-@pytest.mark.parametrize("script", ["contrib/init.d/lbd",
+@pytest.mark.parametrize("script", ["contrib/init.d/lbd.in",
                                     "contrib/keepalived/check_lbd.sh"])
 def test_shell_scripts_parse(script):
     p = subprocess.run(["sh", "-n", os.path.join(REPO, script)],

@@ -274,6 +274,24 @@ test_leastconn_per_weight(void **state)
 	}
 }
 
+/* A slow-starting backend (weight scaled down) is not picked for being idle. */
+static void
+test_leastconn_counts_the_new_one(void **state)
+{
+	const uint64_t idle[] = { 0, 0, 0 }, some[] = { 9, 9, 0 };
+	const uint32_t w[] = { 10, 10, 1 };
+	unsigned hits[3] = { 0 };
+	uint64_t r;
+
+	(void)state;
+	for (r = 0; r < 30; r++)
+		hits[balance_leastconn(idle, w, 3, r)]++;
+	assert_int_equal(hits[2], 0);
+	/* (9+1)/10 = 1 vs (0+1)/1 = 1: its turn comes at a tenth of the load. */
+	for (r = 0; r < 3; r++)
+		assert_int_equal(balance_leastconn(some, w, 3, r), r == 2 ? 2 : (int)r);
+}
+
 static void
 test_leastconn_ties_rotate(void **state)
 {
@@ -292,11 +310,11 @@ test_leastconn_ties_rotate(void **state)
 	assert_int_equal(balance_leastconn(act, w, 4, UINT64_MAX), 0);
 	/* A rotate point on a weight-0 member moves to the next one. */
 	assert_int_equal(balance_leastconn(act2, w0, 4, 1), 2);
-	/* 3/2 vs 1/1: not a tie. */
+	/* Counting the new connection: (3+1)/2 vs (1+1)/1 is a tie. */
 	for (r = 0; r < 8; r++)
 		hits[balance_leastconn(act2, half, 4, r)]++;
-	assert_int_equal(hits[0], 0);
-	assert_int_equal(hits[1], 4);
+	assert_int_equal(hits[0], 2);
+	assert_int_equal(hits[1], 2);
 	assert_int_equal(hits[2], 2);
 	assert_int_equal(hits[3], 2);
 }
@@ -741,6 +759,7 @@ main(void)
 		cmocka_unit_test(test_smooth_heavy_no_burst),
 		cmocka_unit_test(test_leastconn_per_weight),
 		cmocka_unit_test(test_leastconn_ties_rotate),
+		cmocka_unit_test(test_leastconn_counts_the_new_one),
 		cmocka_unit_test(test_leastconn_none),
 		cmocka_unit_test(test_leastconn_large),
 		cmocka_unit_test(test_client_hash),

@@ -565,6 +565,45 @@ test_worker_stall(void **state)
 	expect_error("worker-stall = \"0s\"\n" SERVICE_HEAD BACKEND_A "}\n", 1, "1s..1h");
 }
 
+/* maxconn, backup, slowstart, queue-timeout, max-queue: defaults, values, errors. */
+static void
+test_protect_keys(void **state)
+{
+	struct lbd_config *conf;
+
+	(void)state;
+	conf = load_ok(SERVICE_HEAD BACKEND_A "}\n");
+	assert_int_equal(conf->services[0].backends[0].maxconn, 0);
+	assert_false(conf->services[0].backends[0].backup);
+	assert_false(conf->services[0].limited);
+	assert_int_equal(conf->services[0].slowstart_ms, 0);
+	assert_int_equal(conf->services[0].queue_timeout_ms, 5000);
+	assert_int_equal(conf->services[0].max_queue, 0);
+	config_free(conf);
+	conf = load_ok(SERVICE_HEAD "  slowstart = \"30s\"\n  queue-timeout = \"250ms\"\n"
+	    "  max-queue = 100\n" BACKEND_A
+	    "  backend b { address = \"127.0.0.1:9002\" maxconn = 10 backup = true }\n}\n");
+	assert_int_equal(conf->services[0].slowstart_ms, 30000);
+	assert_int_equal(conf->services[0].queue_timeout_ms, 250);
+	assert_int_equal(conf->services[0].max_queue, 100);
+	assert_true(conf->services[0].limited);
+	assert_int_equal(conf->services[0].backends[1].maxconn, 10);
+	assert_true(conf->services[0].backends[1].backup);
+	assert_false(conf->services[0].backends[0].backup);
+	config_free(conf);
+	expect_error(SERVICE_HEAD "\n  backend a { address = \"127.0.0.1:9001\" maxconn = -1 }\n"
+	    "}\n", 4, "maxconn");
+	expect_error(SERVICE_HEAD "  backend a { address = \"127.0.0.1:9001\"\n"
+	    "    maxconn = 1000001 }\n}\n", 4, "out of range 0..1000000");
+	expect_error(SERVICE_HEAD "  backend a { address = \"127.0.0.1:9001\" backup = maybe }\n"
+	    "}\n", 3, "backup");
+	expect_error(SERVICE_HEAD "  max-queue = -5\n" BACKEND_A "}\n", 3, "max-queue");
+	expect_error(SERVICE_HEAD "  slowstart = \"soon\"\n" BACKEND_A "}\n", 3, "slowstart");
+	expect_error(SERVICE_HEAD "  queue-timeout = \"5\"\n" BACKEND_A "}\n", 3, "unit");
+	expect_error(SERVICE_HEAD "  queue-timeout = \"0s\"\n" BACKEND_A "}\n", 1,
+	    "at least 1ms");
+}
+
 static void
 test_out_of_range(void **state)
 {
@@ -990,6 +1029,7 @@ main(void)
 		cmocka_unit_test_teardown(test_line_after_comments, teardown_case),
 		cmocka_unit_test_teardown(test_bad_durations, teardown_case),
 		cmocka_unit_test_teardown(test_out_of_range, teardown_case),
+		cmocka_unit_test_teardown(test_protect_keys, teardown_case),
 		cmocka_unit_test_teardown(test_bad_keywords, teardown_case),
 		cmocka_unit_test_teardown(test_leastload_and_age, teardown_case),
 		cmocka_unit_test_teardown(test_duplicate_names, teardown_case),

@@ -413,14 +413,17 @@ test_json(void **state)
 	    "\"accepted\":10291,\"restarts\":0,"));
 	assert_non_null(strstr(out, "\"services\":[{\"name\":\"web\",\"listen\":[\"0.0.0.0:80\"],"
 	    "\"balance\":\"roundrobin\",\"active\":15,\"accepted\":30338,\"rejected\":0,"
-	    "\"exchanges\":0,\"proxy_errors\":0,\"denied\":0,\"sni_misses\":0,"));
+	    "\"exchanges\":0,\"proxy_errors\":0,\"denied\":0,\"sni_misses\":0,"
+	    "\"queued\":0,\"queue_max\":0,\"queue_timeouts\":0,"));
 	assert_non_null(strstr(out, "{\"name\":\"app1\",\"address\":\"10.0.0.1:80\","
-	    "\"state\":\"up\",\"weight\":1,\"active\":12,\"connections\":10234,"
+	    "\"state\":\"up\",\"backup\":false,\"maxconn\":0,\"ramp\":100,"
+	    "\"weight\":1,\"active\":12,\"connections\":10234,"
 	    "\"connect_failures\":0,\"bytes_in\":1288490188,\"bytes_out\":37044092928,"
 	    "\"spliced_in\":2,\"spliced_out\":9,\"exchanges\":0,\"aged_out\":0,"
 	    "\"check\":{\"status\":\"ok\",\"latency_ms\":0.412,"));
 	assert_non_null(strstr(out, "\"name\":\"app2\",\"address\":\"10.0.0.2:80\","
-	    "\"state\":\"disabled\",\"weight\":1,\"active\":3,\"connections\":9871,"
+	    "\"state\":\"disabled\",\"backup\":false,\"maxconn\":0,\"ramp\":100,"
+	    "\"weight\":1,\"active\":3,\"connections\":9871,"
 	    "\"connect_failures\":0,\"bytes_in\":0,\"bytes_out\":0,"
 	    "\"spliced_in\":0,\"spliced_out\":0,"));
 	assert_non_null(strstr(out, "\"state\":\"disabled\""));
@@ -525,6 +528,45 @@ test_check_age(void **state)
 	free(snap);
 }
 
+/* maxconn, backup and slow start as the table, JSON and Prometheus show them. */
+static void
+test_protect(void **state)
+{
+	struct statview_snap *snap = example();
+	char *out;
+
+	(void)state;
+	snap->backends[0].maxconn = 20;
+	snap->backends[1].backup = 1;
+	snap->backends[2].health = LBD_HEALTH_UP;
+	snap->backends[2].ramp_permille = 400;
+	snap->services[0].limited = 1;
+	snap->services[0].queued = 3;
+	snap->services[0].queue_max = 12;
+	snap->services[0].queue_timeouts = 1;
+	out = render(statview_table, snap, NULL);
+	assert_non_null(strstr(out, "  12/20  "));
+	assert_non_null(strstr(out, " up backup "));
+	assert_non_null(strstr(out, " up 40% "));
+	assert_non_null(strstr(out, "web: QUEUE 3 now, 12 max, 1 timed out\n"));
+	free(out);
+	out = render(statexport_json, snap, NULL);
+	assert_non_null(strstr(out, "\"backup\":false,\"maxconn\":20,\"ramp\":100,"));
+	assert_non_null(strstr(out, "\"backup\":true,\"maxconn\":0,\"ramp\":100,"));
+	assert_non_null(strstr(out, "\"backup\":false,\"maxconn\":0,\"ramp\":40,"));
+	assert_non_null(strstr(out, "\"queued\":3,\"queue_max\":12,\"queue_timeouts\":1,"));
+	free(out);
+	out = render(statexport_prom, snap, NULL);
+	assert_non_null(strstr(out, "lbd_service_queued{service=\"web\"} 3\n"));
+	assert_non_null(strstr(out, "lbd_service_queue_timeouts_total{service=\"web\"} 1\n"));
+	assert_non_null(strstr(out, "lbd_backend_maxconn{service=\"web\",backend=\"app1\"} 20\n"));
+	assert_non_null(strstr(out, "lbd_backend_backup{service=\"web\",backend=\"app2\"} 1\n"));
+	assert_non_null(strstr(out, "lbd_backend_ramp_ratio{service=\"web\",backend=\"app3\"} 0.4\n"));
+	free(out);
+	free(snap);
+}
+
+
 /* Each family: HELP then TYPE, once, right before its samples. */
 static void
 test_prom(void **state)
@@ -568,7 +610,7 @@ test_prom(void **state)
 			assert_int_equal(strncmp(line, family, strlen(family)), 0);
 	}
 	assert_int_equal(helps, types);
-	assert_int_equal(helps, 27);
+	assert_int_equal(helps, 33);
 	free(out);
 	free(snap);
 }
@@ -592,6 +634,7 @@ main(void)
 		cmocka_unit_test(test_exchange_imbalance),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_prom),
+		cmocka_unit_test(test_protect),
 		cmocka_unit_test(test_worker_stalled),
 		cmocka_unit_test(test_check_age),
 		cmocka_unit_test(test_disabled_and_retired),
