@@ -15,7 +15,7 @@
 #include "clock.h"
 #include "log.h"
 #include "slowstart.h"
-#include "stats.h"
+#include "statsmap.h"
 
 #define ADMIN_STATE_LINE	512
 

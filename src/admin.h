@@ -2,7 +2,7 @@
  * The admin state of backends (drain, disabled, a weight set by lbadmin):
  * in the stats segment, where workers see it, and in the admin state file,
  * which lets it survive a restart.  The master alone calls these; no
- * sockets and no clients here (those are control.c's).
+ * sockets and no clients here (those are controlsock.c's).
  */
 #ifndef LBD_ADMIN_H
 #define LBD_ADMIN_H

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "clock.h"
-#include "control.h"
+#include "controlsock.h"
 #include "health.h"
 #include "loadmeter.h"
 #include "log.h"

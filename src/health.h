@@ -9,7 +9,7 @@
 #define LBD_HEALTH_H
 
 #include "config.h"
-#include "stats.h"
+#include "statsmap.h"
 
 struct health;
 

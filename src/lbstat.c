@@ -19,7 +19,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
-#include "stats.h"
+#include "statsmap.h"
 #include "statexport.h"
 #include "statserve.h"
 #include "statview.h"

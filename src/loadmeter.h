@@ -8,7 +8,7 @@
 #ifndef LBD_LOADMETER_H
 #define LBD_LOADMETER_H
 
-#include "stats.h"
+#include "statsmap.h"
 
 #define LOADMETER_TICK_MS	250	/* how often the rates are measured */
 #define LOADMETER_DECAY_MS	2000	/* time constant of the decaying average */

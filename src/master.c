@@ -29,7 +29,7 @@
 
 #include "clock.h"
 #include "config.h"
-#include "control.h"
+#include "controlsock.h"
 #include "event.h"
 #include "health.h"
 #include "listen.h"
@@ -40,7 +40,7 @@
 #include "privs.h"
 #include "proctitle.h"
 #include "slowstart.h"
-#include "stats.h"
+#include "statsmap.h"
 #include "upgrade.h"
 #include "watchdog.h"
 #include "worker.h"
@@ -94,7 +94,7 @@ free_worker_slot(const struct master *m)
 }
 
 static int
-worker_spawn(struct master *m, uint32_t id)
+spawn_worker(struct master *m, uint32_t id)
 {
 	struct lbd_stats_worker *rec;
 	pid_t pid, master_pid = getpid();
@@ -137,7 +137,7 @@ worker_spawn(struct master *m, uint32_t id)
 }
 
 static void
-worker_signal_stop(struct master *m, int slot, uint64_t grace_ms)
+stop_worker(struct master *m, int slot, uint64_t grace_ms)
 {
 	struct worker_proc *wp = &m->workers[slot];
 
@@ -183,7 +183,7 @@ master_describe_status(int status, char *how, size_t len)
 }
 
 static void
-schedule_respawn(struct master *m, const struct worker_proc *wp, int status)
+respawn_later(struct master *m, const struct worker_proc *wp, int status)
 {
 	struct respawn *r = &m->respawn[wp->id];
 	uint64_t lived = clock_ms() - wp->started_ms, delay = 0;
@@ -229,7 +229,7 @@ master_slot_free(struct master *m, int i)
 }
 
 static void
-worker_reaped(struct master *m, pid_t pid, int status)
+reap_worker(struct master *m, pid_t pid, int status)
 {
 	struct worker_proc wp;
 	int i;
@@ -249,7 +249,7 @@ worker_reaped(struct master *m, pid_t pid, int status)
 		log_debug("worker %u (pid %d) finished", wp.id, (int)pid);
 		return;
 	}
-	schedule_respawn(m, &wp, status);
+	respawn_later(m, &wp, status);
 }
 
 
@@ -260,7 +260,7 @@ reap_children(struct master *m)
 	int status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-		worker_reaped(m, pid, status);
+		reap_worker(m, pid, status);
 }
 
 /*
@@ -268,7 +268,7 @@ reap_children(struct master *m)
  * still relays and exit; one that does not within a second is killed.
  */
 static void
-worker_abort(struct master *m, int slot, uint64_t now)
+abort_worker(struct master *m, int slot, uint64_t now)
 {
 	struct worker_proc *wp = &m->workers[slot];
 
@@ -327,12 +327,12 @@ run_timers(struct master *m)
 	/* No respawn while a new master starts: it has counted the free slots. */
 	for (id = 1; id <= m->conf->workers && !m->stopping && !m->upgrade_pid; id++)
 		if (m->respawn[id].due_ms != 0 && now >= m->respawn[id].due_ms &&
-		    worker_spawn(m, id) == 0)
+		    spawn_worker(m, id) == 0)
 			m->respawn[id].due_ms = 0;
 	for (i = 0; i < LBD_WORKER_SLOTS; i++)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    now >= m->workers[i].kill_at_ms)
-			worker_abort(m, i, now);
+			abort_worker(m, i, now);
 	if (now >= m->watchdog_due_ms) {
 		m->watchdog_due_ms = now + watchdog_period_ms(m->conf->worker_stall_ms);
 		watchdog_run(m, now);
@@ -373,7 +373,7 @@ master_stop(struct master *m)
 		log_notice("second stop request: stopping now");
 		for (i = 0; i < LBD_WORKER_SLOTS; i++)
 			if (m->workers[i].pid != 0 && !m->workers[i].aborted)
-				worker_abort(m, i, clock_ms());
+				abort_worker(m, i, clock_ms());
 		return;
 	}
 	m->stopping = 1;
@@ -383,7 +383,7 @@ master_stop(struct master *m)
 	m->listeners = NULL;
 	m->nlisteners = 0;
 	for (i = 0; i < LBD_WORKER_SLOTS; i++)
-		worker_signal_stop(m, i, m->conf->shutdown_grace_ms);
+		stop_worker(m, i, m->conf->shutdown_grace_ms);
 }
 
 static void
@@ -494,10 +494,10 @@ master_reload(struct master *m)
 		m->respawn[id].due_ms = 0;
 	/* New workers first: the listen sockets always have someone accepting. */
 	for (id = 1; id <= conf->workers; id++)
-		(void)worker_spawn(m, id);
+		(void)spawn_worker(m, id);
 	for (i = 0; i < LBD_WORKER_SLOTS; i++)
 		if (m->workers[i].pid != 0 && m->workers[i].generation != m->generation)
-			worker_signal_stop(m, i, conf->shutdown_grace_ms);
+			stop_worker(m, i, conf->shutdown_grace_ms);
 	health_reconfigure(m->health, conf);
 	control_set_admin_gid(m->control, privs.admin_gid);
 	control_apply_state(m->control);
@@ -704,7 +704,7 @@ master_start(struct master *m)
 		pidfile_write(m->pidfh);
 	proctitle_set("master");
 	for (id = 1; id <= m->conf->workers; id++)
-		if (worker_spawn(m, id) == -1)
+		if (spawn_worker(m, id) == -1)
 			fatalx("cannot start worker %u", id);
 	if (upgrading && handover_takeover(m) == -1)
 		return;

@@ -13,7 +13,7 @@
 #include "config.h"
 #include "event.h"
 #include "privs.h"
-#include "stats.h"
+#include "statsmap.h"
 #include "worker.h"
 
 struct worker_proc {

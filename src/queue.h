@@ -25,7 +25,7 @@
 
 #include <stdint.h>
 
-#include "stats.h"
+#include "statsmap.h"
 
 #define QUEUE_POLL_MS		10	/* how often a worker with waiting clients looks */
 

@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
-#include "stats.h"
+#include "statsmap.h"
 
 /* One service's schedule in one worker; built on first use. */
 struct schedule {

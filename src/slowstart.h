@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "stats.h"
+#include "statsmap.h"
 
 #define SLOWSTART_STEPS		10
 #define SLOWSTART_SCALE_MAX	10	/* weights scaled up so a step is one unit */

@@ -16,7 +16,7 @@ void statexport_json(FILE *out, const struct statview_snap *snap,
 void statexport_prom(FILE *out, const struct statview_snap *snap,
     const struct statview_filter *filter);
 
-/* Helpers, public for the unit tests. */
+/* The escapes the renderings use; stathist.c writes JSON with them too. */
 char *statexport_json_escape(const char *in, char *out, size_t outlen);
 char *statexport_prom_escape(const char *in, char *out, size_t outlen);
 

@@ -10,7 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "stats.h"
+#include "statsmap.h"
+#include "figures.h"
 #include "statview.h"
 
 #define CELL_LEN	80	/* a table cell: an address or a check text, sanitised */
@@ -54,43 +55,6 @@ statview_check_stale(const struct statview_backend *be)
 	    be->check_age_ms > (int64_t)be->check_interval_ms * STATVIEW_STALE_INTERVALS;
 }
 
-/*
- * Bytes in powers of 1024 with K, M, G, T, P, E; plain below 1000 so a
- * number never takes more than five columns.
- */
-char *
-statview_human(double n, char *buf, size_t len)
-{
-	static const char units[] = "KMGTPE";
-	size_t u = 0;
-
-	if (n < 999.5) {
-		snprintf(buf, len, "%.0f", n < 0 ? 0 : n);
-		return buf;
-	}
-	n /= 1024;
-	while (n >= 999.5 && u + 2 < sizeof(units)) {
-		n /= 1024;
-		u++;
-	}
-	snprintf(buf, len, n < 99.95 ? "%.1f%c" : "%.0f%c", n, units[u]);
-	return buf;
-}
-
-char *
-statview_uptime(uint64_t s, char *buf, size_t len)
-{
-	if (s < 60)
-		snprintf(buf, len, "%" PRIu64 "s", s);
-	else if (s < 3600)
-		snprintf(buf, len, "%" PRIu64 "m%" PRIu64 "s", s / 60, s % 60);
-	else if (s < 86400)
-		snprintf(buf, len, "%" PRIu64 "h%" PRIu64 "m", s / 3600, s % 3600 / 60);
-	else
-		snprintf(buf, len, "%" PRIu64 "d%" PRIu64 "h", s / 86400, s % 86400 / 3600);
-	return buf;
-}
-
 /* Seconds the master has run: none once it is gone. */
 uint64_t
 statview_uptime_s(const struct statview_snap *snap)
@@ -107,15 +71,6 @@ statview_worker_state(const struct statview_snap *snap, const struct statview_wo
 	    snap->worker_stall_ms > 0 && w->heartbeat_age_ms >= snap->worker_stall_ms))
 		return "stalled";
 	return w->state == LBD_WORKER_RUNNING ? "running" : "stopping";
-}
-
-double
-statview_rate(uint64_t before, uint64_t after, double seconds)
-{
-	/* A counter that went down was reset (a new daemon): count from 0. */
-	uint64_t delta = after >= before ? after - before : after;
-
-	return seconds > 0 ? (double)delta / seconds : 0;
 }
 
 /* For the table: control characters would break a terminal line. */
@@ -218,10 +173,10 @@ backend_rates(struct statview_backend *be, const struct statview_backend *was,
 
 	if (was == NULL)
 		was = &zero;
-	be->connections_rate = statview_rate(was->connections, be->connections, dt);
-	be->exchanges_rate = statview_rate(was->exchanges, be->exchanges, dt);
-	be->bytes_in_rate = statview_rate(was->bytes_in, be->bytes_in, dt);
-	be->bytes_out_rate = statview_rate(was->bytes_out, be->bytes_out, dt);
+	be->connections_rate = figures_rate(was->connections, be->connections, dt);
+	be->exchanges_rate = figures_rate(was->exchanges, be->exchanges, dt);
+	be->bytes_in_rate = figures_rate(was->bytes_in, be->bytes_in, dt);
+	be->bytes_out_rate = figures_rate(was->bytes_out, be->bytes_out, dt);
 }
 
 void
@@ -247,8 +202,8 @@ statview_rates(struct statview_snap *cur, const struct statview_snap *prev)
 				before = prev->services[j].accepted;
 				exch_before = prev->services[j].exchanges;
 			}
-		svc->accepted_rate = statview_rate(before, svc->accepted, dt);
-		svc->exchanges_rate = statview_rate(exch_before, svc->exchanges, dt);
+		svc->accepted_rate = figures_rate(before, svc->accepted, dt);
+		svc->exchanges_rate = figures_rate(exch_before, svc->exchanges, dt);
 	}
 	for (i = 0; i < cur->nworkers; i++) {
 		struct statview_worker *w = &cur->workers[i];
@@ -257,7 +212,7 @@ statview_rates(struct statview_snap *cur, const struct statview_snap *prev)
 		for (j = 0; j < prev->nworkers; j++)
 			if (prev->workers[j].slot == w->slot && prev->workers[j].pid == w->pid)
 				before = prev->workers[j].accepted;
-		w->accepted_rate = statview_rate(before, w->accepted, dt);
+		w->accepted_rate = figures_rate(before, w->accepted, dt);
 	}
 }
 
@@ -372,9 +327,9 @@ table_cells(const struct statview_snap *snap, const struct statview_service *svc
 		snprintf(cells[COL_EXCH], CELL_LEN, "%" PRIu64, be->exchanges);
 	}
 	snprintf(cells[COL_FAILS], CELL_LEN, "%" PRIu64, be->connect_failures);
-	statview_human(rates ? be->bytes_in_rate : (double)be->bytes_in,
+	figures_size(rates ? be->bytes_in_rate : (double)be->bytes_in,
 	    cells[COL_IN], CELL_LEN);
-	statview_human(rates ? be->bytes_out_rate : (double)be->bytes_out,
+	figures_size(rates ? be->bytes_out_rate : (double)be->bytes_out,
 	    cells[COL_OUT], CELL_LEN);
 	check_cell(be, cells[COL_CHECK], CELL_LEN);
 }
@@ -456,7 +411,7 @@ table_header(FILE *out, const struct statview_snap *snap)
 	 * gone means it died. */
 	if (snap->master_alive)
 		fprintf(out, "pid %" PRId32 "  up %s", snap->pid,
-		    statview_uptime(statview_uptime_s(snap), up, sizeof(up)));
+		    figures_duration(statview_uptime_s(snap), up, sizeof(up)));
 	else if (snap->pid == 0)
 		fprintf(out, "stopped");
 	else

@@ -160,9 +160,5 @@ const char *statview_worker_state(const struct statview_snap *snap,
 void statview_imbalance(const struct statview_snap *snap,
     const struct statview_service *svc, struct statview_imbalance *im);
 
-/* Helpers, public for the unit tests. */
-char *statview_human(double n, char *buf, size_t len);
-char *statview_uptime(uint64_t seconds, char *buf, size_t len);
-double statview_rate(uint64_t before, uint64_t after, double seconds);
 
 #endif

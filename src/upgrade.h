@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "stats.h"
+#include "statsmap.h"
 #include "worker.h"
 
 /* In main(), before anything moves: the absolute path argv[0] named. */

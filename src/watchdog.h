@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-#include "stats.h"
+#include "statsmap.h"
 
 /* Age of a heartbeat at now; 0 for one written after now was read. */
 static inline uint64_t

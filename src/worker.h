@@ -11,7 +11,7 @@
 
 #include "config.h"
 #include "doorconf.h"
-#include "stats.h"
+#include "statsmap.h"
 
 /* One listen address, shared by the services that name it (sni). */
 struct listener {

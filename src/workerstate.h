@@ -16,7 +16,7 @@
 #include "relay.h"
 #include "runq.h"
 #include "schedule.h"
-#include "stats.h"
+#include "statsmap.h"
 #include "worker.h"
 
 enum conn_state {

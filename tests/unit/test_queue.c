@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "queue.h"
-#include "stats.h"
+#include "statsmap.h"
 
 struct fixture {
 	char dir[64];

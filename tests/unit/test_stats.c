@@ -1,5 +1,5 @@
 /*
- * lbstat's side of the stats segment (src/stats.c, stats_open_readonly):
+ * lbstat's side of the stats segment (src/statsmap.c, stats_open_readonly):
  * crafted segments with the right magic, version and sizes but wild offsets
  * or sizes are refused with a message before anything is mapped, and so is
  * anything that is not a regular file -- a FIFO without hanging.
@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "stats.h"
+#include "statsmap.h"
 
 static char dir[] = "/tmp/lbd-test-stats-XXXXXX";
 static char path[128];

@@ -12,7 +12,8 @@
 #include <cmocka.h>
 
 #include "statexport.h"
-#include "stats.h"
+#include "statsmap.h"
+#include "figures.h"
 #include "statview.h"
 
 static struct statview_backend *
@@ -124,14 +125,14 @@ test_human(void **state)
 	char buf[16];
 
 	(void)state;
-	assert_string_equal(statview_human(0, buf, sizeof(buf)), "0");
-	assert_string_equal(statview_human(999, buf, sizeof(buf)), "999");
-	assert_string_equal(statview_human(1000, buf, sizeof(buf)), "1.0K");
-	assert_string_equal(statview_human(980 * 1024.0, buf, sizeof(buf)), "980K");
-	assert_string_equal(statview_human(1288490188, buf, sizeof(buf)), "1.2G");
-	assert_string_equal(statview_human(37044092928.0, buf, sizeof(buf)), "34.5G");
-	assert_string_equal(statview_human(999.7 * 1024, buf, sizeof(buf)), "1.0M");
-	assert_string_equal(statview_human((double)UINT64_MAX, buf, sizeof(buf)), "16.0E");
+	assert_string_equal(figures_size(0, buf, sizeof(buf)), "0");
+	assert_string_equal(figures_size(999, buf, sizeof(buf)), "999");
+	assert_string_equal(figures_size(1000, buf, sizeof(buf)), "1.0K");
+	assert_string_equal(figures_size(980 * 1024.0, buf, sizeof(buf)), "980K");
+	assert_string_equal(figures_size(1288490188, buf, sizeof(buf)), "1.2G");
+	assert_string_equal(figures_size(37044092928.0, buf, sizeof(buf)), "34.5G");
+	assert_string_equal(figures_size(999.7 * 1024, buf, sizeof(buf)), "1.0M");
+	assert_string_equal(figures_size((double)UINT64_MAX, buf, sizeof(buf)), "16.0E");
 }
 
 static void
@@ -140,10 +141,10 @@ test_uptime(void **state)
 	char buf[32];
 
 	(void)state;
-	assert_string_equal(statview_uptime(42, buf, sizeof(buf)), "42s");
-	assert_string_equal(statview_uptime(725, buf, sizeof(buf)), "12m5s");
-	assert_string_equal(statview_uptime(3 * 3600 + 12 * 60 + 7, buf, sizeof(buf)), "3h12m");
-	assert_string_equal(statview_uptime(2 * 86400 + 5 * 3600, buf, sizeof(buf)), "2d5h");
+	assert_string_equal(figures_duration(42, buf, sizeof(buf)), "42s");
+	assert_string_equal(figures_duration(725, buf, sizeof(buf)), "12m5s");
+	assert_string_equal(figures_duration(3 * 3600 + 12 * 60 + 7, buf, sizeof(buf)), "3h12m");
+	assert_string_equal(figures_duration(2 * 86400 + 5 * 3600, buf, sizeof(buf)), "2d5h");
 }
 
 static void
@@ -183,9 +184,9 @@ static void
 test_rate(void **state)
 {
 	(void)state;
-	assert_true(statview_rate(100, 150, 0.5) == 100.0);
-	assert_true(statview_rate(100, 30, 1.0) == 30.0);	/* reset: from 0 */
-	assert_true(statview_rate(1, 2, 0) == 0.0);
+	assert_true(figures_rate(100, 150, 0.5) == 100.0);
+	assert_true(figures_rate(100, 30, 1.0) == 30.0);	/* reset: from 0 */
+	assert_true(figures_rate(1, 2, 0) == 0.0);
 }
 
 static void

@@ -29,10 +29,10 @@
 #include "clock.h"
 #include "lbd/control.h"
 #include "admin.h"
-#include "control.h"
+#include "controlsock.h"
 #include "event.h"
 #include "log.h"
-#include "stats.h"
+#include "statsmap.h"
 
 #define CONTROL_MAX_CLIENTS	64
 #define CONTROL_IDLE_MS		60000		/* a client silent this long is closed */

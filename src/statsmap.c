@@ -13,7 +13,7 @@
 
 #include "addr.h"
 #include "config.h"
-#include "stats.h"
+#include "statsmap.h"
 
 static size_t
 round_up(size_t n)

@@ -4,8 +4,8 @@
  * bump their own counter rows; lbstat maps it read-only and takes
  * consistent snapshots.
  */
-#ifndef LBD_STATS_PRIV_H
-#define LBD_STATS_PRIV_H
+#ifndef LBD_STATSMAP_H
+#define LBD_STATSMAP_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -4,12 +4,12 @@
  * and the admin state file that lets drain/disable/weight survive a restart.
  * Protocol: include/lbd/control.h.
  */
-#ifndef LBD_CONTROL_PRIV_H
-#define LBD_CONTROL_PRIV_H
+#ifndef LBD_CONTROLSOCK_H
+#define LBD_CONTROLSOCK_H
 
 #include <sys/types.h>
 
-#include "stats.h"
+#include "statsmap.h"
 
 struct control;
 
