@@ -579,8 +579,9 @@ class FakeStats(http.server.BaseHTTPRequestHandler):
                                "balance": "roundrobin", "active": 0, "accepted": 0,
                                "rejected": 0, "accepted_per_s": 0, "imbalance": None,
                                "backends": [self.backend("app1", "up", t),
-                                            self.backend("app2", "backup", t),
-                                            self.backend("app3", "ramp 40%", t)]}]}
+                                            self.backend("app2", "up", t, backup=True),
+                                            self.backend("app3", "up", t, ramp=40),
+                                            self.backend("app4", "maint", t)]}]}
         body = {"/": self.page, "/stats.json": json.dumps(stats).encode(),
                 "/history.json": json.dumps(self.history).encode()}.get(self.path)
         self.send_response(200 if body is not None else 404)
@@ -589,13 +590,13 @@ class FakeStats(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body or b"")
 
     @classmethod
-    def backend(cls, name, state, t):
-        b = {"name": name, "address": "127.0.0.1:2", "state": state, "weight": 1,
+    def backend(cls, name, state, t, backup=False, ramp=100):
+        b = {"name": name, "backup": backup, "ramp": ramp, "address": "127.0.0.1:2", "state": state, "weight": 1,
                 "active": 0, "connections": 10, "connect_failures": 0, "bytes_in": 0,
                 "bytes_out": 0, "spliced_in": 0, "spliced_out": 0,
                 "connections_per_s": 1.0, "bytes_in_per_s": 0, "bytes_out_per_s": 0,
                 "check": {"status": "ok", "latency_ms": 0.1, "last_change_s": 1,
-                          "text": "ok"}}
+                          "text": "ok", "stale": name == "app3"}}
         if cls.with_exchanges:
             b["exchanges"] = 1000 + 7 * t
         return b
@@ -620,16 +621,20 @@ def fake_page_dom(page, with_exchanges):
 
 
 def test_chromium_page_unknown_states_and_exchanges(lbd, backend, statserver):
-    """The page shows states it does not know as they are (backup and
-    slow-start ramps will come), and an exchanges column only when the JSON
-    has exchanges."""
+    """The page shows states it does not know as they are, backups and
+    slow-start ramps beside the state, stale checks, and an exchanges column
+    only when the JSON has exchanges."""
     d = lbd([service("web", backend_set(1, backend))], workers=1)
     srv = statserver(stats_path(d))
     page = get(srv, "/")[2]
     dom = fake_page_dom(page, True)
-    assert rendered_rows(dom) == {"web/app1": "up", "web/app2": "backup",
-                                  "web/app3": "ramp 40%"}, dom[-3000:]
-    assert '<span class="s-other">ramp 40%</span>' in dom
+    assert rendered_rows(dom) == {"web/app1": "up", "web/app2": "up",
+                                  "web/app3": "up", "web/app4": "maint"}, dom[-3000:]
+    assert '<span class="s-other">maint</span>' in dom
+    row = lambda name: re.search(r'<tr data-backend="web/%s".*?</tr>' % name, dom).group(0)
+    assert '<small class="tag">backup</small>' in row("app2")
+    assert '<small class="tag">ramp 40%</small>' in row("app3")
+    assert "tag" not in row("app1") and "stale" in row("app3") and "stale" not in row("app1")
     assert "<th>exch/s</th>" in dom and "<th>exchanges/s, 5 min</th>" in dom
     # 7 exchanges a second, from the difference of two samples.
     assert re.search(r'<td class="exch">7\.0</td>', dom), dom[-3000:]
