@@ -224,6 +224,23 @@ eligible(const struct statview_backend *be)
 	    strcmp(statview_backend_state(be), "up") == 0;
 }
 
+/* A backup takes nothing while a primary may: leave it out of the balance then. */
+static int
+compared(const struct statview_snap *snap, const struct statview_service *svc,
+    const struct statview_backend *be)
+{
+	size_t i;
+
+	if (!eligible(be))
+		return 0;
+	if (!be->backup)
+		return 1;
+	for (i = svc->first; i < svc->first + svc->count; i++)
+		if (!snap->backends[i].backup && eligible(&snap->backends[i]))
+			return 0;
+	return 1;
+}
+
 /* The figure imbalance compares for one backend. */
 static double
 imbalance_value(const struct statview_snap *snap, const struct statview_backend *be,
@@ -257,7 +274,7 @@ statview_imbalance(const struct statview_snap *snap,
 	for (i = svc->first; i < svc->first + svc->count; i++) {
 		be = &snap->backends[i];
 		im->total += !be->retired;
-		if (!eligible(be))
+		if (!compared(snap, svc, be))
 			continue;
 		if (weight != 0 && be->weight != weight)
 			im->weighted = 1;
@@ -267,7 +284,7 @@ statview_imbalance(const struct statview_snap *snap,
 	}
 	for (i = svc->first; i < svc->first + svc->count; i++) {
 		be = &snap->backends[i];
-		if (!eligible(be))
+		if (!compared(snap, svc, be))
 			continue;
 		v = imbalance_value(snap, be, im);
 		if (im->up == 0 || be->active > im->active_max)

@@ -568,6 +568,28 @@ test_protect(void **state)
 }
 
 
+/* A backup takes nothing while primaries are up: not compared then. */
+static void
+test_backup_not_compared(void **state)
+{
+	struct statview_snap *snap = example();
+	char *out;
+
+	(void)state;
+	snap->backends[2].health = LBD_HEALTH_UP;
+	snap->backends[2].backup = 1;
+	snap->backends[2].connections = 0;
+	out = render(statview_table, snap, NULL);
+	assert_non_null(strstr(out, "conns max/min 10234/9871 (1.04x)"));
+	free(out);
+	snap->backends[0].admin = LBD_ADMIN_DRAIN;
+	snap->backends[1].admin = LBD_ADMIN_DRAIN;
+	out = render(statview_table, snap, NULL);
+	assert_non_null(strstr(out, "imbalance n/a (1 of 3 backends up)"));
+	free(out);
+	free(snap);
+}
+
 /* Each family: HELP then TYPE, once, right before its samples. */
 static void
 test_prom(void **state)
@@ -636,6 +658,7 @@ main(void)
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_prom),
 		cmocka_unit_test(test_protect),
+		cmocka_unit_test(test_backup_not_compared),
 		cmocka_unit_test(test_worker_stalled),
 		cmocka_unit_test(test_check_age),
 		cmocka_unit_test(test_disabled_and_retired),
