@@ -31,9 +31,9 @@ HCLIENT = os.path.join(HERE, "hclient.py")
 NGINX_STREAM_MOD = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 BACKEND_PORTS = [19001, 19002, 19003]
-LISTEN = {"lbd": 19100, "lbd-maxconn": 19101, "haproxy": 19110, "haproxy-splice": 19111,
+LISTEN = {"lbd": 19100, "lbd-maxconn": 19101, "lbd-leastload": 19102, "lbd-door": 19103, "haproxy": 19110, "haproxy-splice": 19111,
           "haproxy-splice1m": 19112, "pen": 19120, "nginx": 19130}
-BALANCERS = ["direct", "lbd", "lbd-maxconn", "haproxy", "haproxy-splice", "haproxy-splice1m",
+BALANCERS = ["direct", "lbd", "lbd-maxconn", "lbd-leastload", "lbd-door", "haproxy", "haproxy-splice", "haproxy-splice1m",
              "pen", "nginx"]
 PEERS = ["haproxy", "haproxy-splice", "haproxy-splice1m", "pen", "nginx"]
 HAPROXIES = ["haproxy", "haproxy-splice", "haproxy-splice1m"]
@@ -531,6 +531,35 @@ service bench {{
            extra=extra)
 
 
+def lbd_door_service(port):
+    """lbd-door's second service: on the bench's address by TLS server
+    name, so every connection passes the front door (the ClientHello
+    check sends plain HTTP to the default service, whose allow list has
+    10 000 prefixes).  Issue 16: within 5% of plain lbd."""
+    return """service tls {{
+    listen = {{ "127.0.0.1:{port}" }}
+    sni = {{ "tls.example.org" }}
+    backend t1 {{ address = "127.0.0.1:{b}" }}
+}}
+""".format(port=port, b=BACKEND_PORTS[0])
+
+
+def lbd_variant_conf(env, name, port):
+    """lbd and the variants that price a feature against it, side by side:
+    lbd-maxconn (a maxconn that never binds, issue 15), lbd-leastload
+    (issue 14), lbd-door (sni routing and a 10 000-prefix allow list)."""
+    if name == "lbd-maxconn":
+        return lbd_conf(env, port, maxconn=100000)
+    if name == "lbd-leastload":
+        return lbd_conf(env, port, balance="leastload")
+    if name == "lbd-door":
+        allow = ['"127.0.0.0/8"'] + ['"10.%d.%d.0/24"' % (i // 256, i % 256)
+                                    for i in range(9999)]
+        extra = "    allow = {\n        %s\n    }\n" % ",\n        ".join(allow)
+        return lbd_conf(env, port, extra=extra) + lbd_door_service(port)
+    return lbd_conf(env, port)
+
+
 def haproxy_conf(variant, port, ports=None, balance="roundrobin"):
     g = ["global", "    nbthread 2"]
     d = ["defaults", "    mode tcp", "    timeout connect 5s",
@@ -587,9 +616,9 @@ class Balancer:
 
     def argv(self):
         t, env, port = self.env.tmp, self.env, self.port
-        if self.name in ("lbd", "lbd-maxconn"):
-            conf = write(os.path.join(t, self.name + ".conf"), lbd_conf(
-                env, port, maxconn=100000 if self.name == "lbd-maxconn" else 0))
+        if self.name.startswith("lbd"):
+            conf = write(os.path.join(t, self.name + ".conf"),
+                         lbd_variant_conf(env, self.name, port))
             return [env.lbd, "-d", "-f", conf]
         if self.name.startswith("haproxy"):
             conf = write(os.path.join(t, self.name + ".cfg"),
@@ -1075,8 +1104,11 @@ def per_repetition(runs, names):
     far the medians of one run can be trusted on a noisy machine."""
     refs = [("HAProxy", [n for n in HAPROXIES if n in names]),
             ("best peer", [n for n in PEERS if n in names]),
-            # lbd with a maxconn that never binds: the slots' price
-            ("lbd-maxconn", [n for n in ("lbd-maxconn",) if n in names])]
+            # lbd beside a variant: the price of maxconn slots that never
+            # bind, of leastload, of the front door (sni + 10 000 prefixes)
+            ("lbd-maxconn", [n for n in ("lbd-maxconn",) if n in names]),
+            ("lbd-leastload", [n for n in ("lbd-leastload",) if n in names]),
+            ("lbd-door", [n for n in ("lbd-door",) if n in names])]
     if "lbd" not in names or len(runs) < 2:
         return []
     lines = ["", "lbd's ratios in each repetition (1 .. %d), same references "
@@ -1119,12 +1151,17 @@ def config(args):
             "st_ka": 10000, "st_bulk_mib": 64, "bulk_rounds": 5}
 
 
+# lbd beside itself with one feature on: run only when named in --only.
+VARIANTS = ["lbd-maxconn", "lbd-leastload", "lbd-door"]
+
+
 def pick(only):
     if not only:
-        return list(BALANCERS)
+        return [b for b in BALANCERS if b not in VARIANTS]
     want = [w.strip() for w in only.split(",") if w.strip()]
     chosen = [b for b in BALANCERS
-              if any(b == w or b.startswith(w + "-") for w in want)]
+              if any(b == w or (b.startswith(w + "-") and b not in VARIANTS)
+                     for w in want)]
     unknown = [w for w in want if not any(b == w or b.startswith(w + "-")
                                           for b in BALANCERS)]
     if unknown:
