@@ -12,6 +12,7 @@ import os
 
 import pytest
 
+import faults_util as fu
 import lbdtest
 
 
@@ -51,3 +52,17 @@ def lbd(tmp_path, lbd_bin):
 
     yield from lbdtest.lbd_fixture(make)
 
+
+@pytest.fixture
+def slow_source():
+    """Backends that send stream(seed) a chunk every interval_ms."""
+    started = []
+
+    def start(name, seed, chunk=8192, interval_ms=500, total=1 << 30):
+        b = fu.SlowSource(name, seed, chunk, interval_ms, total)
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        b.stop()

@@ -26,18 +26,6 @@ def flbd(tmp_path, lbd_bin):
     yield from lbdtest.lbd_fixture(make)
 
 
-@pytest.fixture
-def slow_source():
-    started = []
-
-    def start(name, seed, chunk=8192, interval_ms=100, total=1 << 30):
-        b = fu.SlowSource(name, seed, chunk, interval_ms, total)
-        started.append(b)
-        return b
-
-    yield start
-    for b in started:
-        b.stop()
 
 
 def alive(pid):
@@ -68,7 +56,7 @@ def test_orphans_bounded_and_new_lbd_serves(tmp_path, flbd, slow_source):
     """kill -9 the master during a long download: its workers close their
     listener copies at once and cut what is left at shutdown-grace; a new
     lbd on the same config and runtime-dir starts and serves meanwhile."""
-    src = slow_source("slow", 7)
+    src = slow_source("slow", 7, interval_ms=100)
     grace = 2.0
     d = flbd([service("web", [(src.name, src.address)])], workers=2,
              shutdown_grace="2s")

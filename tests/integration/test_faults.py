@@ -38,18 +38,6 @@ def flbd(tmp_path, lbd_bin):
     yield from lbdtest.lbd_fixture(make)
 
 
-@pytest.fixture
-def slow_source():
-    started = []
-
-    def start(name, seed, chunk=8192, interval_ms=500, total=1 << 30):
-        b = fu.SlowSource(name, seed, chunk, interval_ms, total)
-        started.append(b)
-        return b
-
-    yield start
-    for b in started:
-        b.stop()
 
 
 def stop_proc(pid, timeout=2.0):
