@@ -427,11 +427,7 @@ def main():
             results.append((label, run_scenario(env, spec, notes)))
             time.sleep(1)
     finally:
-        PROCS.stop_all()
-        if args.keep_tmp:
-            log("temp dir kept: %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        bench.cleanup(tmp, args.keep_tmp)
     report = render(env, vers, results, notes, started, time.monotonic() - t0)
     print(report)
     out = args.out or os.path.join(bench.HERE, "last-balance-quick.txt"

@@ -1127,6 +1127,15 @@ def per_repetition(runs, names):
 
 # --------------------------------------------------------------------- main
 
+def cleanup(tmp, keep):
+    """Stops every process the run started and removes its temp dir."""
+    PROCS.stop_all()
+    if keep:
+        log("temp dir kept: %s" % tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def port_free(port):
     s = socket.socket()
     try:
@@ -1287,11 +1296,7 @@ def main():
                 log("run %d/%d: %s" % (rep + 1, args.repeat, name))
                 runs[-1][name] = run_one(env, name, cfg, rep, notes, syscalls)
     finally:
-        PROCS.stop_all()
-        if args.keep_tmp:
-            log("temp dir kept: %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        cleanup(tmp, args.keep_tmp)
     report = render(vers, names, cfg, runs, syscalls, notes, started,
                     time.monotonic() - t0)
     print(report)
