@@ -2,6 +2,7 @@
  * The worker's front door.  See door.h; the judging is frontdoor.c's.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -18,6 +19,8 @@ struct door_wait {
 	const struct listener *listener;
 	size_t len, cap;
 	unsigned char *buf;		/* owned, cap bytes */
+	bool hup;			/* epoll saw the client's FIN: read up to it */
+	bool full;			/* the last read filled the buffer: more may wait */
 };
 
 void
@@ -71,7 +74,8 @@ door_pass(struct worker *w, struct conn *c, const struct frontdoor_result *res)
 	struct door_wait *dw = c->door;
 	size_t n = sizeof(c->peer);
 
-	if (relay_hold_request(&c->relay, dw->buf + res->skip, dw->len - res->skip) == -1) {
+	if (relay_hold_request(&c->relay, dw->buf + res->skip, dw->len - res->skip,
+	    dw->hup || dw->full) == -1) {
 		conn_close(w, c, CLOSE_LOCAL);
 		return;
 	}
@@ -85,7 +89,11 @@ door_pass(struct worker *w, struct conn *c, const struct frontdoor_result *res)
 	conn_admit(w, c);
 }
 
-/* Reads what the client has sent, up to the bound: -1 when it failed, 1 at EOF. */
+/*
+ * Reads what the client has sent, up to the bound: -1 when it failed, 1 at
+ * EOF.  As in the relay, a short read proves the socket drained (the next
+ * byte raises a new edge), unless epoll reported a FIN: then read on to it.
+ */
 static int
 door_read(struct door_wait *dw, int fd)
 {
@@ -103,8 +111,11 @@ door_read(struct door_wait *dw, int fd)
 		}
 		n = recv(fd, dw->buf + dw->len, dw->cap - dw->len, 0);
 		if (n > 0) {
+			dw->full = (size_t)n == dw->cap - dw->len;
 			dw->len += (size_t)n;
-			continue;
+			if (dw->full || dw->hup)
+				continue;
+			return 0;
 		}
 		if (n == 0)
 			return 1;
@@ -166,6 +177,8 @@ door_event(struct worker *w, struct conn *c, uint32_t events)
 		conn_close(w, c, CLOSE_RESET_CLIENT);
 		return;
 	}
+	if (events & (EPOLLRDHUP | EPOLLHUP))
+		c->door->hup = true;
 	if ((rc = door_read(c->door, c->client_fd)) == -1) {
 		conn_close(w, c, CLOSE_RESET_CLIENT);
 		return;

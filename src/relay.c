@@ -336,11 +336,11 @@ relay_read_first(struct relay *r, int client_fd, char *scratch)
 }
 
 int
-relay_hold_request(struct relay *r, const void *buf, size_t len)
+relay_hold_request(struct relay *r, const void *buf, size_t len, bool more)
 {
 	struct half *h = &r->up;
 
-	h->src_ready = true;		/* the door may have stopped at a full buffer */
+	h->src_ready = more;
 	if (len == 0)
 		return 0;
 	if ((h->pending = malloc(len)) == NULL)

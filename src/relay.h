@@ -104,10 +104,10 @@ ssize_t relay_read_first(struct relay *r, int client_fd, char *scratch);
 
 /*
  * Takes len bytes the front door read from the client as bytes owed to the
- * backend, as relay_read_first does; more may follow.  0, or -1 when
- * memory ran out.
+ * backend, as relay_read_first does; more: the client socket may hold more
+ * (or its FIN), so the first pump reads it.  0, or -1 when memory ran out.
  */
-int relay_hold_request(struct relay *r, const void *buf, size_t len);
+int relay_hold_request(struct relay *r, const void *buf, size_t len, bool more);
 
 /* Client bytes are held for the backend (so the connect's ACK can wait). */
 bool relay_holds_request(const struct relay *r);
