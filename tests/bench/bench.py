@@ -31,9 +31,10 @@ HCLIENT = os.path.join(HERE, "hclient.py")
 NGINX_STREAM_MOD = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 BACKEND_PORTS = [19001, 19002, 19003]
-LISTEN = {"lbd": 19100, "lbd-maxconn": 19101, "lbd-leastload": 19102, "lbd-door": 19103, "haproxy": 19110, "haproxy-splice": 19111,
+LISTEN = {"lbd": 19100, "lbd-maxconn": 19101, "lbd-leastload": 19102, "lbd-door": 19103,
+          "lbd-base": 19104, "haproxy": 19110, "haproxy-splice": 19111,
           "haproxy-splice1m": 19112, "pen": 19120, "nginx": 19130}
-BALANCERS = ["direct", "lbd", "lbd-maxconn", "lbd-leastload", "lbd-door", "haproxy", "haproxy-splice", "haproxy-splice1m",
+BALANCERS = ["direct", "lbd", "lbd-maxconn", "lbd-leastload", "lbd-door", "lbd-base", "haproxy", "haproxy-splice", "haproxy-splice1m",
              "pen", "nginx"]
 PEERS = ["haproxy", "haproxy-splice", "haproxy-splice1m", "pen", "nginx"]
 HAPROXIES = ["haproxy", "haproxy-splice", "haproxy-splice1m"]
@@ -445,6 +446,8 @@ class Env:
         self.args = args
         self.tmp = tmp
         self.lbd = os.path.join(ROOT, "build", "lbd")
+        # lbd-base: another lbd binary (--baseline), for an A/B in one run
+        self.lbd_base = args.baseline
         self.backends = []
 
 
@@ -619,7 +622,8 @@ class Balancer:
         if self.name.startswith("lbd"):
             conf = write(os.path.join(t, self.name + ".conf"),
                          lbd_variant_conf(env, self.name, port))
-            return [env.lbd, "-d", "-f", conf]
+            return [env.lbd_base if self.name == "lbd-base" else env.lbd,
+                    "-d", "-f", conf]
         if self.name.startswith("haproxy"):
             conf = write(os.path.join(t, self.name + ".cfg"),
                          haproxy_conf(self.name, port))
@@ -1108,7 +1112,8 @@ def per_repetition(runs, names):
             # bind, of leastload, of the front door (sni + 10 000 prefixes)
             ("lbd-maxconn", [n for n in ("lbd-maxconn",) if n in names]),
             ("lbd-leastload", [n for n in ("lbd-leastload",) if n in names]),
-            ("lbd-door", [n for n in ("lbd-door",) if n in names])]
+            ("lbd-door", [n for n in ("lbd-door",) if n in names]),
+            ("lbd-base", [n for n in ("lbd-base",) if n in names])]
     if "lbd" not in names or len(runs) < 2:
         return []
     lines = ["", "lbd's ratios in each repetition (1 .. %d), same references "
@@ -1161,7 +1166,7 @@ def config(args):
 
 
 # lbd beside itself with one feature on: run only when named in --only.
-VARIANTS = ["lbd-maxconn", "lbd-leastload", "lbd-door"]
+VARIANTS = ["lbd-maxconn", "lbd-leastload", "lbd-door", "lbd-base"]
 
 
 def pick(only):
@@ -1246,6 +1251,9 @@ def main():
                     "--quick)")
     ap.add_argument("--tests", default=",".join(TESTS),
                     help="comma list of: " + ",".join(TESTS))
+    ap.add_argument("--baseline", metavar="LBD",
+                    help="another lbd binary, run as balancer lbd-base beside "
+                    "lbd (name it in --only) for an A/B in one run")
     ap.add_argument("--keep-tmp", action="store_true",
                     help="keep the temp dir (configs, logs, strace output)")
     args = ap.parse_args()
@@ -1283,6 +1291,8 @@ def main():
         # A private copy: others may rebuild build/lbd during the run.
         shutil.copy2(env.lbd, os.path.join(tmp, "lbd"))
         env.lbd = os.path.join(tmp, "lbd")
+    if "lbd-base" in names and not (args.baseline and os.access(args.baseline, os.X_OK)):
+        sys.exit("lbd-base needs --baseline PATH, an lbd binary")
     cfg = config(args)
     started = datetime.datetime.now().astimezone()
     t0 = time.monotonic()
