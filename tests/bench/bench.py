@@ -447,7 +447,7 @@ class Env:
         self.tmp = tmp
         self.lbd = os.path.join(ROOT, "build", "lbd")
         # lbd-base: another lbd binary (--baseline), for an A/B in one run
-        self.lbd_base = args.baseline
+        self.lbd_base = getattr(args, "baseline", None)
         self.backends = []
 
 
