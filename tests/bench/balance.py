@@ -21,6 +21,7 @@ import tempfile
 import time
 
 import bench
+import browsers as workload
 from bench import PROCS, log, run_cmd, write
 
 BROWSERS = os.path.join(bench.HERE, "browsers.py")
@@ -182,11 +183,9 @@ def lbstat_delta(before, after, field):
 
 def browsers(env, port):
     a = env.args
-    argv = [bench.PY, BROWSERS, "127.0.0.1:%d" % port,
-            "--duration", str(a.duration), "--seed", str(a.seed),
-            "--browsers", str(a.browsers), "--rate", str(a.rate),
-            "--procs", str(a.procs), "--sigma", str(a.sigma),
-            "--session", str(a.session)]
+    argv = [bench.PY, BROWSERS, "127.0.0.1:%d" % port, "--duration", str(a.duration)]
+    for key in workload.WORKLOAD:
+        argv += ["--" + key, str(getattr(a, key))]
     rc, out = run_cmd(argv, a.duration + 90)
     try:
         return json.loads(out.strip().splitlines()[-1])
@@ -358,16 +357,7 @@ def parse():
                     help="seconds of browsing per balancer (default 30)")
     ap.add_argument("--quick", action="store_true",
                     help="8 s per balancer; writes last-balance-quick.txt")
-    ap.add_argument("--seed", type=int, default=14)
-    ap.add_argument("--browsers", type=int, default=150)
-    ap.add_argument("--rate", type=float, default=1200.0,
-                    help="requests per second offered, all browsers")
-    ap.add_argument("--procs", type=int, default=3,
-                    help="client processes (default 3)")
-    ap.add_argument("--sigma", type=float, default=1.2,
-                    help="log-normal sigma of the browsers' rates")
-    ap.add_argument("--session", type=float, default=30.0,
-                    help="mean session length in seconds")
+    workload.add_workload_args(ap)
     ap.add_argument("--age", default="10s",
                     help="max-connection-age of the lbd-ll-age row")
     ap.add_argument("--out", help="where to write the table")

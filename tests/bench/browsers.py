@@ -237,19 +237,28 @@ def run(args):
     return out
 
 
-def parse(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("addr", help="HOST:PORT")
+# The workload's options, shared with balance.py, which passes them on.
+WORKLOAD = ["browsers", "rate", "seed", "procs", "sigma", "session"]
+
+
+def add_workload_args(ap):
     ap.add_argument("--browsers", type=int, default=150)
     ap.add_argument("--rate", type=float, default=1200.0,
-                    help="requests per second, all browsers together")
-    ap.add_argument("--duration", type=float, default=30.0)
+                    help="requests per second offered, all browsers together")
     ap.add_argument("--seed", type=int, default=14)
-    ap.add_argument("--procs", type=int, default=3)
+    ap.add_argument("--procs", type=int, default=3,
+                    help="client processes (default 3)")
     ap.add_argument("--sigma", type=float, default=1.2,
                     help="log-normal sigma of the browsers' rates")
     ap.add_argument("--session", type=float, default=30.0,
-                    help="mean session length, s")
+                    help="mean session length in seconds")
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("addr", help="HOST:PORT")
+    ap.add_argument("--duration", type=float, default=30.0)
+    add_workload_args(ap)
     ap.add_argument("--gap", type=float, default=1.0,
                     help="mean pause between sessions, s")
     ap.add_argument("--burst", type=float, default=4.0,
