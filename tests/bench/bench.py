@@ -372,12 +372,16 @@ def hclient(args, timeout=150):
 class HolderPool:
     """A few holder.py processes that together hold many idle connections."""
 
-    def __init__(self, port, nprocs):
-        self.procs = [PROCS.start([PY, HOLDER, "127.0.0.1:%d" % port],
+    def __init__(self, port, nprocs, sources=None):
+        """sources: client addresses the holders bind to, one per process in
+        turn (scale.py: more connections than one source's ports)."""
+        src = [[sources[i % len(sources)]] if sources else []
+               for i in range(nprocs)]
+        self.procs = [PROCS.start([PY, HOLDER, "127.0.0.1:%d" % port] + s,
                                   stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL)
-                      for _ in range(nprocs)]
+                      for s in src]
         self.bufs = [b"" for _ in self.procs]
         self.held = [0 for _ in self.procs]
 
@@ -511,14 +515,21 @@ def start_backends(env):
                      (i, port, os.path.join(env.tmp, "b%d.err" % i)))
 
 
+def backend_addr(p):
+    """A backend as a port on 127.0.0.1, or as "host:port" (scale.py's
+    backends are spread over 127.77.0.0/16)."""
+    return "127.0.0.1:%d" % p if isinstance(p, int) else p
+
+
 def lbd_conf(env, port, ports=None, balance="roundrobin", extra="", maxconn=0):
-    """ports: the backends' (default BACKEND_PORTS); extra: more service
-    lines (balance.py: max-connection-age); maxconn: per backend, where
-    lbd-maxconn sets one that never binds, to price the slot accounting
-    (issue 15: within 3%)."""
+    """ports: the backends' (default BACKEND_PORTS; see backend_addr);
+    extra: more service lines (balance.py: max-connection-age); maxconn: per
+    backend, where lbd-maxconn sets one that never binds, to price the slot
+    accounting (issue 15: within 3%)."""
     more = " maxconn = %d" % maxconn if maxconn else ""
-    servers = "".join('    backend b%d { address = "127.0.0.1:%d"%s }\n'
-                      % (i, p, more) for i, p in enumerate(ports or BACKEND_PORTS, 1))
+    servers = "".join('    backend b%d { address = "%s"%s }\n'
+                      % (i, backend_addr(p), more)
+                      for i, p in enumerate(ports or BACKEND_PORTS, 1))
     return """workers = 2
 user = "nobody"
 group = "nogroup"
@@ -571,7 +582,7 @@ def haproxy_conf(variant, port, ports=None, balance="roundrobin"):
         d += ["    option splice-request", "    option splice-response"]
     if variant == "haproxy-splice1m":
         g.append("    tune.pipesize 1048576")
-    servers = ["    server b%d 127.0.0.1:%d check inter 2s" % (i, p)
+    servers = ["    server b%d %s check inter 2s" % (i, backend_addr(p))
                for i, p in enumerate(ports or BACKEND_PORTS, 1)]
     return "\n".join(g + d + [
         "frontend fe", "    bind 127.0.0.1:%d" % port,
@@ -607,6 +618,9 @@ stream {{
 
 class Balancer:
     """One running balancer (or the direct reference) for one phase."""
+
+    # Seconds it may take to answer; scale.py's 10 000 backends take longer.
+    READY_TIMEOUT = 10.0
 
     def __init__(self, env, name, port=None):
         """port: where it listens (default: LISTEN[name]); balance.py
@@ -652,7 +666,7 @@ class Balancer:
             while not port_free(self.port) and time.monotonic() < deadline:
                 time.sleep(0.2)
             self.proc = PROCS.start(self.argv(), logpath)
-            if wait_ready(self.port, self.proc):
+            if wait_ready(self.port, self.proc, self.READY_TIMEOUT):
                 time.sleep(0.5)  # let every worker come up
                 self.error = None
                 return self
@@ -848,11 +862,13 @@ class SyscallCounter:
     so unlike strace it does not slow the balancer down and change what it
     does (how often a read finds bytes waiting, how often it sleeps)."""
 
-    def __init__(self, pids, out):
-        self.out, self.proc = out, None
+    def __init__(self, pids, out, event="raw_syscalls:sys_enter"):
+        """event: another tracepoint to count instead (scale.py counts
+        health checks as syscalls:sys_enter_connect)."""
+        self.out, self.proc, self.event = out, None, event
         if pids and shutil.which("perf"):
             self.proc = PROCS.start(
-                ["perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter",
+                ["perf", "stat", "-x", ",", "-e", event,
                  "-o", out, "-p", ",".join(str(p) for p in pids)],
                 out + ".log")
             time.sleep(0.5)  # attach
@@ -866,7 +882,7 @@ class SyscallCounter:
             with open(self.out) as f:
                 for line in f:
                     w = line.split(",")
-                    if len(w) > 2 and w[2].startswith("raw_syscalls"):
+                    if len(w) > 2 and w[2] == self.event:
                         return int(w[0])
         except (OSError, ValueError):
             pass

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Hold many idle TCP connections open to one address; driven over stdin.
 
+  holder.py HOST:PORT [SOURCE_ADDRESS]
+
 One process of the benchmark's connection pool.  Every process is limited to
 20 000 descriptors on this machine, so bench.py starts several of these and
 gives each at most 9 000 connections.
@@ -28,6 +30,7 @@ import time
 MAXINFLIGHT = 256
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 LINGER0 = struct.pack("ii", 1, 0)
+IP_BIND_ADDRESS_NO_PORT = 24  # linux/in.h; Python's socket module lacks it
 
 
 def parse_addr(text):
@@ -36,10 +39,22 @@ def parse_addr(text):
 
 
 class Holder:
-    def __init__(self, addr):
+    def __init__(self, addr, source=None):
         self.addr = addr
+        self.source = source
         self.family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         self.conns = []
+
+    def _socket(self):
+        """A non-blocking socket, bound to the source address if one was
+        given: its port is picked at connect (IP_BIND_ADDRESS_NO_PORT), so
+        each source address offers a whole ephemeral range."""
+        s = socket.socket(self.family, socket.SOCK_STREAM)
+        s.setblocking(False)
+        if self.source:
+            s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            s.bind((self.source, 0))
+        return s
 
     def open(self, n, timeout):
         ep = select.epoll()
@@ -52,13 +67,12 @@ class Holder:
                 while started < n and len(pending) < MAXINFLIGHT:
                     started += 1
                     try:
-                        s = socket.socket(self.family, socket.SOCK_STREAM)
+                        s = self._socket()
                     except OSError as e:
                         failed += 1 + (n - started)
                         errors[errno.errorcode.get(e.errno, str(e.errno))] = 1
                         started = n
                         break
-                    s.setblocking(False)
                     err = s.connect_ex(self.addr)
                     if err == 0:
                         self.conns.append(s)
@@ -181,7 +195,8 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    holder = Holder(parse_addr(sys.argv[1]))
+    holder = Holder(parse_addr(sys.argv[1]),
+                    sys.argv[2] if len(sys.argv) > 2 else None)
     out = sys.stdout
     for line in sys.stdin:
         words = line.split()

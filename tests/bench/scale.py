@@ -1,0 +1,250 @@
+#!/usr/bin/python3
+"""lbd at scale: rates over many backends, health checks, reload, lbstat, RSS.
+
+Run through `make bench-scale` (= python3 tests/bench/scale.py).  Issue 18's
+"Measure": one service with 3 .. 10 000 backends through lbd and HAProxy,
+interleaved, for roundrobin, leastconn and source; the master's CPU per
+health check; a reload under 10 000 held connections; lbstat's time; idle
+connections beyond one worker's descriptors.  The backends are 3 nginx
+(2 workers each) listening on up to 10 000 addresses 127.77.x.y, the same
+processes for every count, so a ratio between counts prices the balancer
+alone.  Everything runs on loopback, in a private temp dir, on ports
+19300-19399; every process this script starts is tracked by PID
+(bench.PROCS) and stopped on exit.  See README.md here.
+"""
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+
+import balance
+import bench
+import scalephases as phases
+from bench import log
+from scaleprocs import (BACKEND_PORT, KINDS, MODES, PORTS, READY_PORTS,
+                        Scaled, start_backends, started)
+
+# -------------------------------------------------------------------- rates
+
+def backends_used(b):
+    """How many of lbd's backends took a connection (lbstat -j)."""
+    snap = b.lbstat()
+    if not snap:
+        return None
+    return sum(1 for x in snap["services"][0]["backends"]
+               if x.get("connections", 0) > 0)
+
+
+def rate_one(env, kind, mode, count, notes):
+    """Short-connection and keep-alive req/s through one balancer."""
+    b = Scaled(env, kind, mode, count, PORTS[kind])
+    why = started(b, notes)
+    if why:
+        return {"na": why}
+    res = {}
+    try:
+        d = env.args.duration
+        res["short"] = bench.wrk(b.port, d, True, notes,
+                                 b.name + " short").get("rps")
+        time.sleep(1)
+        res["ka"] = bench.wrk(b.port, d, False, notes,
+                              b.name + " keepalive").get("rps")
+        if kind == "lbd":
+            res["used"] = backends_used(b)
+        b.check_alive("rates", notes)
+    finally:
+        b.__exit__()
+    return res
+
+
+def run_rates(env, notes):
+    """Every count and mode, lbd and HAProxy side by side (their order
+    swapped each time), --repeat times: {(kind, mode, count): [res]}."""
+    out, flip = {}, False
+    for rep in range(env.args.repeat):
+        for count in env.args.counts:
+            for mode in env.args.modes:
+                for kind in (KINDS[::-1] if flip else KINDS):
+                    log("rates %d/%d: %s %s %d backends" % (
+                        rep + 1, env.args.repeat, kind, mode, count))
+                    out.setdefault((kind, mode, count), []).append(
+                        rate_one(env, kind, mode, count, notes))
+                flip = not flip
+    return out
+
+
+# ------------------------------------------------------------------- report
+
+def med(results, key):
+    vals = [r[key] for r in results if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def ratio(a, b):
+    return "%.2fx" % (a / b) if a and b else "-"
+
+
+def num(v, fmt="%.0f"):
+    return "-" if v is None else (v if isinstance(v, str) else fmt % v)
+
+
+def rate_rows(rates, args):
+    """One row per load, mode and count; ratios to HAProxy and to the
+    smallest count of the same balancer and mode."""
+    rows, base = [], min(args.counts)
+    for key, label in (("short", "short conn req/s"), ("ka", "keep-alive req/s")):
+        for mode in args.modes:
+            for count in args.counts:
+                lr = rates.get(("lbd", mode, count), [])
+                hr = rates.get(("haproxy", mode, count), [])
+                lv, hv = med(lr, key), med(hr, key)
+                na = next((r["na"] for r in lr if "na" in r), None)
+                used = med(lr, "used")
+                rows.append([
+                    "%s %s" % (label, mode), str(count),
+                    na or num(lv), num(hv), ratio(lv, hv),
+                    ratio(lv, med(rates.get(("lbd", mode, base), []), key)),
+                    ratio(hv, med(rates.get(("haproxy", mode, base), []), key)),
+                    ">= 1.1x HAProxy, >= 0.95x of %d" % base
+                    if count != base else "",
+                    "" if used is None else "lbd used %d" % used])
+    return rows
+
+
+HEAD = ["metric", "backends", "lbd", "HAProxy", "lbd/HAProxy",
+        "lbd vs fewest", "HAProxy vs fewest", "target", "detail"]
+
+
+def render(env, vers, rates, other, notes, started_at, elapsed):
+    a = env.args
+    rows = (rate_rows(rates, a) if rates else []) + other
+    lines = [
+        "lbd at scale  %s  (took %.0f s)" % (
+            started_at.strftime("%Y-%m-%d %H:%M %Z"), elapsed),
+        "kernel %s; CPU %s x %d online; pinned: nothing" % (
+            platform.release(), bench.cpu_model(), os.cpu_count()),
+        bench.FD_LIMIT_NOTE,
+        "loopback only; backends: 3 nginx (2 workers each) on %d addresses "
+        "127.77.x.y:%d, the same processes for every count; balancers: "
+        "2 workers/threads, health checks every %s (lbd: timeout 1s; "
+        "HAProxy: check inter)" % (len(env.addrs), BACKEND_PORT, a.interval),
+        "rates: wrk 2 threads 50 conns %d s per run, lbd and HAProxy "
+        "interleaved, %d repetition(s) (median); 'vs fewest' = the rate at "
+        "this count / at %d backends, same balancer and mode; source "
+        "hashing sends one client address (wrk's) to one backend" % (
+            a.duration, a.repeat, min(a.counts)),
+        "versions: " + vers,
+        "",
+        bench.text_table(HEAD, rows),
+    ]
+    if notes:
+        lines += ["", "notes:"] + ["  - " + n for n in notes]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------- main
+
+def int_list(text):
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+# --quick: what the limits of today's main allow, in about 2 minutes.
+QUICK = {"counts": [3, 64], "duration": 3, "health_counts": [64],
+         "health_window": 5.0, "reload_backends": 64, "reload_conns": 2000,
+         "hold_conns": 12000}
+
+
+def parse():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--counts", type=int_list, default=[3, 64, 1000, 10000],
+                    help="backend counts of the rate rows (default "
+                    "3,64,1000,10000)")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="balance modes (default %s)" % ",".join(MODES))
+    ap.add_argument("--duration", type=int, default=5,
+                    help="seconds per wrk run (default 5)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="repetitions of the rate rows, median per cell")
+    ap.add_argument("--interval", default="2s",
+                    help="health check interval of every balancer (2s)")
+    ap.add_argument("--health-counts", type=int_list, default=[1000, 10000],
+                    help="backend counts of the health CPU rows")
+    ap.add_argument("--health-window", type=float, default=10.0,
+                    help="seconds the checker's CPU is measured (10)")
+    ap.add_argument("--reload-backends", type=int, default=10000)
+    ap.add_argument("--reload-conns", type=int, default=10000,
+                    help="connections held during the reload (10000)")
+    ap.add_argument("--hold-conns", type=int, default=35000,
+                    help="idle client connections held (35000: with their "
+                    "backend sides 70 000 sockets in lbd)")
+    ap.add_argument("--hold-workers", type=int, default=4)
+    ap.add_argument("--hold-backends", type=int, default=64)
+    ap.add_argument("--skip", default="",
+                    help="phases to leave out: rates,health,reload,hold")
+    ap.add_argument("--quick", action="store_true",
+                    help="3 and 64 backends, 3 s loads, small counts; "
+                    "writes last-scale-quick.txt")
+    ap.add_argument("--out", help="where to write the table")
+    ap.add_argument("--keep-tmp", action="store_true")
+    args = ap.parse_args()
+    if args.quick:  # smaller defaults; what the command line set stays
+        for key, value in QUICK.items():
+            if getattr(args, key) == ap.get_default(key):
+                setattr(args, key, value)
+    args.modes = [m for m in args.modes.split(",") if m]
+    args.skip = [s for s in args.skip.split(",") if s]
+    if not 1 <= args.duration <= 60 or not 1 <= args.repeat <= 9:
+        ap.error("--duration 1..60, --repeat 1..9")
+    if min(args.counts + args.health_counts) < 1 or args.hold_conns > 80000:
+        ap.error("counts must be positive, --hold-conns at most 80000")
+    return args
+
+
+def main():
+    args = parse()
+    if os.getuid() != 0:
+        sys.exit("run as root (lbd drops to nobody, nginx needs its user)")
+    for tool in ("wrk", "nginx", "haproxy"):
+        if not shutil.which(tool):
+            sys.exit("%s not found: apt-get install -y haproxy nginx wrk" %
+                     tool)
+    busy = [p for p in READY_PORTS + sorted(PORTS.values())
+            if not bench.port_free(p)]
+    if busy:
+        sys.exit("ports in use on 127.0.0.1: %s (another bench running?)" %
+                 " ".join(map(str, busy)))
+    tmp = tempfile.mkdtemp(prefix="lbd-scale.")
+    os.chmod(tmp, 0o755)
+    env = balance.prepare(args, tmp)
+    started_at = datetime.datetime.now().astimezone()
+    t0 = time.monotonic()
+    notes, rates, other = [], {}, []
+    vers = balance.versions(env)
+    try:
+        start_backends(env, max(args.counts + args.health_counts +
+                                [args.reload_backends, args.hold_backends]))
+        if "rates" not in args.skip:
+            rates = run_rates(env, notes)
+        other = phases.run_all(env, notes)
+    finally:
+        bench.cleanup(tmp, args.keep_tmp)
+    report = render(env, vers, rates, other, notes,
+                    started_at, time.monotonic() - t0)
+    print(report)
+    out = args.out or os.path.join(bench.HERE, "last-scale-quick.txt"
+                                   if args.quick else "last-scale.txt")
+    with open(out, "w") as f:
+        f.write(report + "\n")
+    log("table written to %s" % out)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, bench._on_signal)
+    signal.signal(signal.SIGHUP, bench._on_signal)
+    main()
