@@ -193,22 +193,28 @@ def cpu_ticks(pids):
     return total
 
 
-def context_switches(pids):
-    """Voluntary plus involuntary context switches of every thread of pids."""
-    total = 0
+def thread_files(pids, name):
+    """/proc/PID/task/TID/name of every live thread of pids."""
     for p in pids:
         try:
             tids = os.listdir("/proc/%d/task" % p)
         except OSError:
             continue
         for t in tids:
-            try:
-                with open("/proc/%d/task/%s/status" % (p, t)) as f:
-                    for line in f:
-                        if "ctxt_switches:" in line:
-                            total += int(line.split()[1])
-            except (OSError, ValueError):
-                pass
+            yield "/proc/%d/task/%s/%s" % (p, t, name)
+
+
+def context_switches(pids):
+    """Voluntary plus involuntary context switches of every thread of pids."""
+    total = 0
+    for path in thread_files(pids, "status"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    if "ctxt_switches:" in line:
+                        total += int(line.split()[1])
+        except (OSError, ValueError):
+            pass
     return total
 
 
@@ -1379,6 +1385,46 @@ def render(vers, names, cfg, runs, syscalls, notes, started, elapsed):
 
 def _on_signal(signum, _frame):
     raise SystemExit("interrupted by signal %d" % signum)
+
+
+def preflight(tools, ports):
+    """Exit with the reason when not root, a tool is missing or a port on
+    127.0.0.1 is taken (scale.py)."""
+    if os.getuid() != 0:
+        sys.exit("run as root (lbd drops to nobody, nginx needs its user)")
+    missing = [t for t in tools if not shutil.which(t)]
+    if missing:
+        sys.exit("not found: %s (apt-get install -y %s)" % (
+            " ".join(missing), " ".join(missing)))
+    busy = [p for p in ports if not port_free(p)]
+    if busy:
+        sys.exit("ports in use on 127.0.0.1: %s (another bench running?)" %
+                 " ".join(map(str, busy)))
+
+
+def report_head(title, started, elapsed):
+    """The first lines of a report: what, when, on what (scale.py)."""
+    return ["%s  %s  (took %.0f s)" % (
+        title, started.strftime("%Y-%m-%d %H:%M %Z"), elapsed),
+        "kernel %s; CPU %s x %d online; pinned: nothing" % (
+            platform.release(), cpu_model(), os.cpu_count()),
+        FD_LIMIT_NOTE]
+
+
+def publish(report, path):
+    """Print the report and keep it in path (scale.py)."""
+    print(report)
+    with open(path, "w") as f:
+        f.write(report + "\n")
+    log("table written to %s" % path)
+
+
+def run_main(main_fn):
+    """main_fn with SIGTERM and SIGHUP ending it through its finally
+    clauses, which stop every process it started (scale.py)."""
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    main_fn()
 
 
 if __name__ == "__main__":

@@ -15,11 +15,7 @@ alone.  Everything runs on loopback, in a private temp dir, on ports
 import argparse
 import datetime
 import os
-import platform
-import shutil
-import signal
 import statistics
-import sys
 import tempfile
 import time
 
@@ -124,12 +120,7 @@ HEAD = ["metric", "backends", "lbd", "HAProxy", "lbd/HAProxy",
 def render(env, vers, rates, other, notes, started_at, elapsed):
     a = env.args
     rows = (rate_rows(rates, a) if rates else []) + other
-    lines = [
-        "lbd at scale  %s  (took %.0f s)" % (
-            started_at.strftime("%Y-%m-%d %H:%M %Z"), elapsed),
-        "kernel %s; CPU %s x %d online; pinned: nothing" % (
-            platform.release(), bench.cpu_model(), os.cpu_count()),
-        bench.FD_LIMIT_NOTE,
+    lines = bench.report_head("lbd at scale", started_at, elapsed) + [
         "loopback only; backends: 3 nginx (2 workers each) on %d addresses "
         "127.77.x.y:%d, the same processes for every count; balancers: "
         "2 workers/threads, health checks every %s (lbd: timeout 1s; "
@@ -160,33 +151,34 @@ QUICK = {"counts": [3, 64], "duration": 3, "health_counts": [64],
          "hold_conns": 12000}
 
 
+# (option, type, default, help): the counts and durations of each phase
+OPTIONS = [
+    ("counts", int_list, [3, 64, 1000, 10000],
+     "backend counts of the rate rows"),
+    ("modes", str, ",".join(MODES), "balance modes of the rate rows"),
+    ("duration", int, 5, "seconds per wrk run"),
+    ("repeat", int, 1, "repetitions of the rate rows, median per cell"),
+    ("interval", str, "2s", "health check interval of every balancer"),
+    ("health-counts", int_list, [1000, 10000],
+     "backend counts of the health CPU rows"),
+    ("health-window", float, 10.0, "seconds the checker's CPU is measured"),
+    ("reload-backends", int, 10000, "backends of the reload and lbstat rows"),
+    ("reload-conns", int, 10000, "connections held during the reload"),
+    ("hold-conns", int, 35000, "idle client connections held (with their "
+     "backend sides, twice as many sockets in lbd)"),
+    ("hold-workers", int, 4, "lbd workers holding them"),
+    ("hold-backends", int, 64, "backends they are spread over"),
+    ("skip", str, "", "phases to leave out: rates,health,reload,hold"),
+]
+
+
 def parse():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--counts", type=int_list, default=[3, 64, 1000, 10000],
-                    help="backend counts of the rate rows (default "
-                    "3,64,1000,10000)")
-    ap.add_argument("--modes", default=",".join(MODES),
-                    help="balance modes (default %s)" % ",".join(MODES))
-    ap.add_argument("--duration", type=int, default=5,
-                    help="seconds per wrk run (default 5)")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="repetitions of the rate rows, median per cell")
-    ap.add_argument("--interval", default="2s",
-                    help="health check interval of every balancer (2s)")
-    ap.add_argument("--health-counts", type=int_list, default=[1000, 10000],
-                    help="backend counts of the health CPU rows")
-    ap.add_argument("--health-window", type=float, default=10.0,
-                    help="seconds the checker's CPU is measured (10)")
-    ap.add_argument("--reload-backends", type=int, default=10000)
-    ap.add_argument("--reload-conns", type=int, default=10000,
-                    help="connections held during the reload (10000)")
-    ap.add_argument("--hold-conns", type=int, default=35000,
-                    help="idle client connections held (35000: with their "
-                    "backend sides 70 000 sockets in lbd)")
-    ap.add_argument("--hold-workers", type=int, default=4)
-    ap.add_argument("--hold-backends", type=int, default=64)
-    ap.add_argument("--skip", default="",
-                    help="phases to leave out: rates,health,reload,hold")
+    for name, kind, default, text in OPTIONS:
+        shown = ",".join(map(str, default)) if isinstance(default, list) \
+            else default
+        ap.add_argument("--" + name, type=kind, default=default,
+                        help="%s (default %s)" % (text, shown or "none"))
     ap.add_argument("--quick", action="store_true",
                     help="3 and 64 backends, 3 s loads, small counts; "
                     "writes last-scale-quick.txt")
@@ -208,17 +200,8 @@ def parse():
 
 def main():
     args = parse()
-    if os.getuid() != 0:
-        sys.exit("run as root (lbd drops to nobody, nginx needs its user)")
-    for tool in ("wrk", "nginx", "haproxy"):
-        if not shutil.which(tool):
-            sys.exit("%s not found: apt-get install -y haproxy nginx wrk" %
-                     tool)
-    busy = [p for p in READY_PORTS + sorted(PORTS.values())
-            if not bench.port_free(p)]
-    if busy:
-        sys.exit("ports in use on 127.0.0.1: %s (another bench running?)" %
-                 " ".join(map(str, busy)))
+    bench.preflight(("wrk", "nginx", "haproxy"),
+                    READY_PORTS + sorted(PORTS.values()))
     tmp = tempfile.mkdtemp(prefix="lbd-scale.")
     os.chmod(tmp, 0o755)
     env = balance.prepare(args, tmp)
@@ -234,17 +217,11 @@ def main():
         other = phases.run_all(env, notes)
     finally:
         bench.cleanup(tmp, args.keep_tmp)
-    report = render(env, vers, rates, other, notes,
-                    started_at, time.monotonic() - t0)
-    print(report)
-    out = args.out or os.path.join(bench.HERE, "last-scale-quick.txt"
-                                   if args.quick else "last-scale.txt")
-    with open(out, "w") as f:
-        f.write(report + "\n")
-    log("table written to %s" % out)
+    name = "last-scale-quick.txt" if args.quick else "last-scale.txt"
+    bench.publish(render(env, vers, rates, other, notes, started_at,
+                         time.monotonic() - t0),
+                  args.out or os.path.join(bench.HERE, name))
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, bench._on_signal)
-    signal.signal(signal.SIGHUP, bench._on_signal)
-    main()
+    bench.run_main(main)

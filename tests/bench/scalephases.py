@@ -40,17 +40,12 @@ def on_cpu_ns(pids):
     nanosecond resolution (ticks of 10 ms are too coarse for a few
     thousand checks)."""
     total = 0
-    for p in pids:
+    for path in bench.thread_files(pids, "schedstat"):
         try:
-            tids = os.listdir("/proc/%d/task" % p)
-        except OSError:
-            continue
-        for t in tids:
-            try:
-                with open("/proc/%d/task/%s/schedstat" % (p, t)) as f:
-                    total += int(f.read().split()[0])
-            except (OSError, ValueError, IndexError):
-                pass
+            with open(path) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
     return total
 
 

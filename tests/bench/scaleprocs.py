@@ -35,7 +35,10 @@ def nginx_conf(env, j, addrs):
     text = bench.nginx_backend_conf(env, j + 1, READY_PORTS[j])
     mine = addrs[j::len(READY_PORTS)]
     status = "        listen 127.0.0.1:%d backlog=4096;\n" % READY_PORTS[j]
-    listens = "".join("        listen %s backlog=4096;\n" % a for a in mine)
+    # reuseport: a socket per worker, connections hashed between them, so
+    # wrk's 50 keep-alive connections do not all land on one worker
+    listens = "".join("        listen %s reuseport backlog=4096;\n" % a
+                      for a in mine)
     text = text.replace(status, status + listens)
     return text.replace("worker_processes 1;", "worker_processes 2;")
 
