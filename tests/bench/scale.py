@@ -184,6 +184,10 @@ def parse():
                     "writes last-scale-quick.txt")
     ap.add_argument("--out", help="where to write the table")
     ap.add_argument("--keep-tmp", action="store_true")
+    ap.add_argument("--healthscale", default=os.path.join(
+        bench.HERE, "healthscale.py"), help="the health checker's benchmark, "
+        "run for the health rows when it exists (default %(default)s; "
+        "without it: the master's CPU here, checks counted by perf)")
     args = ap.parse_args()
     if args.quick:  # smaller defaults; what the command line set stays
         for key, value in QUICK.items():

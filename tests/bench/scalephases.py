@@ -87,9 +87,44 @@ def connect_rate(env, pids, name):
     return n / (time.monotonic() - t0) if n else None
 
 
+def healthscale(env, count, notes):
+    """Rows from healthscale.py (the checker's own benchmark: CPU per
+    check and every gap between two checks of a backend), or None when it
+    is not there or gives no table."""
+    path = env.args.healthscale
+    if not path or not os.path.exists(path):
+        return None
+    w = max(4, int(env.args.health_window))
+    rc, out = bench.run_cmd([bench.PY, path, "--backends", str(count),
+                             "--per-service", str(count), "--seconds",
+                             str(w), "--rounds", "1", "--build",
+                             os.path.dirname(env.lbd)], 8 * w + 120)
+    got = {}
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 12 and f[0] in ("lbd", "haproxy"):
+            got[f[0]] = f
+    if len(got) < 2:
+        notes.append("healthscale.py %d backends gave no table (rc %s): %s" %
+                     (count, rc, out.strip()[-300:].replace("\n", " | ")))
+        return None
+    lbd, hap = got["lbd"], got["haproxy"]
+    return [row("health: checker CPU us/check", count, float(lbd[5]),
+                float(hap[5]), "<= HAProxy", "healthscale.py, %d s" % w),
+            row("health: checks/s", count, float(lbd[4]), float(hap[4]),
+                "%d/s" % (count / interval_s(env.args.interval))),
+            row("health: gaps outside interval+-jitter, missed", count,
+                "%s, %s" % (lbd[9], lbd[10]), "%s, %s" % (hap[9], hap[10]),
+                "0, 0", "gaps %s..%s s" % (lbd[7], lbd[8]), rel="-")]
+
+
 def run_health(env, notes):
     rows = []
     for count in env.args.health_counts:
+        more = healthscale(env, count, notes)
+        if more:
+            rows += more
+            continue
         res = {k: checker_cpu(env, k, count, notes) for k in ("lbd", "haproxy")}
         (lcpu, lrate), (hcpu, hrate) = res["lbd"], res["haproxy"]
         rows.append(row("health: checker CPU us/check", count, lcpu, hcpu,
