@@ -107,8 +107,8 @@ def rate_rows(rates, args):
                     na or num(lv), num(hv), ratio(lv, hv),
                     ratio(lv, med(rates.get(("lbd", mode, base), []), key)),
                     ratio(hv, med(rates.get(("haproxy", mode, base), []), key)),
-                    ">= 1.1x HAProxy, >= 0.95x of %d" % base
-                    if count != base else "",
+                    ">= 1.1x HAProxy" + (", >= 0.95x of %d" % base
+                                         if count != base else ""),
                     "" if used is None else "lbd used %d" % used])
     return rows
 

@@ -203,23 +203,26 @@ def new_workers(b, gen, limit=10.0):
 
 
 def lbstat_ms(b, args, n=5):
-    """Median and max wall ms of n lbstat runs (output to /dev/null)."""
+    """Median and max wall ms of n lbstat runs (output to /dev/null), or
+    the reason lbstat failed."""
     times = []
     for _ in range(n):
         t0 = time.monotonic()
-        subprocess.run([b.env.lbstat, "-s", b.statsfile()] + args,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       timeout=30)
+        r = subprocess.run([b.env.lbstat, "-s", b.statsfile()] + args,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, timeout=30)
         times.append((time.monotonic() - t0) * 1e3)
-    return statistics.median(times), max(times)
+        if r.returncode != 0:
+            return "failed", r.stderr.decode(errors="replace")[-200:]
+    return statistics.median(times), "max %.1f" % max(times)
 
 
 def sizes(b, count, rows):
     """lbstat's time, the segment's size and the RSS of lbd's processes."""
     for label, args in (("table", []), ("-j", ["-j"]), ("-p", ["-p"])):
-        m, mx = lbstat_ms(b, args)
+        m, detail = lbstat_ms(b, args)
         rows.append(row("lbstat %s ms (median of 5)" % label, count, m,
-                        target="<= 100", detail="max %.1f" % mx))
+                        target="<= 100", detail=detail))
     st = os.stat(b.statsfile())
     rows.append(row("stats segment MiB", count, st.st_size / 2.0 ** 20,
                     detail="%.1f MiB allocated" % (st.st_blocks * 512 /
