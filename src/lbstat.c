@@ -301,7 +301,7 @@ capture_backend(const struct stats_map *map, uint32_t slot, const uint8_t *live,
 {
 	struct lbd_stats_backend b;
 
-	memcpy(&b, stats_backend(map, slot), sizeof(b));
+	stats_backend_read(map, slot, &b);
 	memset(be, 0, sizeof(*be));
 	be->slot = slot;
 	be->retired = b.state == LBD_SLOT_RETIRED;

@@ -392,6 +392,25 @@ stats_retire_worker(struct stats_map *map, uint32_t slot)
 	stats_write_end(map);
 }
 
+void
+stats_backend_read(const struct stats_map *map, uint32_t slot, struct lbd_stats_backend *out)
+{
+	const struct lbd_stats_backend *b = stats_backend(map, slot);
+	uint32_t seq;
+	int tries;
+
+	for (tries = 0; tries < 1000; tries++) {
+		seq = __atomic_load_n(&b->check_seq, __ATOMIC_ACQUIRE);
+		if (seq & 1)
+			continue;
+		memcpy(out, b, sizeof(*out));
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&b->check_seq, __ATOMIC_RELAXED) == seq)
+			return;
+	}
+	memcpy(out, b, sizeof(*out));
+}
+
 const char *
 stats_state_name(uint32_t health, uint32_t admin)
 {

@@ -161,6 +161,28 @@ stats_limit(const struct stats_map *map, uint32_t backend)
 	return (struct lbd_stats_limit *)((char *)map->base + map->hdr->limits_off) + backend;
 }
 
+/* The master, around a backend's check fields (its check_seq). */
+static inline void
+stats_check_begin(struct lbd_stats_backend *b)
+{
+	__atomic_add_fetch(&b->check_seq, 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static inline void
+stats_check_end(struct lbd_stats_backend *b)
+{
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_add_fetch(&b->check_seq, 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * A reader's copy of backend slot, its check fields consistent (a bounded
+ * number of tries: a master that died mid-write leaves them as they are).
+ */
+void stats_backend_read(const struct stats_map *map, uint32_t slot,
+    struct lbd_stats_backend *out);
+
 /*
  * Single-writer counters: a relaxed load and store, no lock prefix, yet
  * never torn for a reader on another CPU.

@@ -182,7 +182,11 @@ struct lbd_stats_backend {
 	/* The load meter's (master) latest measure, for leastload: */
 	uint64_t load_rate;		/* exchanges per second x 1000, decaying */
 	uint64_t load_picks;		/* the backend's picks summed at that measure */
-	uint8_t pad2[40];
+	/* A seqlock of its own over the check fields (check_text, status,
+	 * latency, checks, last_check_ms): a check result, thousands a second
+	 * at scale, must not make every reader of the whole segment retry. */
+	uint32_t check_seq;
+	uint8_t pad2[36];
 } __attribute__((aligned(LBD_CACHELINE)));
 
 #define LBD_BACKEND_BACKUP	1u	/* flags: used only while no primary is eligible */
