@@ -100,21 +100,29 @@ def rate_rows(rates, args):
                 lr = rates.get(("lbd", mode, count), [])
                 hr = rates.get(("haproxy", mode, count), [])
                 lv, hv = med(lr, key), med(hr, key)
+                lb = med(rates.get(("lbd", mode, base), []), key)
                 na = next((r["na"] for r in lr if "na" in r), None)
                 used = med(lr, "used")
                 rows.append([
                     "%s %s" % (label, mode), str(count),
-                    na or num(lv), num(hv), ratio(lv, hv),
-                    ratio(lv, med(rates.get(("lbd", mode, base), []), key)),
+                    na or num(lv), num(hv), ratio(lv, hv), ratio(lv, lb),
                     ratio(hv, med(rates.get(("haproxy", mode, base), []), key)),
                     ">= 1.1x HAProxy" + (", >= 0.95x of %d" % base
                                          if count != base else ""),
+                    met(lv, hv, lb),
                     "" if used is None else "lbd used %d" % used])
     return rows
 
 
+def met(lv, hv, lb):
+    """The rate targets: 1.1x HAProxy's, 0.95x lbd's own at the fewest."""
+    if not (lv and hv and lb):
+        return ""
+    return "yes" if lv >= 1.1 * hv and lv >= 0.95 * lb else "NO"
+
+
 HEAD = ["metric", "backends", "lbd", "HAProxy", "lbd/HAProxy",
-        "lbd vs fewest", "HAProxy vs fewest", "target", "detail"]
+        "lbd vs fewest", "HAProxy vs fewest", "target", "met", "detail"]
 
 
 def render(env, vers, rates, other, notes, started_at, elapsed):
@@ -131,6 +139,9 @@ def render(env, vers, rates, other, notes, started_at, elapsed):
         "hashing sends one client address (wrk's) to one backend" % (
             a.duration, a.repeat, min(a.counts)),
         "versions: " + vers,
+        "load average (1 min) at the start and the end: %s; the machine "
+        "is shared, so noise from others' work lands in single cells" %
+        env.loadavg,
         "",
         bench.text_table(HEAD, rows),
     ]
@@ -140,6 +151,11 @@ def render(env, vers, rates, other, notes, started_at, elapsed):
 
 
 # --------------------------------------------------------------------- main
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
 
 def int_list(text):
     return [int(x) for x in text.split(",") if x.strip()]
@@ -213,6 +229,7 @@ def main():
     t0 = time.monotonic()
     notes, rates, other = [], {}, []
     vers = balance.versions(env)
+    env.loadavg = loadavg()
     try:
         start_backends(env, max(args.counts + args.health_counts +
                                 [args.reload_backends, args.hold_backends]))
@@ -221,6 +238,7 @@ def main():
         other = phases.run_all(env, notes)
     finally:
         bench.cleanup(tmp, args.keep_tmp)
+    env.loadavg += " / " + loadavg()
     name = "last-scale-quick.txt" if args.quick else "last-scale.txt"
     bench.publish(render(env, vers, rates, other, notes, started_at,
                          time.monotonic() - t0),

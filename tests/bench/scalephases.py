@@ -21,12 +21,21 @@ from scaleprocs import PORTS, Scaled, started
 HOLD_PER_PROC = 9000  # idle connections per holder process (< 20 000 fds)
 
 
-def row(metric, count, lbd="-", hap="-", target="", detail="", rel=None):
+def row(metric, count, lbd="-", hap="-", target="", detail="", rel=None,
+        met=None):
+    """met: whether lbd meets the target (None: not judged)."""
     if rel is None:
         rel = "%.2fx" % (lbd / hap) if isinstance(lbd, float) and \
             isinstance(hap, float) and hap else "-"
     return [metric, str(count), fmt(lbd), fmt(hap), rel, "", "", target,
-            detail]
+            {True: "yes", False: "NO", None: ""}[met], detail]
+
+
+def at_most(a, b):
+    """a <= b when both are figures, else None (not judged)."""
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a <= b
+    return None
 
 
 def fmt(v):
@@ -110,12 +119,14 @@ def healthscale(env, count, notes):
         return None
     lbd, hap = got["lbd"], got["haproxy"]
     return [row("health: checker CPU us/check", count, float(lbd[5]),
-                float(hap[5]), "<= HAProxy", "healthscale.py, %d s" % w),
+                float(hap[5]), "<= HAProxy", "healthscale.py, %d s" % w,
+                met=float(lbd[5]) <= float(hap[5])),
             row("health: checks/s", count, float(lbd[4]), float(hap[4]),
                 "%d/s" % (count / interval_s(env.args.interval))),
             row("health: gaps outside interval+-jitter, missed", count,
                 "%s, %s" % (lbd[9], lbd[10]), "%s, %s" % (hap[9], hap[10]),
-                "0, 0", "gaps %s..%s s" % (lbd[7], lbd[8]), rel="-")]
+                "0, 0", "gaps %s..%s s" % (lbd[7], lbd[8]), rel="-",
+                met=lbd[9] == "0" and lbd[10] == "0")]
 
 
 def run_health(env, notes):
@@ -128,7 +139,7 @@ def run_health(env, notes):
         res = {k: checker_cpu(env, k, count, notes) for k in ("lbd", "haproxy")}
         (lcpu, lrate), (hcpu, hrate) = res["lbd"], res["haproxy"]
         rows.append(row("health: checker CPU us/check", count, lcpu, hcpu,
-                        "<= HAProxy"))
+                        "<= HAProxy", met=at_most(lcpu, hcpu)))
         rows.append(row("health: checks/s (connect calls)", count,
                         lrate if lrate else "-", hrate if hrate else "-",
                         "%d/s" % (count / interval_s(env.args.interval))))
@@ -222,7 +233,8 @@ def sizes(b, count, rows):
     for label, args in (("table", []), ("-j", ["-j"]), ("-p", ["-p"])):
         m, detail = lbstat_ms(b, args)
         rows.append(row("lbstat %s ms (median of 5)" % label, count, m,
-                        target="<= 100", detail=detail))
+                        target="<= 100", detail=detail,
+                        met=at_most(m, 100.0)))
     st = os.stat(b.statsfile())
     rows.append(row("stats segment MiB", count, st.st_size / 2.0 ** 20,
                     detail="%.1f MiB allocated" % (st.st_blocks * 512 /
@@ -252,14 +264,15 @@ def reload_under_load(b, pool, args, rows):
     n = args.reload_backends
     ms = lambda t: "-" if t is None else t * 1e3  # noqa: E731
     rows.append(row("reload: new worker accepting ms", n, ms(acc_at),
-                    target="<= 200", detail="running at %s ms; polled with "
+                    target="<= 200", met=bool(at_most(ms(acc_at), 200.0)),
+                    detail="running at %s ms; polled with "
                     "lbstat" % fmt(ms(run_at))))
     rows.append(row("reload: failed connects", n, sum(prober.failed.values()),
-                    target="0", detail="of %d by one client in a loop %s" % (
+                    target="0", met=not prober.failed, detail="of %d by one client in a loop %s" % (
                         prober.ok + sum(prober.failed.values()),
                         prober.failed or "")))
     rows.append(row("reload: held conns answering", n, "%d/%d" % (ok, sampled),
-                    target="all", detail="sample of the %d held" % held))
+                    target="all", met=ok == sampled > 0, detail="sample of the %d held" % held))
 
 
 def run_reload(env, notes):
@@ -346,10 +359,11 @@ def run_hold(env, notes):
     w = "%d workers" % a.hold_workers
     return [
         row("hold: idle conns held by lbd", w, sum(act), target="%d" % n,
+            met=sum(act) >= n,
             detail="per worker %s; clients: %d procs, %d addresses, %d "
             "open" % ("/".join(map(str, act)), nprocs, nprocs, held)),
         row("hold: conns answering a request", w, "%d/%d" % (ok, sampled),
-            target="all", detail="%d still open after" % alive),
+            target="all", met=ok == sampled == n == alive, detail="%d still open after" % alive),
         row("hold: total RSS B/conn", w, rss1 * 1024.0 / max(1, sum(act)),
             detail="growth %.0f B/conn; RSS %.1f MiB" % (
                 (rss1 - rss0) * 1024.0 / max(1, sum(act)), rss1 / 1024.0)),
