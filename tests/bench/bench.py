@@ -457,12 +457,14 @@ def write(path, text):
     return path
 
 
-def nginx_backend_conf(env, i, port):
+def nginx_backend_conf(env, i, port, workers=1):
+    """workers: nginx worker processes (bulkcurl.py runs 2, as a new user
+    might)."""
     t = env.tmp
     return """
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {workers};
 worker_rlimit_nofile 20000;
 pid {t}/b{i}.pid;
 error_log {t}/b{i}.err warn;
@@ -485,10 +487,10 @@ http {{
         location = /big {{ root {t}/www; }}
     }}
 }}
-""".format(t=t, i=i, port=port)
+""".format(t=t, i=i, port=port, workers=workers)
 
 
-def start_backends(env):
+def start_backends(env, workers=1):
     www = os.path.join(env.tmp, "www")
     os.makedirs(www)
     big = os.path.join(www, "big")
@@ -501,7 +503,7 @@ def start_backends(env):
             pass
     for i, port in enumerate(BACKEND_PORTS, 1):
         conf = write(os.path.join(env.tmp, "b%d.conf" % i),
-                     nginx_backend_conf(env, i, port))
+                     nginx_backend_conf(env, i, port, workers))
         p = PROCS.start(["nginx", "-p", env.tmp, "-e",
                          os.path.join(env.tmp, "b%d.err" % i), "-c", conf],
                         os.path.join(env.tmp, "b%d.out" % i))
@@ -511,11 +513,13 @@ def start_backends(env):
                      (i, port, os.path.join(env.tmp, "b%d.err" % i)))
 
 
-def lbd_conf(env, port, ports=None, balance="roundrobin", extra="", maxconn=0):
+def lbd_conf(env, port, ports=None, balance="roundrobin", extra="", maxconn=0,
+             health=True):
     """ports: the backends' (default BACKEND_PORTS); extra: more service
     lines (balance.py: max-connection-age); maxconn: per backend, where
     lbd-maxconn sets one that never binds, to price the slot accounting
-    (issue 15: within 3%)."""
+    (issue 15: within 3%); health: False leaves the health section out
+    (bulkcurl.py: as a new user's first config might)."""
     more = " maxconn = %d" % maxconn if maxconn else ""
     servers = "".join('    backend b%d { address = "127.0.0.1:%d"%s }\n'
                       % (i, p, more) for i, p in enumerate(ports or BACKEND_PORTS, 1))
@@ -528,10 +532,10 @@ maxconn = 20000
 service bench {{
     listen = {{ "127.0.0.1:{port}" }}
     balance = "{balance}"
-{extra}    health {{ interval = "2s" timeout = "1s" }}
-{servers}}}
+{extra}{health}{servers}}}
 """.format(t=env.tmp, port=port, servers=servers, balance=balance,
-           extra=extra)
+           extra=extra, health='    health { interval = "2s" timeout = "1s" }\n'
+           if health else "")
 
 
 def lbd_door_service(port):
