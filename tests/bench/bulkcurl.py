@@ -17,7 +17,7 @@ balancer afresh.  CPU is taken three ways: the window over all rounds
 (utime+stime from /proc of every process of the balancer, first round
 included), the first round alone, and the balancer's whole life (getrusage
 of reaped children around its stop: start, idle, rounds and exit).
-Loopback only, ports 19301-19312, a private temp dir; every process is
+Loopback only, ports 19601-19613, a private temp dir; every process is
 started and stopped through bench.PROCS (by PID).
 """
 import argparse
@@ -31,11 +31,12 @@ import tempfile
 import time
 
 import bench
-from bench import PROCS, log
+import pipequota
+from bench import log
 
-BACKENDS = [19301, 19302, 19303]
-LISTEN = {"lbd": 19310, "lbd-base": 19311, "haproxy-splice1m": 19312,
-          "haproxy-splice": 19313}
+BACKENDS = [19601, 19602, 19603]
+LISTEN = {"lbd": 19610, "lbd-base": 19611, "haproxy-splice1m": 19612,
+          "haproxy-splice": 19613}
 NAMES = list(LISTEN)
 
 
@@ -66,7 +67,9 @@ def children_cpu():
 
 
 def one_run(env, name, rounds, notes):
-    """(window s/GB, first round s/GB, lifetime s/GB, MB/s) or None."""
+    """(window s/GB, first round s/GB, lifetime s/GB, MB/s, rounds 2.. s/GB)
+    or None.  With --squeeze the first round runs while nobody's pipe
+    quota is all but used up."""
     hz = os.sysconf("SC_CLK_TCK")
     url = "http://127.0.0.1:%d/big" % LISTEN[name]
     b = Bulk(env, name, LISTEN[name])
@@ -75,14 +78,18 @@ def one_run(env, name, rounds, notes):
             notes.append(b.error)
             return None
         pids = b.pids()
+        squeeze = pipequota.Squeeze().__enter__() if env.args.squeeze else None
         t0, w0 = bench.cpu_ticks(pids), time.monotonic()
         first = None
         for i in range(rounds):
             r = bench.bulk_round(b, url, pids, notes)
+            if squeeze is not None:
+                squeeze.__exit__()
+                squeeze = None
             if r is None:
                 return None
             if i == 0:
-                first = r[1]
+                first, t1 = r[1], bench.cpu_ticks(pids)
         ticks, wall = bench.cpu_ticks(pids) - t0, time.monotonic() - w0
         b.check_alive("bulkcurl", notes)
         # curl's CPU is reaped before this point: from here on the reaped
@@ -90,7 +97,8 @@ def one_run(env, name, rounds, notes):
         life0 = children_cpu()
     life = children_cpu() - life0  # its whole life, reaped at its stop
     gb = rounds * 4 * bench.BIG_SIZE / 1e9
-    return (ticks / hz / gb, first, life / gb, gb * 1e3 / wall)
+    rest = (t0 + ticks - t1) / hz / (gb * (rounds - 1) / rounds) if rounds > 1 else None
+    return (ticks / hz / gb, first, life / gb, gb * 1e3 / wall, rest)
 
 
 def parse():
@@ -107,6 +115,12 @@ def parse():
     ap.add_argument("--haproxy-user", metavar="USER",
                     help="run HAProxy as USER (e.g. nobody, as lbd runs) "
                     "rather than root")
+    ap.add_argument("--squeeze", action="store_true",
+                    help="during each run's first round, hold user nobody's "
+                    "pipes up to fs.pipe-user-pages-soft (less %d pages), as "
+                    "other processes of that user can: lbd (and HAProxy with "
+                    "--haproxy-user nobody) cannot grow pipes meanwhile; "
+                    "'rounds 2..' shows whether they do after" % pipequota.HEADROOM)
     ap.add_argument("--baseline", metavar="LBD",
                     help="another lbd binary, run as lbd-base")
     ap.add_argument("--max-seconds", type=int, default=600,
@@ -119,9 +133,9 @@ def report(results, names, args):
     for rounds, runs in sorted(results.items()):
         lines.append("rounds per run: %d (4 x %d MiB each)" % (rounds, bench.BIG_SIZE >> 20))
         for key, label in ((0, "window s/GB (all rounds)"), (1, "first round s/GB"),
-                           (2, "lifetime s/GB"), (3, "MB/s")):
+                           (4, "rounds 2.. s/GB"), (2, "lifetime s/GB"), (3, "MB/s")):
             for n in names:
-                vals = [r[n][key] for r in runs if r.get(n)]
+                vals = [r[n][key] for r in runs if r.get(n) and r[n][key] is not None]
                 if vals:
                     lines.append("  %-26s %-17s median %.3f  [%s]" % (
                         label, n, statistics.median(vals),
@@ -129,9 +143,9 @@ def report(results, names, args):
         ref = [n for n in names if n.startswith("haproxy")]
         for n in [n for n in names if n.startswith("lbd")]:
             for other in ref + (["lbd-base"] if n == "lbd" and "lbd-base" in names else []):
-                for key, label in ((0, "window"), (2, "lifetime")):
+                for key, label in ((0, "window"), (4, "rounds 2.."), (2, "lifetime")):
                     rs = [r[n][key] / r[other][key] for r in runs
-                          if r.get(n) and r.get(other)]
+                          if r.get(n) and r.get(other) and r[n][key] and r[other][key]]
                     if rs:
                         lines.append("  %s/%s %s CPU/GB: median %.2fx  per run [%s]" % (
                             n, other, label, statistics.median(rs),
@@ -173,8 +187,9 @@ def main():
     finally:
         bench.cleanup(tmp, False)
     print("bulkcurl: backends %d nginx x %d workers (sendfile); lbd health: %s; "
-          "load avg at end %s; took %.0f s" % (
+          "HAProxy as %s; squeeze: %s; load avg at end %s; took %.0f s" % (
               len(BACKENDS), args.backend_workers, "yes" if args.health else "no",
+              args.haproxy_user or "root", "first round" if args.squeeze else "no",
               " ".join(open("/proc/loadavg").read().split()[:3]),
               time.monotonic() - t0))
     print(report(results, names, args))
