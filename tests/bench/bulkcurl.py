@@ -5,7 +5,8 @@ bench.py's bulk test runs inside a long-lived balancer (after the wrk loads)
 and takes the median of 5 rounds, so every round after the first meets
 pipes that are already big and warm.  A new user starts the balancer, runs a
 few rounds of 4 parallel curl downloads and divides all the CPU by all the
-bytes.  This does that, interleaving the balancers run by run:
+bytes.  This does that, interleaving the balancers run by run (every
+other run in reverse order):
 
   python3 tests/bench/bulkcurl.py                        # lbd vs HAProxy splice 1 MiB
   python3 tests/bench/bulkcurl.py --rounds 2,6 --runs 6  # the report
@@ -78,7 +79,7 @@ def one_run(env, name, rounds, notes):
             notes.append(b.error)
             return None
         pids = b.pids()
-        squeeze = pipequota.Squeeze().__enter__() if env.args.squeeze else None
+        squeeze = pipequota.Squeeze(bench.PROCS).__enter__() if env.args.squeeze else None
         t0, w0 = bench.cpu_ticks(pids), time.monotonic()
         first = None
         for i in range(rounds):
@@ -181,7 +182,9 @@ def main():
                     notes.append("stopped at --max-seconds %d" % args.max_seconds)
                     break
                 results[rounds].append({})
-                for n in names:
+                # every other run in reverse order (A B, B A): what comes
+                # first after a pause, or after the other, is not always lbd
+                for n in (names if run % 2 == 0 else names[::-1]):
                     log("rounds %d run %d/%d: %s" % (rounds, run + 1, args.runs, n))
                     results[rounds][-1][n] = one_run(env, n, rounds, notes)
     finally:

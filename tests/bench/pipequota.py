@@ -9,13 +9,12 @@ the 1 MiB pipes that halve bulk CPU per GB.  Squeeze() plays those other
 processes: a child running as the user that holds its pipes up to the soft
 limit less HEADROOM pages -- room for new pipes of the default size, none
 for growing one -- until stopped.  It is one process started and stopped by
-PID through bench.PROCS, holding at most ~1 100 descriptors.
+PID through the caller's process tracker (bench.PROCS), holding at most
+~1 100 descriptors.
 """
 import select
 import subprocess
 import sys
-
-import bench
 
 NOBODY = 65534, 65534          # uid, gid: the user bench.py's lbd runs as
 HEADROOM = 80                  # pages: 4 default pipes and a bit
@@ -44,12 +43,14 @@ time.sleep(600)
 class Squeeze:
     """with Squeeze(): the user's pipe quota is all but used meanwhile."""
 
-    def __init__(self, ids=NOBODY, headroom=HEADROOM):
-        self.ids, self.headroom, self.proc, self.held = ids, headroom, None, 0
+    def __init__(self, procs, ids=NOBODY, headroom=HEADROOM):
+        """procs: bench.PROCS (start/stop by PID, stopped on exit)."""
+        self.procs, self.ids, self.headroom = procs, ids, headroom
+        self.proc, self.held = None, 0
 
     def __enter__(self):
-        self.proc = bench.PROCS.start(
-            [bench.PY, "-c", _HOLDER, str(self.ids[0]), str(self.ids[1]),
+        self.proc = self.procs.start(
+            [sys.executable, "-c", _HOLDER, str(self.ids[0]), str(self.ids[1]),
              str(self.headroom)], stdout=subprocess.PIPE)
         ready, _, _ = select.select([self.proc.stdout], [], [], 30)
         line = self.proc.stdout.readline().strip() if ready else b""
@@ -61,7 +62,7 @@ class Squeeze:
 
     def __exit__(self, *exc):
         if self.proc is not None:
-            bench.PROCS.stop(self.proc)
+            self.procs.stop(self.proc)
             self.proc.stdout.close()
             self.proc = None
         return False
