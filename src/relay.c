@@ -100,11 +100,12 @@ pipe_put(struct pipe_pool *pool, struct half *h)
 }
 
 /*
- * A pipe that could not grow is asked again after this many fills.  The
+ * A pipe that could not grow is asked again after this many splices that
+ * filled half of a small pipe or more (half_splice_in).  The
  * kernel refuses (EPERM) once the user's pipes pass fs.pipe-user-pages-soft,
  * a quota every process of that user shares (and root is exempt from): the
  * refusal says how busy the user is now, not what is allowed for good.
- * One failed fcntl per 64 fills costs under 1% of the splices.
+ * One failed fcntl per 64 such splices costs under 1% of the calls.
  */
 #define PIPE_GROW_RETRY	64
 
@@ -316,7 +317,10 @@ half_splice_in(struct half *h, int src, struct pipe_pool *pool)
 	if (n <= 0)
 		return half_read_nothing(h, n);
 	h->inpipe = (uint32_t)n;
-	if ((uint32_t)n == h->pipe_cap)
+	/* Half a pipe in one splice is bulk.  Not "all of it": a pipe also
+	 * fills by slots, and a 2-slot pipe (what a user over its pipe quota
+	 * gets) seldom holds its 8 KiB, so it would never grow back. */
+	if ((uint32_t)n >= h->pipe_cap / 2)
 		pipe_grow(pool, h);
 	return STEP_ON;
 }

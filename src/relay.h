@@ -49,8 +49,8 @@ struct relay {
 /*
  * Free pipes kept for the next connection that has bytes to move.  Pipes
  * are created at the kernel's default size and grown once a direction
- * fills one (bulk transfers), since a bigger pipe cuts splice calls per MiB.
- * A refused growth is retried after some fills, never given up for good.
+ * half fills one (bulk transfers), since a bigger pipe cuts splice calls per
+ * MiB.  A refused growth is asked again later, never given up for good.
  */
 struct pipe_pool {
 	int (*free)[2];			/* owned: [i][0] read end, [i][1] write end */
