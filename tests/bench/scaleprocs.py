@@ -32,15 +32,14 @@ def nginx_conf(env, j, addrs):
     """bench.py's backend, with 2 workers, the backend addresses of nginx j
     (every len(READY_PORTS)-th one, so that any count spreads over all
     of them)."""
-    text = bench.nginx_backend_conf(env, j + 1, READY_PORTS[j])
+    text = bench.nginx_backend_conf(env, j + 1, READY_PORTS[j], workers=2)
     mine = addrs[j::len(READY_PORTS)]
     status = "        listen 127.0.0.1:%d backlog=4096;\n" % READY_PORTS[j]
     # reuseport: a socket per worker, connections hashed between them, so
     # wrk's 50 keep-alive connections do not all land on one worker
     listens = "".join("        listen %s reuseport backlog=4096;\n" % a
                       for a in mine)
-    text = text.replace(status, status + listens)
-    return text.replace("worker_processes 1;", "worker_processes 2;")
+    return text.replace(status, status + listens)
 
 
 def start_backends(env, count):
