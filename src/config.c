@@ -34,7 +34,7 @@ static const struct int_range int_ranges[] = {
 	{ "maxconn", 1, 1000000 },
 	{ "backend maxconn", 0, 1000000 },	/* a backend's: 0 = unlimited */
 	{ "max-queue", 0, 1000000 },
-	{ "retries", 0, LBD_MAX_SERVICE_BACKENDS },
+	{ "retries", 0, 64 },		/* schedule.h's SCHED_RETRIES_MAX: a walk's tries */
 	{ "weight", 0, 256 },
 	{ "rise", 1, 100 },
 	{ "fall", 1, 100 },

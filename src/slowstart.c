@@ -1,12 +1,35 @@
 /*
  * Slow start's ramp (pure) and the master's ramp clocks.  See slowstart.h.
  */
+#include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "slowstart.h"
 
-/* The master's clocks, by backend slot: when each ramp started, 0 = none. */
-static uint64_t ramp_start_ms[LBD_MAX_BACKENDS];
+/* The master's clocks, by backend slot: when each ramp started, 0 = none;
+ * grown to the highest slot that ramped, not sized by a compile-time limit. */
+static uint64_t *ramp_start_ms;
+static size_t ramp_slots;
+
+/* Room for slot b's clock; -1 when out of memory. */
+static int
+slowstart_reserve(uint32_t b)
+{
+	size_t n = ramp_slots > 0 ? ramp_slots : 64;
+	uint64_t *p;
+
+	if (b < ramp_slots)
+		return 0;
+	while (n <= b)
+		n *= 2;
+	if ((p = realloc(ramp_start_ms, n * sizeof(*p))) == NULL)
+		return -1;
+	memset(p + ramp_slots, 0, (n - ramp_slots) * sizeof(*p));
+	ramp_start_ms = p;
+	ramp_slots = n;
+	return 0;
+}
 
 uint32_t
 slowstart_ramp(uint64_t elapsed_ms, uint32_t period_ms)
@@ -56,6 +79,11 @@ slowstart_begin(struct stats_map *map, uint32_t b, uint64_t now_ms)
 
 	if (period == 0)
 		return;
+	if (slowstart_reserve(b) == -1) {
+		/* Full weight at once rather than no backend at all. */
+		log_warnx("backend slot %u: slow start: out of memory", b);
+		return;
+	}
 	ramp_start_ms[b] = now_ms > 0 ? now_ms : 1;
 	__atomic_store_n(&be->ramp_permille, slowstart_ramp(0, period), __ATOMIC_RELAXED);
 }
@@ -136,7 +164,7 @@ slowstart_tick(struct stats_map *map, uint64_t now_ms)
 	int64_t next = -1;
 	uint32_t b;
 
-	for (b = 0; b < LBD_MAX_BACKENDS; b++)
+	for (b = 0; b < ramp_slots; b++)
 		if (ramp_start_ms[b] != 0)
 			(void)slowstart_step(map, b, now_ms, &next);
 	return next;
