@@ -112,8 +112,8 @@ schedpick_rendezvous(const struct schedule *s, const struct sockaddr *client)
 	return balance_rendezvous(balance_client_hash(client), s->keys, w, i);
 }
 
-/* source, large service: the first point clockwise from the client's hash whose backend
- * the walk may take. */
+/* source, large service: the first point clockwise from the client's hash
+ * whose backend is eligible and not excluded. */
 static int
 schedpick_ring(const struct schedule *s, const struct sockaddr *client)
 {
@@ -126,7 +126,7 @@ schedpick_ring(const struct schedule *s, const struct sockaddr *client)
 	for (j = 0; j < s->ring.n; j++) {
 		uint32_t b = hashring_member(&s->ring, (i + j) % s->ring.n);
 
-		if (!s->excl[b])
+		if (!s->excl[b] && s->weights[b] > 0)
 			return (int)b;
 	}
 	return -1;
@@ -157,8 +157,13 @@ schedpick_rotated(const struct schedule *s, uint64_t rotate, uint32_t *out)
 	return m;
 }
 
-/* SCHED_CHOICES backends the walk may take, drawn in proportion to their
- * weight (the same one twice at times: then the choice is that one). */
+/*
+ * SCHED_CHOICES backends the walk may take, drawn in proportion to their
+ * weight (the same one twice at times), and the runner-up of the last
+ * choice: with that memory a backend found light stays in the running
+ * until it is not, so the light ones fill up much sooner than by chance
+ * draws alone (Shah and Prabhakar's power of d choices with memory).
+ */
 static size_t
 schedpick_draw(struct schedule *s, uint32_t *out)
 {
@@ -166,6 +171,8 @@ schedpick_draw(struct schedule *s, uint32_t *out)
 	size_t j, m = 0;
 	int b;
 
+	if (s->memory < s->n && s->weights[s->memory] > 0 && !s->excl[s->memory])
+		out[m++] = s->memory;
 	for (j = 0; j < SCHED_CHOICES; j++)
 		if ((b = schedpick_next_free(s, spread_find(s->prefix, s->neligible,
 		    spread_draw(&s->rng, total)))) >= 0)
@@ -173,21 +180,21 @@ schedpick_draw(struct schedule *s, uint32_t *out)
 	return m;
 }
 
-static int
-schedpick_leastconn(const struct schedule *s, struct stats_map *map,
-    const uint32_t *idx, size_t m)
-{
+/* Candidates' figures for a choice: leastload's, or leastconn's alone. */
+struct schedpick_figs {
+	uint64_t load[SCHED_EXACT_MAX];
 	uint64_t active[SCHED_EXACT_MAX];
+	uint64_t recent[SCHED_EXACT_MAX];
 	uint32_t w[SCHED_EXACT_MAX];
-	size_t i;
-	int k;
+	int by_load;			/* 0: by active connections (leastconn) */
+};
 
-	for (i = 0; i < m; i++) {
-		w[i] = s->weights[idx[i]];
-		active[i] = stats_backend_active(map, s->ids[idx[i]]);
-	}
-	k = balance_leastconn(active, w, m, 0);
-	return k < 0 ? -1 : (int)idx[k];
+static int
+schedpick_best(const struct schedpick_figs *f, size_t m)
+{
+	if (!f->by_load)
+		return balance_leastconn(f->active, f->w, m, 0);
+	return balance_leastload(f->load, f->active, f->recent, f->w, m, 0);
 }
 
 /*
@@ -197,15 +204,12 @@ schedpick_leastconn(const struct schedule *s, struct stats_map *map,
  * (the candidates' rate over their active connections).  With no exchanges
  * measured at all, the load is the connection count: leastconn.
  */
-static int
-schedpick_leastload(const struct schedule *s, struct stats_map *map,
-    const uint32_t *idx, size_t m)
+static void
+schedpick_load(const struct schedule *s, struct stats_map *map, const uint32_t *idx,
+    size_t m, struct schedpick_figs *f)
 {
-	uint64_t load[SCHED_EXACT_MAX], active[SCHED_EXACT_MAX], recent[SCHED_EXACT_MAX];
 	uint64_t total_rate = 0, total_active = 0, per_conn;
-	uint32_t w[SCHED_EXACT_MAX];
 	size_t i;
-	int k;
 
 	for (i = 0; i < m; i++) {
 		uint32_t id = s->ids[idx[i]];
@@ -213,24 +217,49 @@ schedpick_leastload(const struct schedule *s, struct stats_map *map,
 		uint64_t picks = stats_backend_total(map, id,
 		    offsetof(struct lbd_stats_counter, picks));
 
-		w[i] = s->weights[idx[i]];
-		load[i] = __atomic_load_n(&b->load_rate, __ATOMIC_RELAXED);
-		recent[i] = picks - __atomic_load_n(&b->load_picks, __ATOMIC_RELAXED);
-		if (recent[i] > picks)
-			recent[i] = 0;	/* measured after we read the picks */
-		active[i] = stats_backend_active(map, id);
-		total_rate += load[i];
-		total_active += active[i];
+		f->load[i] = __atomic_load_n(&b->load_rate, __ATOMIC_RELAXED);
+		f->recent[i] = picks - __atomic_load_n(&b->load_picks, __ATOMIC_RELAXED);
+		if (f->recent[i] > picks)
+			f->recent[i] = 0;	/* measured after we read the picks */
+		total_rate += f->load[i];
+		total_active += f->active[i];
 	}
-	if (total_rate == 0)
-		k = balance_leastconn(active, w, m, 0);
-	else {
-		per_conn = total_rate / (total_active > 0 ? total_active : 1);
-		for (i = 0; i < m; i++)
-			load[i] += recent[i] * (per_conn > 0 ? per_conn : 1);
-		k = balance_leastload(load, active, recent, w, m, 0);
+	f->by_load = total_rate > 0;
+	per_conn = total_rate / (total_active > 0 ? total_active : 1);
+	for (i = 0; i < m; i++)
+		f->load[i] += f->recent[i] * (per_conn > 0 ? per_conn : 1);
+}
+
+/*
+ * leastconn and leastload among the candidates idx[0..m).  When they were
+ * drawn, the runner-up is remembered as a candidate for the next choice.
+ */
+static int
+schedpick_least(struct schedule *s, struct stats_map *map, const uint32_t *idx,
+    size_t m, int by_load, int drawn)
+{
+	struct schedpick_figs f;
+	size_t i;
+	uint32_t w;
+	int k, second;
+
+	for (i = 0; i < m; i++) {
+		f.w[i] = s->weights[idx[i]];
+		f.active[i] = stats_backend_active(map, s->ids[idx[i]]);
 	}
-	return k < 0 ? -1 : (int)idx[k];
+	f.by_load = 0;
+	if (by_load)
+		schedpick_load(s, map, idx, m, &f);
+	if ((k = schedpick_best(&f, m)) < 0)
+		return -1;
+	if (drawn) {
+		w = f.w[k];
+		f.w[k] = 0;
+		second = schedpick_best(&f, m);
+		f.w[k] = w;
+		s->memory = second >= 0 && idx[second] != idx[k] ? idx[second] : UINT32_MAX;
+	}
+	return (int)idx[k];
 }
 
 static int
@@ -241,6 +270,7 @@ schedpick_mode(struct schedule *s, const struct lbd_service_conf *svc,
 	struct lbd_stats_service *ss = stats_service(map, svc->slot);
 	uint32_t idx[SCHED_EXACT_MAX];
 	size_t m;
+	int drawn;
 
 	if (svc->balance == LBD_BALANCE_ROUNDROBIN)
 		return s->smooth ? schedpick_smooth(ss, s, walk, nfull) :
@@ -248,14 +278,13 @@ schedpick_mode(struct schedule *s, const struct lbd_service_conf *svc,
 	if (svc->balance == LBD_BALANCE_SOURCE)
 		return s->n <= SCHED_SMALL_MAX ? schedpick_rendezvous(s, client) :
 		    schedpick_ring(s, client);
-	if (s->neligible <= SCHED_EXACT_MAX)
+	drawn = s->neligible > SCHED_EXACT_MAX;
+	if (!drawn)
 		m = schedpick_rotated(s, __atomic_fetch_add(&ss->rr_counter, 1,
 		    __ATOMIC_RELAXED), idx);
 	else
 		m = schedpick_draw(s, idx);
-	if (svc->balance == LBD_BALANCE_LEASTLOAD)
-		return schedpick_leastload(s, map, idx, m);
-	return schedpick_leastconn(s, map, idx, m);
+	return schedpick_least(s, map, idx, m, svc->balance == LBD_BALANCE_LEASTLOAD, drawn);
 }
 
 int

@@ -19,12 +19,13 @@ schedule_init(struct schedule *s, size_t nbackends)
 {
 	size_t n = nbackends > 0 ? nbackends : 1;
 
-	s->n = nbackends;
+	*s = (struct schedule){ .n = nbackends, .memory = UINT32_MAX };
 	s->weights = calloc(n, sizeof(*s->weights));
 	s->ids = calloc(n, sizeof(*s->ids));
 	s->keys = calloc(n, sizeof(*s->keys));
 	s->ramp = calloc(n, sizeof(*s->ramp));
 	s->count = calloc(n, sizeof(*s->count));
+	s->raw = calloc(n, sizeof(*s->raw));
 	s->load = calloc(n, sizeof(*s->load));
 	s->over = calloc(n, sizeof(*s->over));
 	s->excl = calloc(n, sizeof(*s->excl));
@@ -34,7 +35,7 @@ schedule_init(struct schedule *s, size_t nbackends)
 	s->seq = nbackends <= SCHED_SMALL_MAX ? malloc(BALANCE_SEQ_MAX) : NULL;
 	s->rng = spread_mix((uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)s);
 	return s->weights == NULL || s->ids == NULL || s->keys == NULL ||
-	    s->ramp == NULL || s->count == NULL || s->load == NULL || s->over == NULL ||
+	    s->ramp == NULL || s->count == NULL || s->raw == NULL || s->load == NULL || s->over == NULL ||
 	    s->excl == NULL || s->elig == NULL || s->prefix == NULL ||
 	    (nbackends <= SCHED_SMALL_MAX && s->seq == NULL) ? -1 : 0;
 }
@@ -118,14 +119,30 @@ schedule_ramp(struct schedule *s, const struct lbd_service_conf *svc, uint32_t m
 		s->weights[i] = slowstart_weight(s->weights[i], s->ramp[i], scale);
 }
 
+/* Lays the ring out anew from s->count; ring_all says what it holds. */
+static void
+schedule_lay_ring(struct schedule *s, const struct lbd_service_conf *svc, int all)
+{
+	s->ring_all = all;
+	if (hashring_build(&s->ring, s->keys, s->count, svc->nbackends) == -1)
+		log_warnx("service %s: source hash ring: out of memory", svc->name);
+}
+
 /*
- * source, large service: the ring of the eligible backends' points, each
- * backend's count from its weight (before slow start's scaling, which moves
- * every weight) and its ramp.  O(points): HASHRING_POINTS a unit of weight.
+ * source, large service: the ring, each backend's points from its weight
+ * (before slow start's scaling, which moves every weight) and its ramp.
+ * While most points belong to eligible backends the ring holds every
+ * backend's and the pick passes over the others: a health change then
+ * costs no new layout (O(points), HASHRING_POINTS a unit of weight), only
+ * a change of weight or ramp does.  With few eligible, the ring is theirs
+ * alone, so that the pick's walk past the others stays short.  A client's
+ * backend is the same either way.
  */
 static void
 schedule_build_ring(struct schedule *s, const struct lbd_service_conf *svc)
 {
+	uint64_t all = 0, up = 0;
+	int changed = !s->ring_all || s->ring.n == 0;
 	size_t i;
 
 	if (!s->built) {
@@ -133,10 +150,22 @@ schedule_build_ring(struct schedule *s, const struct lbd_service_conf *svc)
 			s->count[i] = svc->backends[i].weight;
 		s->ring_unit = hashring_unit(s->count, svc->nbackends);
 	}
+	for (i = 0; i < svc->nbackends; i++) {
+		uint32_t k = hashring_count(s->raw[i], s->ramp[i], s->ring_unit);
+
+		changed |= k != s->count[i];
+		s->count[i] = k;
+		all += k;
+		up += s->weights[i] > 0 ? k : 0;
+	}
+	if (up * 8 >= all) {
+		if (changed)
+			schedule_lay_ring(s, svc, 1);
+		return;
+	}
 	for (i = 0; i < svc->nbackends; i++)
-		s->count[i] = hashring_count(s->weights[i], s->ramp[i], s->ring_unit);
-	if (hashring_build(&s->ring, s->keys, s->count, svc->nbackends) == -1)
-		log_warnx("service %s: source hash ring: out of memory", svc->name);
+		s->count[i] = s->weights[i] > 0 ? s->count[i] : 0;
+	schedule_lay_ring(s, svc, 0);
 }
 
 static uint32_t
@@ -193,6 +222,7 @@ schedule_build(struct schedule *s, const struct lbd_service_conf *svc,
 		/* By name, not slot: every node and every restart agrees (issue 19). */
 		s->keys[i] = svc->backends[i].name_hash;
 		s->weights[i] = admin_ok && health_up ? weight : 0;
+		s->raw[i] = weight;
 	}
 	if (schedule_backup_filter(s, svc) == 0)
 		schedule_fallback(s, svc, map);

@@ -13,8 +13,8 @@
  *   its weight's share of every period of the shared counter.
  * - leastconn, leastload: every eligible backend compared while there are
  *   at most SCHED_EXACT_MAX (exact at the moment of choice); above, the
- *   best of SCHED_CHOICES drawn at random in proportion to weight
- *   (O(log n)).
+ *   best of SCHED_CHOICES drawn at random in proportion to weight and the
+ *   last choice's runner-up (O(log n)).
  * - source: up to SCHED_SMALL_MAX backends, weighted rendezvous hashing
  *   (exact shares, the mapping of every lbd before); above, the hash ring,
  *   O(log n).  Both are consistent: a backend going away moves only its
@@ -50,7 +50,8 @@ struct schedule {
 	uint32_t *ids;			/* backend slots in the stats segment */
 	uint64_t *keys;			/* backends' name hashes: the source hash's key */
 	uint32_t *ramp;			/* scratch: slow start's ramps, per backend */
-	uint32_t *count;		/* scratch: ring points, per backend */
+	uint32_t *raw;			/* scratch: the segment's weights, per backend */
+	uint32_t *count;		/* per backend: its points on the ring */
 	uint64_t *load;			/* scratch: measured load, for the age candidates */
 	uint8_t *over;			/* per backend: over its share of the load */
 	uint8_t *excl;			/* per backend: tried or full, during one pick */
@@ -63,7 +64,9 @@ struct schedule {
 	int smooth;			/* roundrobin follows seq */
 	struct hashring ring;		/* source, large: the eligible backends' points */
 	uint32_t ring_unit;		/* the gcd of the configured weights */
+	int ring_all;			/* the ring holds the ineligible backends too */
 	uint64_t rng;			/* the draws of leastconn's choices */
+	uint32_t memory;		/* the last choice's runner-up, UINT32_MAX none */
 };
 
 /* One connection's walk over its service's backends. */
