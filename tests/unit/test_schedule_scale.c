@@ -258,6 +258,28 @@ test_rr_large_exact_period(void **state)
 	sched_free(&other);
 }
 
+/* Slow start in a large service: weights are scaled by 10, not squeezed
+ * into the smooth sequence's length, so a weight-1 backend at 30% of its
+ * ramp gets 3 turns for every other backend's 10. */
+static void
+test_rr_large_slowstart(void **state)
+{
+	enum { N = 500 };
+	static uint32_t got[N];
+	struct fake *f = fake_new(N, LBD_BALANCE_ROUNDROBIN, NULL);
+	size_t i;
+	uint64_t k;
+
+	(void)state;
+	stats_backend(&f->map, 7)->ramp_permille = 300;
+	stats_service(&f->map, 0)->sched_version++;
+	for (k = 0; k < 10 * (N - 1) + 3; k++)
+		got[pick_one(f, NULL)]++;
+	for (i = 0; i < N; i++)
+		assert_int_equal(got[i], i == 7 ? 3 : 10);
+	fake_free(f);
+}
+
 /* ---- leastconn ---- */
 
 /* Up to SCHED_EXACT_MAX eligible, the choice is the old scan's: the fewest
@@ -288,6 +310,69 @@ test_leastconn_small_as_before(void **state)
 		}
 		rotate = stats_service(&f->map, 0)->rr_counter;
 		assert_int_equal(pick_one(f, NULL), balance_leastconn(active, eff, N, rotate));
+	}
+	fake_free(f);
+}
+
+/* The old leastload over all n backends (schedule.c before issue 18). */
+static int
+old_leastload(struct fake *f, const uint32_t *eff, uint64_t rotate)
+{
+	enum { N = 40 };
+	uint64_t load[N], active[N], recent[N], total_rate = 0, total_active = 0, per;
+	size_t i;
+
+	for (i = 0; i < N; i++) {
+		const struct lbd_stats_backend *b = stats_backend(&f->map, (uint32_t)i);
+		uint64_t picks = stats_counter(&f->map, 0, (uint32_t)i)->picks;
+
+		load[i] = active[i] = recent[i] = 0;
+		if (eff[i] == 0)
+			continue;
+		load[i] = b->load_rate;
+		recent[i] = picks - b->load_picks > picks ? 0 : picks - b->load_picks;
+		active[i] = get_active(f, i);
+		total_rate += load[i];
+		total_active += active[i];
+	}
+	if (total_rate == 0)
+		return balance_leastconn(active, eff, N, rotate);
+	per = total_rate / (total_active > 0 ? total_active : 1);
+	for (i = 0; i < N; i++)
+		load[i] += recent[i] * (per > 0 ? per : 1);
+	return balance_leastload(load, active, recent, eff, N, rotate);
+}
+
+/* leastload up to SCHED_EXACT_MAX eligible: the old choice, herd guard and
+ * all. */
+static void
+test_leastload_small_as_before(void **state)
+{
+	enum { N = 40 };
+	struct fake *f = fake_new(N, LBD_BALANCE_LEASTLOAD, NULL);
+	uint32_t eff[N];
+	uint64_t seed = 9, rotate;
+	size_t i, k;
+	int want;
+
+	(void)state;
+	for (i = 0; i < N; i++) {
+		if (i % 5 == 1)
+			fake_health(f, i, LBD_HEALTH_DOWN);
+		eff[i] = i % 5 == 1 ? 0 : 1;
+	}
+	for (k = 0; k < 2000; k++) {
+		for (i = 0; i < N; i++) {
+			struct lbd_stats_backend *b = stats_backend(&f->map, (uint32_t)i);
+
+			set_active(f, i, rnd(&seed) % 5);
+			b->load_rate = k % 4 == 0 ? 0 : rnd(&seed) % 3000;
+			stats_counter(&f->map, 0, (uint32_t)i)->picks = 100 + rnd(&seed) % 8;
+			b->load_picks = 100 + rnd(&seed) % 4;
+		}
+		rotate = stats_service(&f->map, 0)->rr_counter;
+		want = old_leastload(f, eff, rotate);
+		assert_int_equal(pick_one(f, NULL), want);
 	}
 	fake_free(f);
 }
@@ -576,9 +661,6 @@ test_walk_all_full(void **state)
 	for (i = 0; i < f->n; i++)
 		picks += stats_counter(&f->map, 0, (uint32_t)i)->picks;
 	assert_int_equal(picks, 0);
-	/* One slot frees: found when a draw lands on it or its neighbours. */
-	stats_limit(&f->map, 77)->conns = 0;
-	f->svc.backends[77].maxconn = 2;
 	schedule_walk_free(&walk);
 	fake_free(f);
 }
@@ -632,7 +714,9 @@ main(void)
 		cmocka_unit_test(test_spread_find_and_step),
 		cmocka_unit_test(test_rr_small_as_before),
 		cmocka_unit_test(test_rr_large_exact_period),
+		cmocka_unit_test(test_rr_large_slowstart),
 		cmocka_unit_test(test_leastconn_small_as_before),
+		cmocka_unit_test(test_leastload_small_as_before),
 		cmocka_unit_test(test_leastconn_sampled_spread),
 		cmocka_unit_test(test_source_small_as_before),
 		cmocka_unit_test(test_source_ring_consistent),
