@@ -96,18 +96,13 @@ hashring_ties(uint64_t *a, size_t n, const uint64_t *keys)
 static int
 hashring_reserve(struct hashring *r, size_t total)
 {
-	uint64_t *p, *t;
+	uint64_t *p;
 
 	if (total <= r->cap)
 		return 0;
-	p = realloc(r->points, total * sizeof(*p));
-	if (p != NULL)
-		r->points = p;
-	t = realloc(r->tmp, total * sizeof(*t));
-	if (t != NULL)
-		r->tmp = t;
-	if (p == NULL || t == NULL)
+	if ((p = realloc(r->points, total * sizeof(*p))) == NULL)
 		return -1;
+	r->points = p;
 	r->cap = total;
 	return 0;
 }
@@ -117,12 +112,15 @@ hashring_build(struct hashring *r, const uint64_t *keys, const uint32_t *count,
     size_t n)
 {
 	size_t i, total = 0, k = 0;
+	uint64_t *tmp;
 	uint32_t j;
 
 	r->n = 0;
 	for (i = 0; i < n; i++)
 		total += count[i];
-	if (hashring_reserve(r, total) == -1)
+	/* The sort's other half only while sorting: it is as big as the ring. */
+	if (hashring_reserve(r, total) == -1 ||
+	    (tmp = malloc((total > 0 ? total : 1) * sizeof(*tmp))) == NULL)
 		return -1;
 	for (i = 0; i < n; i++)
 		for (j = 0; j < count[i]; j++) {
@@ -132,7 +130,8 @@ hashring_build(struct hashring *r, const uint64_t *keys, const uint32_t *count,
 
 			r->points[k++] = pos << 32 | (uint32_t)i;
 		}
-	hashring_sort(r->points, r->tmp, total);
+	hashring_sort(r->points, tmp, total);
+	free(tmp);
 	hashring_ties(r->points, total, keys);
 	r->n = total;
 	return 0;
@@ -158,7 +157,6 @@ void
 hashring_free(struct hashring *r)
 {
 	free(r->points);
-	free(r->tmp);
-	r->points = r->tmp = NULL;
+	r->points = NULL;
 	r->n = r->cap = 0;
 }

@@ -25,7 +25,6 @@
 
 struct hashring {
 	uint64_t *points;	/* sorted: position << 32 | member index; owned */
-	uint64_t *tmp;		/* the radix sort's other half; owned */
 	size_t n;		/* points in use */
 	size_t cap;		/* points allocated */
 };
