@@ -60,6 +60,14 @@ handover_begin(struct master *m)
 		    "an upgrade is already under way");
 		return;
 	}
+	/* The new master knows the segment at the path, not the one these
+	 * workers still write to: what they count meanwhile would be lost. */
+	if (m->nold_maps > 0) {
+		log_warnx("upgrade refused: workers started before the stats segment "
+		    "grew are still finishing their connections; try again once they "
+		    "have exited");
+		return;
+	}
 	m->upgrade_pid = upgrade_spawn(m->listeners, m->nlisteners, m->config_path,
 	    m->foreground, &m->upgrade_ev.fd);
 	if (m->upgrade_pid == -1) {
@@ -132,7 +140,7 @@ handover_adopt_workers(struct master *m)
 	const struct lbd_stats_worker *rec;
 	uint32_t i;
 
-	for (i = 0; i < LBD_WORKER_SLOTS; i++) {
+	for (i = 0; i < m->map.hdr->worker_slots && i < LBD_MAX_WORKER_SLOTS; i++) {
 		rec = stats_worker(&m->map, i);
 		if (rec->state != LBD_WORKER_FREE && rec->pid > 0)
 			m->workers[i] = (struct worker_proc){ .pid = rec->pid,

@@ -53,7 +53,7 @@ struct health_service {
 	size_t send_len;
 	char *expect;
 	size_t expect_len;
-	uint32_t members[LBD_MAX_SERVICE_BACKENDS];	/* backend slots */
+	uint32_t *members;		/* backend slots, nmembers long */
 	size_t nmembers;
 	int none_up;		/* "no backend up" logged, no backend up since */
 };
@@ -84,8 +84,11 @@ struct health {
 	struct ev_handler timer;
 	uint64_t armed;			/* deadline the timerfd is set for, 0 none */
 	struct hheap heap;
-	struct hheap_node *heapv[LBD_MAX_BACKENDS];
-	struct health_check checks[LBD_MAX_BACKENDS];
+	struct hheap_node **heapv;
+	/* By backend slot, ncheck of them; each allocated alone, since epoll
+	 * and the heap point into them. */
+	struct health_check **checks;
+	uint32_t ncheck;
 	struct health_service *svcs;
 	size_t nsvcs;
 	int local_error;		/* a socket() failure was logged */
@@ -147,7 +150,7 @@ health_count_up(const struct health *h, const struct health_service *svc)
 	size_t i, up = 0;
 
 	for (i = 0; i < svc->nmembers; i++)
-		up += h->checks[svc->members[i]].st.up != 0;
+		up += h->checks[svc->members[i]]->st.up != 0;
 	return up;
 }
 
@@ -204,17 +207,19 @@ health_record(struct health_check *c, int ok, const char *text, uint64_t latency
 	enum hstate_change change;
 
 	change = hstate_result(&c->st, ok, c->svc->rise, c->svc->fall);
-	stats_write_begin(c->h->map);
+	stats_check_begin(b);
 	b->check_status = ok ? LBD_CHECK_OK : LBD_CHECK_FAILED;
 	snprintf(b->check_text, sizeof(b->check_text), "%s", text);
 	b->check_latency_us = latency > UINT32_MAX ? UINT32_MAX : (uint32_t)latency;
 	b->checks++;
 	b->last_check_ms = health_wall_ms();
-	if (change != HSTATE_SAME)
-		health_set_segment(c, c->st.up);
+	stats_check_end(b);
+	if (change == HSTATE_SAME)
+		return;
+	stats_write_begin(c->h->map);
+	health_set_segment(c, c->st.up);
 	stats_write_end(c->h->map);
-	if (change != HSTATE_SAME)
-		health_log_change(c, text, latency);
+	health_log_change(c, text, latency);
 }
 
 static int
@@ -390,10 +395,10 @@ health_skip_disabled(struct health_check *c, uint64_t now)
 
 	hstate_reset_run(&c->st);
 	if (b->check_status != LBD_CHECK_NONE) {
-		stats_write_begin(c->h->map);
+		stats_check_begin(b);
 		b->check_status = LBD_CHECK_NONE;
 		snprintf(b->check_text, sizeof(b->check_text), "disabled");
-		stats_write_end(c->h->map);
+		stats_check_end(b);
 	}
 	health_schedule(c, now + hstate_next_delay_us(c->svc->interval_ms, arc4random()));
 }
@@ -480,7 +485,7 @@ health_timer_cb(struct ev_handler *ev, uint32_t events)
 	h->armed = 0;
 	/* Each check is due at most twice (a probe may start right after the
 	 * last one timed out); whatever remains waits for the next wake-up. */
-	for (i = 0; i < 2 * LBD_MAX_BACKENDS; i++) {
+	for (i = 0; i < 2 * (size_t)h->ncheck; i++) {
 		if ((nd = hheap_min(&h->heap)) == NULL || nd->deadline > now)
 			break;
 		c = EV_CONTAINER(nd, struct health_check, tn);
@@ -509,6 +514,7 @@ health_services_free(struct health_service *svcs, size_t n)
 	for (i = 0; i < n; i++) {
 		free(svcs[i].send);
 		free(svcs[i].expect);
+		free(svcs[i].members);
 	}
 	free(svcs);
 }
@@ -528,13 +534,13 @@ health_service_load(struct health_service *svc, const struct lbd_service_conf *s
 	svc->send_len = hc->send_len;
 	svc->expect_len = strlen(hc->expect);
 	if ((svc->send = malloc(svc->send_len + 1)) == NULL ||
-	    (svc->expect = strdup(hc->expect)) == NULL)
+	    (svc->expect = strdup(hc->expect)) == NULL ||
+	    (svc->members = calloc(sc->nbackends + 1, sizeof(*svc->members))) == NULL)
 		return -1;
 	memcpy(svc->send, hc->send, svc->send_len + 1);
 	svc->nmembers = 0;
-	for (i = 0; i < sc->nbackends && svc->nmembers < LBD_MAX_SERVICE_BACKENDS; i++)
-		if (sc->backends[i].slot < LBD_MAX_BACKENDS)
-			svc->members[svc->nmembers++] = sc->backends[i].slot;
+	for (i = 0; i < sc->nbackends; i++)
+		svc->members[svc->nmembers++] = sc->backends[i].slot;
 	return 0;
 }
 
@@ -602,38 +608,80 @@ health_note_none_up(struct health *h, struct health_service *svc)
 	svc->none_up = 1;
 }
 
+/* A check for every slot of the segment, which a reload may have grown. */
+static int
+health_fit(struct health *h)
+{
+	uint32_t i, n = h->map->hdr->max_backends;
+	struct hheap_node **heapv;
+	struct health_check **checks;
+
+	if (n <= h->ncheck)
+		return 0;
+	if ((checks = reallocarray(h->checks, n, sizeof(*checks))) == NULL)
+		return -1;
+	h->checks = checks;
+	if ((heapv = reallocarray(h->heapv, n, sizeof(*heapv))) == NULL)
+		return -1;
+	h->heapv = heapv;
+	for (i = h->ncheck; i < n; i++) {
+		if ((checks[i] = calloc(1, sizeof(**checks))) == NULL)
+			return -1;
+		checks[i]->h = h;
+		checks[i]->slot = i;
+		checks[i]->ev.fd = -1;
+		checks[i]->ev.cb = health_probe_cb;
+		hheap_node_init(&checks[i]->tn);
+		h->ncheck = i + 1;
+	}
+	/* The heap's entries stay; only its storage moved and grew. */
+	h->heap.v = heapv;
+	h->heap.cap = n;
+	return 0;
+}
+
 /* Points every check at conf's services; drops the slots conf lacks. */
 static int
 health_load(struct health *h, const struct lbd_config *conf)
 {
 	struct health_service *svcs;
-	uint8_t seen[LBD_MAX_BACKENDS] = { 0 };
+	uint8_t *seen;
 	uint64_t now = clock_us();
 	size_t i, j;
 
-	if ((svcs = calloc(conf->nservices ? conf->nservices : 1, sizeof(*svcs))) == NULL)
+	if (health_fit(h) == -1)
 		return -1;
+	if ((seen = calloc(h->ncheck, 1)) == NULL)
+		return -1;
+	if ((svcs = calloc(conf->nservices ? conf->nservices : 1, sizeof(*svcs))) == NULL) {
+		free(seen);
+		return -1;
+	}
 	for (i = 0; i < conf->nservices; i++) {
 		if (health_service_load(&svcs[i], &conf->services[i]) == -1) {
 			health_services_free(svcs, conf->nservices);
+			free(seen);
 			return -1;
 		}
+		/* A service keeps its slot over a reload: same slot, same service. */
 		for (j = 0; j < h->nsvcs; j++)
-			if (strcmp(h->svcs[j].name, svcs[i].name) == 0)
+			if (h->svcs[j].slot == svcs[i].slot &&
+			    strcmp(h->svcs[j].name, svcs[i].name) == 0)
 				svcs[i].none_up = h->svcs[j].none_up;
 	}
 	for (i = 0; i < conf->nservices; i++)
 		for (j = 0; j < conf->services[i].nbackends; j++) {
 			const struct lbd_backend_conf *be = &conf->services[i].backends[j];
 
-			if (be->slot >= LBD_MAX_BACKENDS)
+			if (be->slot >= h->ncheck)
 				continue;
 			seen[be->slot] = 1;
-			health_check_load(&h->checks[be->slot], &svcs[i], be, now);
+			health_check_load(h->checks[be->slot], &svcs[i], be, now);
 		}
-	for (i = 0; i < LBD_MAX_BACKENDS; i++)
-		if (!seen[i] && h->checks[i].svc != NULL)
-			health_check_drop(&h->checks[i]);
+	for (i = 0; i < h->ncheck; i++)
+		if (!seen[i] && h->checks[i]->svc != NULL)
+			health_check_drop(h->checks[i]);
+	free(seen);
 	health_services_free(h->svcs, h->nsvcs);
 	h->svcs = svcs;
 	h->nsvcs = conf->nservices;
@@ -647,7 +695,6 @@ struct health *
 health_start(int epfd, struct stats_map *map, const struct lbd_config *conf)
 {
 	struct health *h;
-	size_t i;
 
 	if ((h = calloc(1, sizeof(*h))) == NULL) {
 		log_warn("health: calloc");
@@ -655,14 +702,7 @@ health_start(int epfd, struct stats_map *map, const struct lbd_config *conf)
 	}
 	h->epfd = epfd;
 	h->map = map;
-	hheap_init(&h->heap, h->heapv, LBD_MAX_BACKENDS);
-	for (i = 0; i < LBD_MAX_BACKENDS; i++) {
-		h->checks[i].h = h;
-		h->checks[i].slot = (uint32_t)i;
-		h->checks[i].ev.fd = -1;
-		h->checks[i].ev.cb = health_probe_cb;
-		hheap_node_init(&h->checks[i].tn);
-	}
+	hheap_init(&h->heap, NULL, 0);
 	h->timer.cb = health_timer_cb;
 	h->timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (h->timer.fd == -1 || ev_add(epfd, &h->timer, EPOLLIN) == -1) {
@@ -696,8 +736,12 @@ health_stop(struct health *h)
 
 	if (h == NULL)
 		return;
-	for (i = 0; i < LBD_MAX_BACKENDS; i++)
-		health_probe_close(&h->checks[i]);
+	for (i = 0; i < h->ncheck; i++) {
+		health_probe_close(h->checks[i]);
+		free(h->checks[i]);
+	}
+	free(h->checks);
+	free(h->heapv);
 	ev_del(h->epfd, &h->timer);
 	close(h->timer.fd);
 	health_services_free(h->svcs, h->nsvcs);

@@ -34,7 +34,7 @@
 #include "hashring.h"
 #include "statsmap.h"
 
-#define SCHED_RETRIES_MAX	64	/* config.c's bound on a service's retries */
+#define SCHED_RETRIES_MAX	LBD_MAX_RETRIES	/* config.c's bound on retries */
 #define SCHED_TRIED_INLINE	4	/* tries a walk holds without allocating */
 #define SCHED_FULL_MAX		64	/* full backends skipped before the client queues */
 #define SCHED_SMALL_MAX		64	/* up to this many backends: the smooth sequence */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -29,10 +30,11 @@
 
 #define ROWS	2	/* two running workers */
 
-/* A segment for one service of n backends, in memory: the accessors only
- * follow the header's offsets.  Counter rows the test never touches stay
- * untouched pages. */
+/* A segment for one service of n backends, laid out as the master lays it
+ * out (stats_create), in a temporary directory. */
 struct fake {
+	char dir[64];
+	char path[128];
 	struct stats_map map;
 	struct lbd_service_conf svc;
 	struct schedule sched;
@@ -51,29 +53,14 @@ rnd(uint64_t *s)
 static void
 fake_layout(struct fake *f, size_t n)
 {
-	struct lbd_stats_header h = { 0 };
-	size_t off = sizeof(h);
+	struct stats_size sz = { .services = 1, .backends = (uint32_t)n, .listens = 1,
+	    .worker_slots = ROWS };
 
-	h.max_services = 1;
-	h.max_backends = (uint32_t)n;
-	h.services_off = off;
-	off += sizeof(struct lbd_stats_service);
-	h.backends_off = off;
-	off += n * sizeof(struct lbd_stats_backend);
-	h.workers_off = off;
-	off += LBD_WORKER_SLOTS * sizeof(struct lbd_stats_worker);
-	h.counters_off = off;
-	off += (size_t)LBD_COUNTER_ROWS * n * sizeof(struct lbd_stats_counter);
-	h.service_counters_off = off;
-	off += LBD_COUNTER_ROWS * sizeof(struct lbd_stats_service_counter);
-	h.limits_off = off;
-	off += n * sizeof(struct lbd_stats_limit);
-	h.worker_slots_used = ROWS;
-	f->map.base = calloc(1, off);
-	assert_non_null(f->map.base);
-	f->map.size = off;
-	f->map.hdr = f->map.base;
-	memcpy(f->map.hdr, &h, sizeof(h));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/lbd-test-sched-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/lbd.stats", f->dir);
+	assert_int_equal(stats_create(&f->map, f->path, &sz, ROWS, NULL), 0);
+	f->map.hdr->worker_slots_used = ROWS;
 	stats_worker(&f->map, 0)->state = LBD_WORKER_RUNNING;
 	stats_worker(&f->map, 1)->state = LBD_WORKER_RUNNING;
 }
@@ -122,7 +109,9 @@ fake_free(struct fake *f)
 {
 	sched_free(&f->sched);
 	free(f->svc.backends);
-	free(f->map.base);
+	stats_unmap(&f->map);
+	unlink(f->path);
+	rmdir(f->dir);
 	free(f);
 }
 
