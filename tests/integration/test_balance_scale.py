@@ -1,19 +1,22 @@
-"""leastconn above 32 eligible backends (issue 18): lbd compares two backends
-drawn by weight and the runner-up of its last choice instead of every one,
-so the cost of a choice does not grow with the number of backends.  Through
-the real binary: a drawn choice never picks a backend of weight 0, keeps the
-spread of held connections within a few, and a client walks past many
-refusing backends (more tries than a walk holds without allocating) to one
-that answers.
+"""Choices in large services (issue 18), through the real binary: above
+32 eligible backends leastconn compares two backends drawn by weight and
+the runner-up of its last choice; above 64 backends roundrobin follows the
+golden-ratio order over the weights and source hashing a consistent hash
+ring.  A drawn choice never picks a backend of weight 0 and keeps the spread
+of held connections within a few; a client walks past many refusing
+backends (more tries than a walk holds without allocating); roundrobin
+gives 200 backends exactly their weight per period; the ring moves only a
+disabled backend's clients, and gives them back.
 
-Services of more than 64 backends (the golden-ratio roundrobin order, the
-source hash ring) cannot be configured yet; tests/unit/test_schedule_scale.c
-covers them at 10 000.  Here 48 backend entries share 3 backend processes
-(an address may serve several entries); lbstat tells the entries apart.
+A few backend processes serve many backend entries each (an address may
+serve several); lbstat and the connection log tell the entries apart.
+tests/unit/test_schedule_scale.c covers the same at 10 000.
 """
 
+import collections
 import json
 import os
+import re
 import socket
 import subprocess
 
@@ -112,3 +115,79 @@ def test_leastconn_drawn_retries_past_refusals(lbd, backend):
     finally:
         for s, _ in dead:
             s.close()
+
+
+def close_after_greeting(port, src=None):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(5 * SCALE)
+    try:
+        if src:
+            s.bind((src, 0))
+        s.connect(("127.0.0.1", port))
+        line = lbdtest.recv_line(s)
+        assert line.endswith(b"\n"), "no greeting: %r" % line
+    finally:
+        s.close()
+
+
+def test_roundrobin_large_exact_period(lbd, backend):
+    procs = [backend("ident", "p%d" % i) for i in range(4)]
+    # 200 backends of weights 1 and 2: a period of 300 turns.
+    rows = [("r%03d" % i, procs[i % 4].address, 1 + i % 2) for i in range(200)]
+    d = lbd([service("web", rows)], workers=2)
+    for _ in range(600):
+        close_after_greeting(d.port["web"])
+    st = lbdtest.poll_until(
+        lambda: (lambda b: b if sum(x["connections"] for x in b.values()) == 600
+                 else None)(lbstat_backends(d)), 5 * SCALE)
+    assert st, "lbstat never counted the 600 connections"
+    got = collections.Counter({n: st[n]["connections"] for n, _, _ in rows})
+    print("roundrobin, 200 backends of weight 1 and 2, 600 connections: %s"
+          % sorted(collections.Counter(got.values()).items()))
+    for name, _, weight in rows:
+        assert got[name] == 2 * weight, (name, weight, got[name])
+
+
+def homes(d, sources):
+    """{source address: lbd backend} from the connection log of one
+    connection from each."""
+    skip = len(d.stderr())
+    for src in sources:
+        close_after_greeting(d.port["web"], src)
+    pat = re.compile(r"web (127\.0\.0\.\d+):\d+ -> (\S+) ")
+    found = {}
+
+    def all_logged():
+        found.clear()
+        for line in d.stderr()[skip:].splitlines():
+            m = pat.search(line)
+            if m:
+                found[m.group(1)] = m.group(2)
+        return len(found) == len(sources)
+
+    assert lbdtest.poll_until(all_logged, 5 * SCALE), "connection log incomplete"
+    return dict(found)
+
+
+def test_source_ring_moves_only_a_disabled_backends_clients(lbd, backend):
+    procs = [backend("ident", "p%d" % i) for i in range(4)]
+    rows = [("h%03d" % i, procs[i % 4].address, 1) for i in range(200)]
+    sources = ["127.0.0.%d" % i for i in range(2, 202)]
+    d = lbd([service("web", rows, balance="source")], workers=2,
+            log_connections=True)
+    before = homes(d, sources)
+    spread = collections.Counter(before.values())
+    victim = spread.most_common(1)[0][0]
+    subprocess.run([os.path.join(lbdtest.build_dir(), "lbadmin"), "-f", d.conf_path,
+                    "disable", "web/" + victim], check=True, capture_output=True,
+                   timeout=20 * SCALE)
+    after = homes(d, sources)
+    moved = [s for s in sources if after[s] != before[s]]
+    print("source ring, 200 backends, 200 clients on %d of them; %s disabled: "
+          "%d moved" % (len(spread), victim, len(moved)))
+    assert moved and all(before[s] == victim for s in moved), moved
+    assert all(after[s] != victim for s in sources)
+    subprocess.run([os.path.join(lbdtest.build_dir(), "lbadmin"), "-f", d.conf_path,
+                    "enable", "web/" + victim], check=True, capture_output=True,
+                   timeout=20 * SCALE)
+    assert homes(d, sources) == before
