@@ -4,6 +4,7 @@
  */
 #include <stddef.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "balance.h"
@@ -241,16 +242,41 @@ schedule_build(struct schedule *s, const struct lbd_service_conf *svc,
 	s->built = 1;
 }
 
-/* The schedule of the service's current sched_version. */
+static uint64_t
+schedule_clock_ms(void)
+{
+	struct timespec ts;
+
+	/* Read in the vDSO, no system call; only when the version changed. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * The schedule of the service's current sched_version.  A large service's
+ * is rebuilt at most every SCHED_REBUILD_MS: when thousands of backends
+ * change state one after another (a switch fails, a rack comes back), the
+ * master bumps the version for each, and rebuilding on every pick would
+ * make each connection cost O(n) until the storm ends.  In between, picks
+ * follow a schedule a few ms old, as they would had the news come later.
+ */
 static void
 schedule_current(struct schedule *s, const struct lbd_service_conf *svc,
     const struct stats_map *map)
 {
 	const struct lbd_stats_service *ss = stats_service(map, svc->slot);
 	uint32_t version = __atomic_load_n(&ss->sched_version, __ATOMIC_ACQUIRE);
+	uint64_t now;
 
-	if (!s->built || s->version != version)
-		schedule_build(s, svc, map, version);
+	if (s->built && s->version == version)
+		return;
+	if (svc->nbackends > SCHED_SMALL_MAX) {
+		now = schedule_clock_ms();
+		if (s->built && now - s->built_ms < SCHED_REBUILD_MS)
+			return;
+		s->built_ms = now;
+	}
+	schedule_build(s, svc, map, version);
 }
 
 static int

@@ -22,6 +22,9 @@
  *   remaps its clients once.
  * A retry skips the backends its walk tried, and a maxconn admission at
  * most SCHED_FULL_MAX full ones: O(retries) more at worst, not O(n).
+ * Building a schedule is O(n) (the ring: O(points)), once per change of
+ * the service's sched_version, and in a large service at most every
+ * SCHED_REBUILD_MS.
  */
 #ifndef LBD_SCHEDULE_H
 #define LBD_SCHEDULE_H
@@ -40,11 +43,13 @@
 #define SCHED_SMALL_MAX		64	/* up to this many backends: the smooth sequence */
 #define SCHED_EXACT_MAX		32	/* leastconn scans up to this many eligible ones */
 #define SCHED_CHOICES		2	/* ...and draws this many above */
+#define SCHED_REBUILD_MS	5	/* a large service's schedule, at most this often */
 
 /* One service's schedule in one worker; built on first use. */
 struct schedule {
 	uint32_t version;		/* the service's sched_version it was built from */
 	int built;
+	uint64_t built_ms;		/* when, for a large service (monotonic) */
 	size_t n;			/* the service's backends */
 	uint32_t *weights;		/* effective, 0 = not eligible; per backend */
 	uint32_t *ids;			/* backend slots in the stats segment */

@@ -115,12 +115,19 @@ fake_free(struct fake *f)
 	free(f);
 }
 
-/* What the master does on a health change: the workers rebuild. */
+/* What the master does on a health change: the workers rebuild... */
 static void
 fake_health(struct fake *f, size_t b, enum lbd_health health)
 {
 	stats_backend(&f->map, (uint32_t)b)->health = health;
 	stats_service(&f->map, 0)->sched_version++;
+}
+
+/* ...a large service's at most every SCHED_REBUILD_MS: let that pass. */
+static void
+settle(void)
+{
+	usleep((SCHED_REBUILD_MS + 10) * 1000);
 }
 
 static void
@@ -454,6 +461,7 @@ test_source_ring_consistent(void **state)
 		had += home[i] == 123;
 	}
 	fake_health(f, 123, LBD_HEALTH_DOWN);
+	settle();
 	for (i = 0; i < CLIENTS; i++) {
 		int b;
 
@@ -467,6 +475,7 @@ test_source_ring_consistent(void **state)
 	assert_int_equal(moved, had);
 	assert_true(had > 0);
 	fake_health(f, 123, LBD_HEALTH_UP);
+	settle();
 	for (i = 0; i < CLIENTS; i++) {
 		client_v4(&sin, i * 7919);
 		assert_int_equal(pick_one(f, (struct sockaddr *)&sin), home[i]);
@@ -478,6 +487,7 @@ test_source_ring_consistent(void **state)
 	for (i = 0; i < N; i++)
 		if (i % 20 != 0)
 			fake_health(f, i, LBD_HEALTH_DOWN);
+	settle();
 	for (i = 0; i < CLIENTS; i++) {
 		int b;
 
