@@ -396,20 +396,6 @@ master_stop(struct master *m)
 		stop_worker(m, i, m->conf->shutdown_grace_ms);
 }
 
-static void
-log_lines(const char *text)
-{
-	const char *p = text, *nl;
-
-	while (*p != '\0') {
-		nl = strchr(p, '\n');
-		log_warnx("%.*s", (int)(nl != NULL ? nl - p : (ptrdiff_t)strlen(p)), p);
-		if (nl == NULL)
-			break;
-		p = nl + 1;
-	}
-}
-
 /* config_load with its "file:line:" errors logged rather than printed. */
 static struct lbd_config *
 load_logged(const char *path)
