@@ -48,7 +48,7 @@ def rate_one(env, kind, mode, count, notes):
         d = env.args.duration
         res["short"] = bench.wrk(b.port, d, True, notes,
                                  b.name + " short").get("rps")
-        time.sleep(1)
+        time.sleep(0.5)
         res["ka"] = bench.wrk(b.port, d, False, notes,
                               b.name + " keepalive").get("rps")
         if kind == "lbd":
@@ -109,9 +109,17 @@ def rate_rows(rates, args):
                     ratio(hv, med(rates.get(("haproxy", mode, base), []), key)),
                     ">= 1.1x HAProxy" + (", >= 0.95x of %d" % base
                                          if count != base else ""),
-                    met(lv, hv, lb),
-                    "" if used is None else "lbd used %d" % used])
+                    met(lv, hv, lb), detail(lr, hr, key, used)])
     return rows
+
+
+def detail(lr, hr, key, used):
+    """How many backends lbd used, and lbd/HAProxy in each repetition
+    alone: their spread is the error bar of the median on a shared box."""
+    each = ["%.2f" % (a[key] / b[key]) for a, b in zip(lr, hr)
+            if a.get(key) and b.get(key)]
+    return ("" if used is None else "lbd used %d" % used) + (
+        "; each %s" % " ".join(each) if len(each) > 1 else "")
 
 
 def met(lv, hv, lb):
@@ -162,9 +170,9 @@ def int_list(text):
 
 
 # --quick: what the limits of today's main allow, in about 2 minutes.
-QUICK = {"counts": [3, 64], "duration": 3, "health_counts": [64],
-         "health_window": 5.0, "reload_backends": 64, "reload_conns": 2000,
-         "hold_conns": 12000}
+QUICK = {"counts": [3, 64], "repeat": 1, "duration": 3,
+         "health_counts": [64], "health_window": 5.0, "reload_backends": 64,
+         "reload_conns": 2000, "hold_conns": 12000}
 
 
 # (option, type, default, help): the counts and durations of each phase
@@ -172,8 +180,8 @@ OPTIONS = [
     ("counts", int_list, [3, 64, 1000, 10000],
      "backend counts of the rate rows"),
     ("modes", str, ",".join(MODES), "balance modes of the rate rows"),
-    ("duration", int, 5, "seconds per wrk run"),
-    ("repeat", int, 1, "repetitions of the rate rows, median per cell"),
+    ("duration", int, 2, "seconds per wrk run"),
+    ("repeat", int, 3, "repetitions of the rate rows, median per cell"),
     ("interval", str, "2s", "health check interval of every balancer"),
     ("health-counts", int_list, [1000, 10000],
      "backend counts of the health CPU rows"),
