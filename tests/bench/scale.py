@@ -94,19 +94,21 @@ def rate_rows(rates, args):
     """One row per load, mode and count; ratios to HAProxy and to the
     smallest count of the same balancer and mode."""
     rows, base = [], min(args.counts)
-    for key, label in (("short", "short conn req/s"), ("ka", "keep-alive req/s")):
+    for key, label in (("short", "short conn req/s"),
+                       ("ka", "keep-alive req/s")):
         for mode in args.modes:
             for count in args.counts:
                 lr = rates.get(("lbd", mode, count), [])
                 hr = rates.get(("haproxy", mode, count), [])
                 lv, hv = med(lr, key), med(hr, key)
                 lb = med(rates.get(("lbd", mode, base), []), key)
+                hb = med(rates.get(("haproxy", mode, base), []), key)
                 na = next((r["na"] for r in lr if "na" in r), None)
                 used = med(lr, "used")
                 rows.append([
                     "%s %s" % (label, mode), str(count),
                     na or num(lv), num(hv), ratio(lv, hv), ratio(lv, lb),
-                    ratio(hv, med(rates.get(("haproxy", mode, base), []), key)),
+                    ratio(hv, hb),
                     ">= 1.1x HAProxy" + (", >= 0.95x of %d" % base
                                          if count != base else ""),
                     met(lv, hv, lb), detail(lr, hr, key, used)])

@@ -136,7 +136,8 @@ def run_health(env, notes):
         if more:
             rows += more
             continue
-        res = {k: checker_cpu(env, k, count, notes) for k in ("lbd", "haproxy")}
+        res = {k: checker_cpu(env, k, count, notes)
+               for k in ("lbd", "haproxy")}
         (lcpu, lrate), (hcpu, hrate) = res["lbd"], res["haproxy"]
         rows.append(row("health: checker CPU us/check", count, lcpu, hcpu,
                         "<= HAProxy", met=at_most(lcpu, hcpu)))
@@ -268,11 +269,13 @@ def reload_under_load(b, pool, args, rows):
                     detail="running at %s ms; polled with "
                     "lbstat" % fmt(ms(run_at))))
     rows.append(row("reload: failed connects", n, sum(prober.failed.values()),
-                    target="0", met=not prober.failed, detail="of %d by one client in a loop %s" % (
+                    target="0", met=not prober.failed,
+                    detail="of %d by one client in a loop %s" % (
                         prober.ok + sum(prober.failed.values()),
                         prober.failed or "")))
     rows.append(row("reload: held conns answering", n, "%d/%d" % (ok, sampled),
-                    target="all", met=ok == sampled > 0, detail="sample of the %d held" % held))
+                    target="all", met=ok == sampled > 0,
+                    detail="sample of the %d held" % held))
 
 
 def run_reload(env, notes):
@@ -363,7 +366,8 @@ def run_hold(env, notes):
             detail="per worker %s; clients: %d procs, %d addresses, %d "
             "open" % ("/".join(map(str, act)), nprocs, nprocs, held)),
         row("hold: conns answering a request", w, "%d/%d" % (ok, sampled),
-            target="all", met=ok == sampled == n == alive, detail="%d still open after" % alive),
+            target="all", met=ok == sampled == n == alive,
+            detail="%d still open after" % alive),
         row("hold: total RSS B/conn", w, rss1 * 1024.0 / max(1, sum(act)),
             detail="growth %.0f B/conn; RSS %.1f MiB" % (
                 (rss1 - rss0) * 1024.0 / max(1, sum(act)), rss1 / 1024.0)),
