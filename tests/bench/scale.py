@@ -45,18 +45,32 @@ def rate_one(env, kind, mode, count, notes):
         return {"na": why}
     res = {}
     try:
-        d = env.args.duration
-        res["short"] = bench.wrk(b.port, d, True, notes,
-                                 b.name + " short").get("rps")
+        load(b, "short", res, notes)
         time.sleep(0.5)
-        res["ka"] = bench.wrk(b.port, d, False, notes,
-                              b.name + " keepalive").get("rps")
+        load(b, "ka", res, notes)
         if kind == "lbd":
             res["used"] = backends_used(b)
         b.check_alive("rates", notes)
     finally:
         b.__exit__()
     return res
+
+
+def load(b, key, res, notes):
+    """One wrk run: req/s, and CPU µs per request of all the balancer's
+    processes (lbd: its master's health checks too, as HAProxy's are in
+    its one process) and of lbd's workers alone (key_w): CPU is what the
+    choice costs, the rate also what others on the box take."""
+    pids = b.pids()
+    workers = [p for p in pids if p != b.proc.pid]
+    t0, w0 = bench.cpu_ticks(pids), bench.cpu_ticks(workers)
+    r = bench.wrk(b.port, b.env.args.duration, key == "short", notes,
+                  "%s %s" % (b.name, key))
+    n, hz = r.get("requests"), os.sysconf("SC_CLK_TCK")
+    res[key] = r.get("rps")
+    if n:
+        res[key + "_cpu"] = (bench.cpu_ticks(pids) - t0) * 1e6 / hz / n
+        res[key + "_w"] = (bench.cpu_ticks(workers) - w0) * 1e6 / hz / n
 
 
 def run_rates(env, notes):
@@ -90,12 +104,18 @@ def num(v, fmt="%.0f"):
     return "-" if v is None else (v if isinstance(v, str) else fmt % v)
 
 
+# The rate rows: key in rate_one's results, label, higher is better
+RATE_ROWS = [("short", "short conn req/s", True),
+             ("ka", "keep-alive req/s", True),
+             ("short_cpu", "short conn CPU us/conn", False),
+             ("ka_cpu", "keep-alive CPU us/req", False)]
+
+
 def rate_rows(rates, args):
     """One row per load, mode and count; ratios to HAProxy and to the
     smallest count of the same balancer and mode."""
     rows, base = [], min(args.counts)
-    for key, label in (("short", "short conn req/s"),
-                       ("ka", "keep-alive req/s")):
+    for key, label, higher in RATE_ROWS:
         for mode in args.modes:
             for count in args.counts:
                 lr = rates.get(("lbd", mode, count), [])
@@ -105,13 +125,18 @@ def rate_rows(rates, args):
                 hb = med(rates.get(("haproxy", mode, base), []), key)
                 na = next((r["na"] for r in lr if "na" in r), None)
                 used = med(lr, "used")
+                fm = "%.0f" if higher else "%.1f"
                 rows.append([
                     "%s %s" % (label, mode), str(count),
-                    na or num(lv), num(hv), ratio(lv, hv), ratio(lv, lb),
-                    ratio(hv, hb),
+                    na or num(lv, fm), num(hv, fm), ratio(lv, hv),
+                    ratio(lv, lb), ratio(hv, hb),
                     ">= 1.1x HAProxy" + (", >= 0.95x of %d" % base
-                                         if count != base else ""),
-                    met(lv, hv, lb), detail(lr, hr, key, used)])
+                                         if count != base else "")
+                    if higher else "",
+                    met(lv, hv, lb) if higher else "",
+                    detail(lr, hr, key, used) if higher else
+                    "lbd's workers alone %s" % num(med(lr, key[:-3] + "w"),
+                                                   "%.1f")])
     return rows
 
 
@@ -145,7 +170,9 @@ def render(env, vers, rates, other, notes, started_at, elapsed):
         "HAProxy: check inter)" % (len(env.addrs), BACKEND_PORT, a.interval),
         "rates: wrk 2 threads 50 conns %d s per run, lbd and HAProxy "
         "interleaved, %d repetition(s) (median); 'vs fewest' = the rate at "
-        "this count / at %d backends, same balancer and mode; source "
+        "this count / at %d backends, same balancer and mode; CPU = "
+        "utime+stime of all the balancer's processes per request, health "
+        "checks included; source "
         "hashing sends one client address (wrk's) to one backend" % (
             a.duration, a.repeat, min(a.counts)),
         "versions: " + vers,
