@@ -8,6 +8,13 @@
  * probe's deadline).  One timerfd, armed for the earliest node, drives all
  * of them; probes run concurrently and nothing here blocks.
  *
+ * At scale (10 000 backends every 2s) the cost per probe is what counts, so
+ * nothing here is O(backends) per probe: the heap is O(log n), each service
+ * counts its backends up as they change, the timer wakes once per batch of
+ * due probes (HSTATE_SLACK_MAX_US), the jitter comes from a local
+ * generator, and a connect's result needs no system call unless it failed.
+ * Checks live in arrays sized from the configuration and grown on reload.
+ *
  * A probe: connect; if send is set, write it, then read at most
  * HEALTH_READ_MAX bytes until expect is seen (or any byte when expect is
  * empty).  Results feed rise/fall (healthstate.c); a change of health is
@@ -27,79 +34,24 @@
 #include "clock.h"
 #include "event.h"
 #include "health.h"
-#include "healthstate.h"
+#include "healthint.h"
 #include "log.h"
 #include "slowstart.h"
 
-#define HEALTH_READ_MAX	4096	/* reply bytes read looking for expect */
-#define HEALTH_WIN	512	/* read window: > 2 x the longest expect (256) */
-
-enum health_phase {
-	HEALTH_IDLE = 0,
-	HEALTH_CONNECTING,
-	HEALTH_SENDING,
-	HEALTH_READING,
-};
-
-/* One configured service's check settings; send and expect are owned. */
-struct health_service {
-	char name[LBD_NAME_LEN];
-	uint32_t slot;
-	uint32_t interval_ms;
-	uint32_t timeout_ms;
-	uint32_t rise;
-	uint32_t fall;
-	char *send;
-	size_t send_len;
-	char *expect;
-	size_t expect_len;
-	uint32_t members[LBD_MAX_SERVICE_BACKENDS];	/* backend slots */
-	size_t nmembers;
-	int none_up;		/* "no backend up" logged, no backend up since */
-};
-
-/* The check of one backend slot.  Owns ev.fd, the probe socket. */
-struct health_check {
-	struct ev_handler ev;		/* fd -1 unless probing */
-	struct health *h;
-	struct health_service *svc;	/* NULL: slot not configured */
-	struct hheap_node tn;		/* next probe start, or probe deadline */
-	struct hstate st;
-	uint32_t slot;
-	char name[LBD_NAME_LEN];
-	struct lbd_sockaddr addr;
-	enum health_phase phase;
-	uint32_t events;		/* epoll events asked for on ev.fd */
-	uint64_t started;		/* monotonic us of the probe's connect */
-	size_t sent;
-	size_t nread;
-	size_t wlen;
-	char win[HEALTH_WIN];
-};
-
-/* Owns the timerfd, every check, and the service array. */
-struct health {
-	int epfd;
-	struct stats_map *map;
-	struct ev_handler timer;
-	uint64_t armed;			/* deadline the timerfd is set for, 0 none */
-	struct hheap heap;
-	struct hheap_node *heapv[LBD_MAX_BACKENDS];
-	struct health_check checks[LBD_MAX_BACKENDS];
-	struct health_service *svcs;
-	size_t nsvcs;
-	int local_error;		/* a socket() failure was logged */
-};
-
-/* Sets the timerfd for the earliest deadline, only when it changed. */
-static void
+/*
+ * Sets the timerfd for the earliest deadline, up to h->slack_us late (each
+ * probe's next delay allowed for it), so that one wake-up starts every
+ * probe due meanwhile.  A timer already set within that window stays.
+ */
+void
 health_arm(struct health *h)
 {
 	struct hheap_node *nd = hheap_min(&h->heap);
 	struct itimerspec its;
-	uint64_t at = nd != NULL ? nd->deadline : 0;
+	uint64_t at = nd != NULL ? nd->deadline + h->slack_us : 0;
 
-	if (at == h->armed)
+	if (at == h->armed || (nd != NULL && h->armed != 0 &&
+	    h->armed >= nd->deadline && h->armed <= at))
 		return;
 	memset(&its, 0, sizeof(its));
 	its.it_value.tv_sec = (time_t)(at / 1000000);
@@ -117,38 +69,43 @@ health_schedule(struct health_check *c, uint64_t at)
 	hheap_set(&c->h->heap, &c->tn, at);
 }
 
-static void
+void
 health_schedule_first(struct health_check *c, uint64_t now)
 {
-	health_schedule(c, now + hstate_first_delay_us(c->svc->interval_ms, arc4random()));
+	health_schedule(c, now + hstate_first_delay_us(c->svc->interval_ms,
+	    hstate_rand(&c->h->seed)));
+}
+
+/* From the start of the last probe (or now), interval +- jitter on. */
+static uint64_t
+health_next_start(struct health_check *c, uint64_t from)
+{
+	const struct health_service *svc = c->svc;
+
+	return from + hstate_next_delay_us(svc->interval_ms, svc->jitter_ms,
+	    c->h->slack_us, hstate_rand(&c->h->seed));
 }
 
 /* Ends the probe in flight, if any, without a result. */
-static void
+void
 health_probe_close(struct health_check *c)
 {
 	/* An abortive close: a checker that closes first would otherwise pile
 	 * up a TIME_WAIT socket per probe and eat the ephemeral ports. */
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 
-	if (c->ev.fd == -1)
+	struct ev_handler *ev = health_ev(c);
+
+	if (ev->fd == -1)
 		return;
-	ev_del(c->h->epfd, &c->ev);
-	(void)setsockopt(c->ev.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	close(c->ev.fd);
-	c->ev.fd = -1;
+	/* Not left to close(): a worker forked meanwhile may still share it. */
+	ev_del(c->h->epfd, ev);
+	(void)setsockopt(ev->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(ev->fd);
+	ev->fd = -1;
+	c->h->inflight--;
 	c->phase = HEALTH_IDLE;
 	c->events = 0;
-}
-
-static size_t
-health_count_up(const struct health *h, const struct health_service *svc)
-{
-	size_t i, up = 0;
-
-	for (i = 0; i < svc->nmembers; i++)
-		up += h->checks[svc->members[i]].st.up != 0;
-	return up;
 }
 
 /* The log lines of a change of health; the segment already shows it. */
@@ -156,7 +113,7 @@ static void
 health_log_change(struct health_check *c, const char *text, uint64_t latency)
 {
 	struct health_service *svc = c->svc;
-	size_t up = health_count_up(c->h, svc);
+	size_t up = svc->nup;
 
 	if (c->st.up) {
 		log_notice("%s/%s is UP (latency %.1fms); %zu of %zu up", svc->name,
@@ -173,7 +130,7 @@ health_log_change(struct health_check *c, const char *text, uint64_t latency)
 }
 
 /* Writes health and tells workers to rebuild; the caller holds the seqlock. */
-static void
+void
 health_set_segment(struct health_check *c, int up)
 {
 	struct lbd_stats_backend *b = stats_backend(c->h->map, c->slot);
@@ -210,8 +167,13 @@ health_record(struct health_check *c, int ok, const char *text, uint64_t latency
 	b->check_latency_us = latency > UINT32_MAX ? UINT32_MAX : (uint32_t)latency;
 	b->checks++;
 	b->last_check_ms = health_wall_ms();
-	if (change != HSTATE_SAME)
+	if (change != HSTATE_SAME) {
 		health_set_segment(c, c->st.up);
+		if (c->st.up)
+			c->svc->nup++;
+		else if (c->svc->nup > 0)
+			c->svc->nup--;
+	}
 	stats_write_end(c->h->map);
 	if (change != HSTATE_SAME)
 		health_log_change(c, text, latency);
@@ -233,9 +195,10 @@ health_probe_done(struct health_check *c, int ok, const char *text)
 	/* Disabled while the probe ran: maintenance, not a verdict. */
 	if (!health_disabled(c))
 		health_record(c, ok, text, now - c->started);
-	/* Paced from the start, so a slow reply does not stretch the period. */
-	next = c->started + hstate_next_delay_us(c->svc->interval_ms, arc4random());
-	health_schedule(c, next > now ? next : now);
+	/* Paced from the start, so a slow reply does not stretch the period;
+	 * never in the pass that ended it (see struct health_pev). */
+	next = health_next_start(c, c->started);
+	health_schedule(c, next > now ? next : now + 1);
 }
 
 static void
@@ -263,7 +226,7 @@ health_want(struct health_check *c, uint32_t events)
 {
 	if (c->events == events)
 		return;
-	if (ev_mod(c->h->epfd, &c->ev, events) == -1) {
+	if (ev_mod(c->h->epfd, health_ev(c), events) == -1) {
 		health_fail_errno(c, "epoll_ctl", errno);
 		return;
 	}
@@ -278,11 +241,11 @@ health_probe_read(struct health_check *c)
 	ssize_t n;
 
 	/* Bounded: every pass reads at least one byte of HEALTH_READ_MAX. */
-	while (c->ev.fd != -1) {
+	while (health_fd(c) != -1) {
 		room = sizeof(c->win) - c->wlen;
 		if (room > HEALTH_READ_MAX - c->nread)
 			room = HEALTH_READ_MAX - c->nread;
-		n = read(c->ev.fd, c->win + c->wlen, room);
+		n = read(health_fd(c), c->win + c->wlen, room);
 		if (n == -1) {
 			if (errno != EAGAIN && errno != EINTR)
 				health_fail_errno(c, "read", errno);
@@ -311,7 +274,7 @@ health_probe_send(struct health_check *c)
 	ssize_t n;
 
 	while (c->sent < svc->send_len) {
-		n = send(c->ev.fd, svc->send + c->sent, svc->send_len - c->sent,
+		n = send(health_fd(c), svc->send + c->sent, svc->send_len - c->sent,
 		    MSG_NOSIGNAL);
 		if (n == -1) {
 			if (errno == EAGAIN || errno == EINTR)
@@ -339,33 +302,33 @@ health_probe_connected(struct health_check *c)
 	health_probe_send(c);
 }
 
+/* EPOLLOUT alone is a connect that succeeded (the event is this probe's:
+ * struct health_pev), so only a failure costs a getsockopt. */
 static void
 health_probe_connecting(struct health_check *c, uint32_t events)
 {
-	struct sockaddr_storage peer;
-	socklen_t len = sizeof(int), plen = sizeof(peer);
+	socklen_t len = sizeof(int);
 	int error = 0;
 
 	if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0)
 		return;
-	if (getsockopt(c->ev.fd, SOL_SOCKET, SO_ERROR, &error, &len) == -1)
-		error = errno;
-	if (error != 0) {
-		health_fail_errno(c, "connect", error);
+	if ((events & (EPOLLERR | EPOLLHUP)) != 0) {
+		if (getsockopt(health_fd(c), SOL_SOCKET, SO_ERROR, &error, &len) == -1)
+			error = errno;
+		health_fail_errno(c, "connect", error != 0 ? error : ECONNRESET);
 		return;
 	}
-	/* An event meant for an earlier probe's socket with the same fd
-	 * number can arrive in the same batch: believe only the kernel. */
-	if (getpeername(c->ev.fd, (struct sockaddr *)&peer, &plen) == -1)
-		return;
 	health_probe_connected(c);
 }
 
-static void
+void
 health_probe_cb(struct ev_handler *ev, uint32_t events)
 {
-	struct health_check *c = EV_CONTAINER(ev, struct health_check, ev);
+	struct health_pev *pev = EV_CONTAINER(ev, struct health_pev, ev);
+	struct health_check *c = pev->c;
 
+	if (ev->fd == -1)
+		return;		/* a probe closed since this event was fetched */
 	switch (c->phase) {
 	case HEALTH_CONNECTING:
 		health_probe_connecting(c, events);
@@ -395,7 +358,7 @@ health_skip_disabled(struct health_check *c, uint64_t now)
 		snprintf(b->check_text, sizeof(b->check_text), "disabled");
 		stats_write_end(c->h->map);
 	}
-	health_schedule(c, now + hstate_next_delay_us(c->svc->interval_ms, arc4random()));
+	health_schedule(c, health_next_start(c, now));
 }
 
 /* A local failure (no fd, no memory) says nothing about the backend. */
@@ -406,7 +369,29 @@ health_local_error(struct health_check *c, const char *op, uint64_t now)
 		log_warn("health check %s/%s %s: %s", c->svc->name, c->name,
 		    c->addr.text, op);
 	c->h->local_error = 1;
-	health_schedule(c, now + hstate_next_delay_us(c->svc->interval_ms, arc4random()));
+	health_schedule(c, health_next_start(c, now));
+}
+
+/*
+ * Bounds the sockets: with every backend black-holed and timeout near
+ * interval, nearly all checks would hold one.  Past half the descriptor
+ * limit a due probe waits a tenth of its interval (logged once).
+ */
+static int
+health_over_budget(struct health_check *c, uint64_t now)
+{
+	struct health *h = c->h;
+
+	if (h->inflight < h->inflight_max) {
+		h->busy_logged = 0;
+		return 0;
+	}
+	if (!h->busy_logged)
+		log_warnx("health: %zu probes in flight, half the descriptor limit; "
+		    "delaying the next ones", h->inflight);
+	h->busy_logged = 1;
+	health_schedule(c, now + (uint64_t)c->svc->interval_ms * 100);
+	return 1;
 }
 
 static void
@@ -418,22 +403,27 @@ health_probe_start(struct health_check *c, uint64_t now)
 		health_skip_disabled(c, now);
 		return;
 	}
+	if (health_over_budget(c, now))
+		return;
 	fd = socket(c->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		health_local_error(c, "socket", now);
 		return;
 	}
 	c->h->local_error = 0;
-	c->ev.fd = fd;
+	c->cur ^= 1;		/* a fresh handler: struct health_pev */
+	health_ev(c)->fd = fd;
+	c->h->inflight++;
 	c->phase = HEALTH_CONNECTING;
 	c->started = now;
 	c->sent = c->nread = c->wlen = 0;
 	c->events = EPOLLOUT;
 	health_schedule(c, now + (uint64_t)c->svc->timeout_ms * 1000);
-	if (ev_add(c->h->epfd, &c->ev, EPOLLOUT) == -1) {
+	if (ev_add(c->h->epfd, health_ev(c), EPOLLOUT) == -1) {
 		health_local_error(c, "epoll_ctl", now);
 		close(fd);
-		c->ev.fd = -1;
+		health_ev(c)->fd = -1;
+		c->h->inflight--;
 		c->phase = HEALTH_IDLE;
 		return;
 	}
@@ -465,7 +455,7 @@ health_probe_timeout(struct health_check *c)
 	}
 }
 
-static void
+void
 health_timer_cb(struct ev_handler *ev, uint32_t events)
 {
 	struct health *h = EV_CONTAINER(ev, struct health, timer);
@@ -478,9 +468,9 @@ health_timer_cb(struct ev_handler *ev, uint32_t events)
 	if (read(h->timer.fd, &ticks, sizeof(ticks)) == -1 && errno != EAGAIN)
 		log_warn("health: timerfd read");
 	h->armed = 0;
-	/* Each check is due at most twice (a probe may start right after the
-	 * last one timed out); whatever remains waits for the next wake-up. */
-	for (i = 0; i < 2 * LBD_MAX_BACKENDS; i++) {
+	/* Each check is due at most once per pass (an ended probe's next one
+	 * is due after now); whatever remains waits for the next wake-up. */
+	for (i = 0; i <= h->ncheck; i++) {
 		if ((nd = hheap_min(&h->heap)) == NULL || nd->deadline > now)
 			break;
 		c = EV_CONTAINER(nd, struct health_check, tn);
@@ -490,216 +480,4 @@ health_timer_cb(struct ev_handler *ev, uint32_t events)
 			health_probe_timeout(c);
 	}
 	health_arm(h);
-}
-
-/* Takes slot out of checking: probe closed, no schedule. */
-static void
-health_check_drop(struct health_check *c)
-{
-	health_probe_close(c);
-	hheap_remove(&c->h->heap, &c->tn);
-	c->svc = NULL;
-}
-
-static void
-health_services_free(struct health_service *svcs, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		free(svcs[i].send);
-		free(svcs[i].expect);
-	}
-	free(svcs);
-}
-
-static int
-health_service_load(struct health_service *svc, const struct lbd_service_conf *sc)
-{
-	const struct lbd_health_conf *hc = &sc->health;
-	size_t i;
-
-	snprintf(svc->name, sizeof(svc->name), "%s", sc->name);
-	svc->slot = sc->slot;
-	svc->interval_ms = hc->interval_ms;
-	svc->timeout_ms = hc->timeout_ms;
-	svc->rise = hc->rise;
-	svc->fall = hc->fall;
-	svc->send_len = hc->send_len;
-	svc->expect_len = strlen(hc->expect);
-	if ((svc->send = malloc(svc->send_len + 1)) == NULL ||
-	    (svc->expect = strdup(hc->expect)) == NULL)
-		return -1;
-	memcpy(svc->send, hc->send, svc->send_len + 1);
-	svc->nmembers = 0;
-	for (i = 0; i < sc->nbackends && svc->nmembers < LBD_MAX_SERVICE_BACKENDS; i++)
-		if (sc->backends[i].slot < LBD_MAX_BACKENDS)
-			svc->members[svc->nmembers++] = sc->backends[i].slot;
-	return 0;
-}
-
-/* Whether a probe in flight under old settings still answers the new ones. */
-static int
-health_same_probe(const struct health_check *c, const struct health_service *svc,
-    const struct lbd_backend_conf *be)
-{
-	const struct health_service *old = c->svc;
-
-	return c->addr.len == be->addr.len &&
-	    memcmp(&c->addr.ss, &be->addr.ss, be->addr.len) == 0 &&
-	    old->interval_ms == svc->interval_ms && old->timeout_ms == svc->timeout_ms &&
-	    old->send_len == svc->send_len &&
-	    memcmp(old->send, svc->send, svc->send_len) == 0 &&
-	    strcmp(old->expect, svc->expect) == 0;
-}
-
-/*
- * A backend new to the checker starts up (SPEC), even in a slot that a
- * removed backend of the same name left down.
- */
-static void
-health_check_new(struct health_check *c, uint64_t now)
-{
-	struct lbd_stats_backend *b = stats_backend(c->h->map, c->slot);
-
-	hstate_init(&c->st, 1);
-	if (b->health != LBD_HEALTH_UP) {
-		stats_write_begin(c->h->map);
-		health_set_segment(c, 1);
-		stats_write_end(c->h->map);
-	}
-	health_schedule_first(c, now);
-}
-
-static void
-health_check_load(struct health_check *c, struct health_service *svc,
-    const struct lbd_backend_conf *be, uint64_t now)
-{
-	int fresh = c->svc == NULL, same = !fresh && health_same_probe(c, svc, be);
-
-	c->svc = svc;
-	snprintf(c->name, sizeof(c->name), "%s", be->name);
-	c->addr = be->addr;
-	if (fresh) {
-		health_check_new(c, now);
-	} else if (!same) {
-		/* Rise/fall stay; the schedule restarts under the new settings. */
-		health_probe_close(c);
-		health_schedule_first(c, now);
-	}
-}
-
-/* A reload that removes the last backend up warns like a check would. */
-static void
-health_note_none_up(struct health *h, struct health_service *svc)
-{
-	if (svc->nmembers == 0 || health_count_up(h, svc) > 0) {
-		svc->none_up = 0;
-		return;
-	}
-	if (!svc->none_up)
-		log_warnx("service %s has no backend up: trying all of them", svc->name);
-	svc->none_up = 1;
-}
-
-/* Points every check at conf's services; drops the slots conf lacks. */
-static int
-health_load(struct health *h, const struct lbd_config *conf)
-{
-	struct health_service *svcs;
-	uint8_t seen[LBD_MAX_BACKENDS] = { 0 };
-	uint64_t now = clock_us();
-	size_t i, j;
-
-	if ((svcs = calloc(conf->nservices ? conf->nservices : 1, sizeof(*svcs))) == NULL)
-		return -1;
-	for (i = 0; i < conf->nservices; i++) {
-		if (health_service_load(&svcs[i], &conf->services[i]) == -1) {
-			health_services_free(svcs, conf->nservices);
-			return -1;
-		}
-		for (j = 0; j < h->nsvcs; j++)
-			if (strcmp(h->svcs[j].name, svcs[i].name) == 0)
-				svcs[i].none_up = h->svcs[j].none_up;
-	}
-	for (i = 0; i < conf->nservices; i++)
-		for (j = 0; j < conf->services[i].nbackends; j++) {
-			const struct lbd_backend_conf *be = &conf->services[i].backends[j];
-
-			if (be->slot >= LBD_MAX_BACKENDS)
-				continue;
-			seen[be->slot] = 1;
-			health_check_load(&h->checks[be->slot], &svcs[i], be, now);
-		}
-	for (i = 0; i < LBD_MAX_BACKENDS; i++)
-		if (!seen[i] && h->checks[i].svc != NULL)
-			health_check_drop(&h->checks[i]);
-	health_services_free(h->svcs, h->nsvcs);
-	h->svcs = svcs;
-	h->nsvcs = conf->nservices;
-	for (i = 0; i < h->nsvcs; i++)
-		health_note_none_up(h, &h->svcs[i]);
-	health_arm(h);
-	return 0;
-}
-
-struct health *
-health_start(int epfd, struct stats_map *map, const struct lbd_config *conf)
-{
-	struct health *h;
-	size_t i;
-
-	if ((h = calloc(1, sizeof(*h))) == NULL) {
-		log_warn("health: calloc");
-		return NULL;
-	}
-	h->epfd = epfd;
-	h->map = map;
-	hheap_init(&h->heap, h->heapv, LBD_MAX_BACKENDS);
-	for (i = 0; i < LBD_MAX_BACKENDS; i++) {
-		h->checks[i].h = h;
-		h->checks[i].slot = (uint32_t)i;
-		h->checks[i].ev.fd = -1;
-		h->checks[i].ev.cb = health_probe_cb;
-		hheap_node_init(&h->checks[i].tn);
-	}
-	h->timer.cb = health_timer_cb;
-	h->timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (h->timer.fd == -1 || ev_add(epfd, &h->timer, EPOLLIN) == -1) {
-		log_warn("health: timerfd");
-		goto fail;
-	}
-	if (health_load(h, conf) == -1) {
-		log_warn("health: loading checks");
-		goto fail;
-	}
-	return h;
-fail:
-	if (h->timer.fd != -1)
-		close(h->timer.fd);
-	free(h);
-	return NULL;
-}
-
-void
-health_reconfigure(struct health *h, const struct lbd_config *conf)
-{
-	/* On failure the old checks keep running: stale, never unsafe. */
-	if (health_load(h, conf) == -1)
-		log_warn("health: reloading checks, keeping the old ones");
-}
-
-void
-health_stop(struct health *h)
-{
-	size_t i;
-
-	if (h == NULL)
-		return;
-	for (i = 0; i < LBD_MAX_BACKENDS; i++)
-		health_probe_close(&h->checks[i]);
-	ev_del(h->epfd, &h->timer);
-	close(h->timer.fd);
-	health_services_free(h->svcs, h->nsvcs);
-	free(h);
 }
