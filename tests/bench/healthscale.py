@@ -40,6 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import lbdtest  # noqa: E402  (render_config, identity)
+import syncap  # noqa: E402  (SYNs on lo)
 
 PER_SERVER = 4000	# listeners per --serve process: far under 20 000 fds
 
@@ -53,7 +54,7 @@ def backend_addr(i):
 
 def serve(first, count, port, out):
     """Listens on backends first..first+count-1; on SIGTERM writes
-    (index, monotonic ns) pairs of every accept to out and exits."""
+    (index, CLOCK_REALTIME ns) pairs of every accept to out and exits."""
     ep = select.epoll()
     socks = {}
     for i in range(first, first + count):
@@ -73,7 +74,7 @@ def serve(first, count, port, out):
             events = ep.poll(0.2)
         except InterruptedError:
             continue
-        now = time.monotonic_ns()
+        now = time.time_ns()
         for fd, _ in events:
             s, i = socks[fd]
             for _ in range(16):	# bounded: a few queued checks per listener
@@ -84,6 +85,29 @@ def serve(first, count, port, out):
                 c.close()
                 idx.append(i)
                 stamps.append(now)
+    with open(out, "wb") as f:
+        f.write(len(idx).to_bytes(8, "little"))
+        idx.tofile(f)
+        stamps.tofile(f)
+
+
+def capture(port, out):
+    """Stamps every SYN sent to a backend (syncap.py); on SIGTERM writes
+    (index, CLOCK_REALTIME ns) pairs to out."""
+    s = syncap.open_syn_socket(port)
+    s.settimeout(0.2)
+    idx, stamps = array.array("I"), array.array("Q")
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    print("READY", flush=True)
+    while not stop:
+        try:
+            got = syncap.read_syn(s)
+        except (socket.timeout, InterruptedError):
+            continue
+        if got is not None and got[0][:2] == b"\x7f\x01":
+            idx.append(got[0][2] * 250 + got[0][3] - 1)
+            stamps.append(got[1])
     with open(out, "wb") as f:
         f.write(len(idx).to_bytes(8, "little"))
         idx.tofile(f)
@@ -119,6 +143,11 @@ class Backends:
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
             self.procs.append(p)
             self.outs.append(out)
+        out = os.path.join(self.tmp, "syns.bin")
+        self.procs.append(subprocess.Popen(
+            [sys.executable, __file__, "--capture", str(self.port), out],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE))
+        self.outs.append(out)
         for p in self.procs:
             r, _, _ = select.select([p.stdout], [], [], 60)
             if not r or not p.stdout.readline().startswith(b"READY"):
@@ -126,11 +155,12 @@ class Backends:
         return True
 
     def stop(self):
-        """Stops the servers; returns every accept as {backend: [ns...]}."""
+        """Stops the servers and the capture; returns every accept and every
+        SYN as two {backend: [ns...]}."""
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        seen = {}
+        seen, syns = {}, {}
         for p, out in zip(self.procs, getattr(self, "outs", [])):
             try:
                 p.wait(30)
@@ -139,10 +169,11 @@ class Backends:
                 p.wait()
             if p.returncode == 0 and os.path.exists(out):
                 idx, stamps = read_stamps(out)
+                into = syns if out.endswith("syns.bin") else seen
                 for i, t in zip(idx, stamps):
-                    seen.setdefault(i, []).append(t)
+                    into.setdefault(i, []).append(t)
         self.procs = []
-        return seen
+        return seen, syns
 
 
 # -- CPU ------------------------------------------------------------------------
@@ -238,10 +269,7 @@ def active_opens():
 
 def into_netns():
     """As root, re-runs this script in a network namespace of its own."""
-    if os.environ.get("HEALTHSCALE_NETNS") or os.geteuid() != 0 \
-            or not shutil.which("unshare"):
-        if not os.environ.get("HEALTHSCALE_NETNS"):
-            print("note: not root: ActiveOpens counts every connect on the host")
+    if os.environ.get("HEALTHSCALE_NETNS"):
         return
     env = dict(os.environ, HEALTHSCALE_NETNS="1")
     os.execvpe("unshare", ["unshare", "--net", "--", sys.executable,
@@ -257,9 +285,9 @@ def phase(kind, args, tmp, backends):
         time.sleep(args.interval_ms / 1000 + 0.5)
         if c.proc.poll() is not None:
             raise SystemExit("%s exited: see %s" % (kind, c.err))
-        t0, cpu0, o0 = time.monotonic_ns(), cpu_ns(pid), active_opens()
+        t0, cpu0, o0 = time.time_ns(), cpu_ns(pid), active_opens()
         time.sleep(args.seconds)
-        t1, cpu1, o1 = time.monotonic_ns(), cpu_ns(pid), active_opens()
+        t1, cpu1, o1 = time.time_ns(), cpu_ns(pid), active_opens()
         rss = 0
         with open("/proc/%d/status" % pid) as f:
             for line in f:
@@ -281,30 +309,33 @@ def gaps_in(seen, t0, t1):
     return out
 
 
-def report(args, phases, seen):
+def report(args, phases, seen, syns):
     lo = (args.interval_ms - args.jitter_eff) / 1000
     hi = (args.interval_ms + args.jitter_eff) / 1000
     print("backends %d, interval %dms, jitter +-%dms (allowed gap %.3f..%.3fs), "
           "window %ds per phase" % (args.backends, args.interval_ms,
                                     args.jitter_eff, lo, hi, args.seconds))
-    print("%-8s %9s %9s %9s %11s %11s %8s %8s %7s %7s %9s" % (
-        "checker", "checks", "accepted", "per_s", "cpu_us/chk", "tick_us/chk",
-        "gap_min", "gap_max", "outside", "missed", "rss_kb"))
+    print("gaps: between two SYNs to one backend; outside: gaps not within the "
+          "allowed range; missed: backends with no SYN in the window")
+    print("%-8s %8s %8s %8s %8s %10s %11s %8s %8s %7s %6s %8s" % (
+        "checker", "checks", "syns", "accepted", "per_s", "cpu_us/chk",
+        "tick_us/chk", "gap_min", "gap_max", "outside", "missed", "rss_kb"))
     per_kind = {}
     for ph in phases:
         n = ph["opens"]
         acc = sum(1 for st in seen.values() for t in st if ph["t0"] <= t <= ph["t1"])
-        gaps = gaps_in(seen, ph["t0"], ph["t1"])
+        nsyn = sum(1 for st in syns.values() for t in st if ph["t0"] <= t <= ph["t1"])
+        gaps = gaps_in(syns, ph["t0"], ph["t1"])
         secs = (ph["t1"] - ph["t0"]) / 1e9
         outside = sum(1 for g in gaps if not lo * 1e9 <= g <= hi * 1e9)
         # A backend with no accept for longer than the top of the window.
         quiet = sum(1 for i in range(args.backends)
-                    if not any(ph["t0"] <= t <= ph["t1"] for t in seen.get(i, ())))
+                    if not any(ph["t0"] <= t <= ph["t1"] for t in syns.get(i, ())))
         cpu = ph["run_ns"] / n / 1000 if n else float("nan")
         tick = ph["tick_ns"] / n / 1000 if n else float("nan")
         per_kind.setdefault(ph["kind"], []).append(cpu)
-        print("%-8s %9d %9d %9.1f %11.2f %11.2f %8.3f %8.3f %7d %7d %9d" % (
-            ph["kind"], n, acc, n / secs, cpu, tick,
+        print("%-8s %8d %8d %8d %8.1f %10.2f %11.2f %8.3f %8.3f %7d %6d %8d" % (
+            ph["kind"], n, nsyn, acc, n / secs, cpu, tick,
             min(gaps) / 1e9 if gaps else 0, max(gaps) / 1e9 if gaps else 0,
             outside, quiet, ph["rss_kb"]))
     if "lbd" in per_kind and "haproxy" in per_kind:
@@ -317,6 +348,9 @@ def report(args, phases, seen):
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
         serve(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--capture":
+        capture(int(sys.argv[2]), sys.argv[3])
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backends", type=int, default=256)
@@ -334,9 +368,11 @@ def main():
     ap.add_argument("--haproxy", default=shutil.which("haproxy") or "haproxy")
     ap.add_argument("--keep-tmp", action="store_true")
     args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("healthscale: needs root (a network namespace of its "
+                         "own, and a packet socket to see every SYN)")
     into_netns()
-    if os.environ.get("HEALTHSCALE_NETNS"):
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     args.per_service = max(1, min(args.per_service, args.backends))
     args.jitter_eff = (args.jitter_ms if args.jitter_ms is not None
                        else args.interval_ms // 10)
@@ -349,12 +385,12 @@ def main():
             for kind in kinds:
                 phases.append(phase(kind, args, tmp, backends))
     finally:
-        seen = backends.stop()
+        seen, syns = backends.stop()
         if not args.keep_tmp:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print("kept", tmp)
-    report(args, phases, seen)
+    report(args, phases, seen, syns)
 
 
 if __name__ == "__main__":
