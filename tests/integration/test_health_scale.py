@@ -1,0 +1,160 @@
+"""Health checks at scale: NBACKENDS backends, each probed on its own
+schedule (every gap between two probes of one backend within interval +-
+jitter), and all of them going down at once log one line each and nothing
+else.  Probes that only connect never complete the handshake, so they are
+seen by their SYNs on lo (syncap.py, needs root).  Run with -s to see the
+measured gaps.
+"""
+
+import os
+import re
+import socket
+import threading
+import time
+
+import pytest
+
+import lbdtest
+import syncap
+from lbdtest import SCALE
+
+# As many as the configuration allows on main at the time (issue 18 lifts
+# the limits of 64 per service and 256 in all; then raise both).
+NBACKENDS = 256
+PER_SERVICE = 64
+INTERVAL = 1.0		# seconds; the scale bench (healthscale.py) uses 2s
+JITTER = 0.1
+LATE = 0.05		# scheduling latency allowed on a shared, loaded machine
+FALL = 2
+
+
+def backend_addr(i):
+    return "127.1.%d.%d" % (i // 250, i % 250 + 1)
+
+
+class Farm:
+    """NBACKENDS listeners on one port, on 127.1.x.y, and the SYNs sent to
+    them: (backend index, CLOCK_REALTIME ns), from a reader thread."""
+
+    def __init__(self):
+        self.socks = []
+        for _ in range(5):
+            self.port = lbdtest.free_port()
+            try:
+                for i in range(NBACKENDS):
+                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    self.socks.append(s)
+                    s.bind((backend_addr(i), self.port))
+                    s.listen(64)
+                break
+            except OSError:
+                self.close_listeners()
+        assert len(self.socks) == NBACKENDS, "could not bind the backends"
+        self.syns = []
+        self.stopping = False
+        self.cap = syncap.open_syn_socket(self.port)
+        self.cap.settimeout(0.1)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        while not self.stopping:
+            try:
+                got = syncap.read_syn(self.cap)
+            except (socket.timeout, InterruptedError):
+                continue
+            if got is not None and got[0][:2] == b"\x7f\x01":
+                self.syns.append((got[0][2] * 250 + got[0][3] - 1, got[1]))
+
+    def close_listeners(self):
+        for s in self.socks:
+            s.close()
+        self.socks = []
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.cap.close()
+        self.close_listeners()
+
+    def gaps(self, t0, t1):
+        """{backend: [seconds between two SYNs]} within [t0, t1] (ns)."""
+        per = {}
+        for i, t in list(self.syns):
+            if t0 <= t <= t1:
+                per.setdefault(i, []).append(t)
+        return {i: [(b - a) / 1e9 for a, b in zip(sorted(ts), sorted(ts)[1:])]
+                for i, ts in per.items()}
+
+
+@pytest.fixture
+def farm():
+    if os.geteuid() != 0:
+        pytest.skip("needs root: probes that only connect are seen by their "
+                    "SYNs, through a packet socket (CAP_NET_RAW)")
+    f = Farm()
+    yield f
+    f.stop()
+
+
+def services(port):
+    health = {"interval": lbdtest.q("%dms" % (INTERVAL * 1000)),
+              "jitter": lbdtest.q("%dms" % (JITTER * 1000)),
+              "timeout": lbdtest.q("300ms"), "rise": 2, "fall": FALL}
+    out = []
+    for first in range(0, NBACKENDS, PER_SERVICE):
+        rows = [("b%d" % i, "%s:%d" % (backend_addr(i), port), 1)
+                for i in range(first, min(NBACKENDS, first + PER_SERVICE))]
+        out.append(dict(lbdtest.service("s%d" % (first // PER_SERVICE), rows),
+                        health=health))
+    return out
+
+
+def check_gaps(farm, t0, t1):
+    gaps = farm.gaps(t0, t1)
+    every = [g for gs in gaps.values() for g in gs]
+    lo, hi = INTERVAL - JITTER, INTERVAL + JITTER
+    print("%d backends, %d gaps in %.1fs: %.4f..%.4fs (allowed %.3f..%.3f, "
+          "+%.0fms late)" % (len(gaps), len(every), (t1 - t0) / 1e9, min(every),
+                             max(every), lo, hi, LATE * 1000))
+    assert len(gaps) == NBACKENDS, "backends never probed: %s" % sorted(
+        set(range(NBACKENDS)) - set(gaps))
+    window = (t1 - t0) / 1e9
+    for i, gs in gaps.items():
+        # One probe per interval +- jitter: at least window / hi - 1 gaps.
+        assert len(gs) >= int(window / hi) - 1, \
+            "backend %d: %d probes in %.1fs" % (i, len(gs) + 1, window)
+        assert all(lo <= g <= hi + LATE for g in gs), \
+            "backend %d: gaps %s outside %.3f..%.3f" % (i, gs, lo, hi)
+    # The jitter is used: gaps spread over most of the range.
+    assert min(every) < INTERVAL - JITTER / 2 and max(every) > INTERVAL + JITTER / 2
+
+
+def test_every_backend_on_its_schedule_and_one_line_each_going_down(lbd, farm):
+    d = lbd(services(farm.port), workers=1)
+    time.sleep(INTERVAL + JITTER)	# every first probe is within one interval
+    t0 = time.time_ns()
+    time.sleep(5 * INTERVAL)
+    t1 = time.time_ns()
+    check_gaps(farm, t0, t1)
+    assert not re.search(r" is (UP|DOWN)", d.stderr()), d.describe()
+
+    # All of them at once: connects now refused.
+    mark = len(d.stderr())
+    farm.close_listeners()
+    down = r"s\d+/b\d+ is DOWN \(connect: Connection refused\)"
+    assert lbdtest.poll_until(
+        lambda: len(re.findall(down, d.stderr()[mark:])) >= NBACKENDS,
+        (FALL + 1) * (INTERVAL + JITTER) * SCALE + 2), d.describe()
+    time.sleep(2 * INTERVAL)	# more failures: nothing more to say
+    lines = d.stderr()[mark:].splitlines()
+    names = [m.group(1) for m in (re.search(r"(s\d+/b\d+) is DOWN", l)
+                                  for l in lines) if m]
+    assert sorted(names) == sorted("s%d/b%d" % (i // PER_SERVICE, i)
+                                   for i in range(NBACKENDS)), d.describe()
+    others = [l for l in lines if not re.search(r" is DOWN ", l)]
+    nsvc = (NBACKENDS + PER_SERVICE - 1) // PER_SERVICE
+    assert len(others) == nsvc and all(
+        "has no backend up: trying all of them" in l for l in others), others
+    print("%d DOWN lines, %d other lines" % (len(names), len(others)))
