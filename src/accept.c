@@ -81,7 +81,7 @@ sibling_min_active(struct worker *w, int *sleeping)
 	uint64_t min = UINT64_MAX, active;
 
 	*sleeping = 0;
-	for (i = 0; i < used && i < LBD_WORKER_SLOTS; i++) {
+	for (i = 0; i < used && i < w->map->hdr->worker_slots; i++) {
 		const struct lbd_stats_worker *rec = stats_worker(w->map, i);
 
 		if (i == w->slot || rec->state != LBD_WORKER_RUNNING || rec->generation != gen)

@@ -26,7 +26,7 @@ admin_find_service(const struct stats_map *map, const char *name)
 {
 	uint32_t i;
 
-	for (i = 0; i < LBD_MAX_SERVICES; i++) {
+	for (i = 0; i < map->hdr->max_services; i++) {
 		struct lbd_stats_service *s = stats_service(map, i);
 
 		if (s->state == LBD_SLOT_LIVE && strcmp(s->name, name) == 0)
@@ -41,12 +41,11 @@ admin_find_backend(const struct stats_map *map, uint32_t sslot, const char *name
 	struct lbd_stats_service *s = stats_service(map, sslot);
 	uint32_t j;
 
-	for (j = 0; j < s->nbackends && j < LBD_MAX_SERVICE_BACKENDS; j++) {
-		uint16_t b = s->backends[j];
+	for (j = 0; j < s->nbackends; j++) {
+		uint32_t b = stats_service_member(map, s, j);
 
-		if (b < LBD_MAX_BACKENDS &&
-		    strcmp(stats_backend(map, b)->name, name) == 0)
-			return b;
+		if (b != UINT32_MAX && strcmp(stats_backend(map, b)->name, name) == 0)
+			return (int)b;
 	}
 	return -1;
 }
@@ -110,17 +109,17 @@ admin_write(const struct stats_map *map, FILE *fp)
 
 	fprintf(fp, "# lbd admin state, rewritten by lbadmin commands: "
 	    "SERVICE BACKEND ADMIN WEIGHT\n");
-	for (i = 0; i < LBD_MAX_SERVICES; i++) {
+	for (i = 0; i < map->hdr->max_services; i++) {
 		struct lbd_stats_service *s = stats_service(map, i);
 
 		if (s->state != LBD_SLOT_LIVE)
 			continue;
-		for (j = 0; j < s->nbackends && j < LBD_MAX_SERVICE_BACKENDS; j++) {
+		for (j = 0; j < s->nbackends; j++) {
 			struct lbd_stats_backend *b;
 
-			if (s->backends[j] >= LBD_MAX_BACKENDS)
+			if (stats_service_member(map, s, j) == UINT32_MAX)
 				continue;
-			b = stats_backend(map, s->backends[j]);
+			b = stats_backend(map, stats_service_member(map, s, j));
 			if (b->admin == LBD_ADMIN_NONE && !b->admin_weight_set)
 				continue;
 			if (b->admin_weight_set)

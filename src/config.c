@@ -34,7 +34,7 @@ static const struct int_range int_ranges[] = {
 	{ "maxconn", 1, 1000000 },
 	{ "backend maxconn", 0, 1000000 },	/* a backend's: 0 = unlimited */
 	{ "max-queue", 0, 1000000 },
-	{ "retries", 0, LBD_MAX_SERVICE_BACKENDS },
+	{ "retries", 0, LBD_MAX_RETRIES },
 	{ "weight", 0, 256 },
 	{ "rise", 1, 100 },
 	{ "fall", 1, 100 },
@@ -381,9 +381,9 @@ load_backends(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 		config_report(ctx, svc->line, "service %s has no backend", svc->name);
 		return -1;
 	}
-	if (n > LBD_MAX_SERVICE_BACKENDS) {
-		config_report(ctx, svc->line, "service %s: more than %d backends",
-		    svc->name, LBD_MAX_SERVICE_BACKENDS);
+	/* Until the worker's retry walk stops using a 64-bit mask (schedule.c). */
+	if (n > 64) {
+		config_report(ctx, svc->line, "service %s: more than 64 backends", svc->name);
 		return -1;
 	}
 	if ((svc->backends = calloc(n, sizeof(*svc->backends))) == NULL) {
@@ -430,9 +430,8 @@ load_listen(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 		config_report(ctx, svc->line, "service %s has no listen address", svc->name);
 		return -1;
 	}
-	if (n > LBD_MAX_LISTEN) {
-		config_report(ctx, svc->line, "service %s: more than %d listen addresses",
-		    svc->name, LBD_MAX_LISTEN);
+	if ((svc->listen = calloc(n, sizeof(*svc->listen))) == NULL) {
+		config_report(ctx, svc->line, "out of memory");
 		return -1;
 	}
 	for (i = 0; i < n; i++)
@@ -594,10 +593,6 @@ config_build(struct load_ctx *ctx, cfg_t *cfg, struct lbd_config *conf)
 		config_report(ctx, 1, "no service is defined");
 		return -1;
 	}
-	if (n > LBD_MAX_SERVICES) {
-		config_report(ctx, 1, "more than %d services", LBD_MAX_SERVICES);
-		return -1;
-	}
 	if ((conf->services = calloc(n, sizeof(*conf->services))) == NULL) {
 		config_report(ctx, 0, "out of memory");
 		return -1;
@@ -666,6 +661,7 @@ config_free(struct lbd_config *conf)
 		return;
 	for (i = 0; i < conf->nservices; i++) {
 		free(conf->services[i].backends);
+		free(conf->services[i].listen);
 		free(conf->services[i].health.send);
 		free(conf->services[i].health.expect);
 		while (conf->services[i].nsni > 0)

@@ -53,7 +53,7 @@ struct lbd_backend_conf {
 
 struct lbd_service_conf {
 	char name[LBD_NAME_LEN];
-	struct lbd_sockaddr listen[LBD_MAX_LISTEN];
+	struct lbd_sockaddr *listen;	/* owned, nlisten long */
 	size_t nlisten;
 	enum lbd_balance balance;
 	uint32_t connect_timeout_ms;
@@ -79,6 +79,7 @@ struct lbd_service_conf {
 	struct cidr_set deny;		/* owned; empty: no client */
 };
 
+#define LBD_MAX_RETRIES		64	/* per connection: a walk's list stays short */
 #define LBD_MAX_SNI_NAMES	1024	/* per service */
 #define LBD_MAX_CIDRS		100000	/* per allow or deny list */
 

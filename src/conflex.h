@@ -21,6 +21,7 @@ struct conflex {
 	struct conflex_section *sections;	/* owned, nsections long */
 	size_t nsections;
 	size_t cap;
+	size_t next;			/* where the last lookup ended: they come in order */
 	int err_line;			/* of the error: 0 = the file as a whole */
 	char err[256];			/* set when a call returns -1 */
 };
@@ -33,7 +34,7 @@ int conflex_read(struct conflex *lx, const char *path);
  * records section lines.  Linear in the length of the text. */
 int conflex_scan(struct conflex *lx);
 /* The line on which service (or service/backend) opens, 0 if unknown. */
-int conflex_section_line(const struct conflex *lx, const char *service,
+int conflex_section_line(struct conflex *lx, const char *service,
     const char *backend);
 void conflex_free(struct conflex *lx);
 

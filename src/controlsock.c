@@ -36,7 +36,9 @@
 
 #define CONTROL_MAX_CLIENTS	64
 #define CONTROL_IDLE_MS		60000		/* a client silent this long is closed */
-#define CONTROL_OUT_MAX		(64 * 1024)	/* replies queued for a client that does not read */
+/* Replies queued for a client that does not read: a whole "show" of every
+ * backend (~100 bytes a line), and a little more. */
+#define CONTROL_OUT_MAX(map)	(64 * 1024 + (size_t)128 * (map)->hdr->max_backends)
 #define CONTROL_ACCEPT_BATCH	16
 #define CONTROL_PAUSE_MS	1000		/* accept paused this long on EMFILE */
 #define CONTROL_BACKLOG		CONTROL_MAX_CLIENTS
@@ -96,7 +98,7 @@ control_reply(struct control_client *c, const char *fmt, ...)
 	va_end(ap);
 	len = n < 0 ? 0 : (size_t)n >= sizeof(line) - 1 ? sizeof(line) - 2 : (size_t)n;
 	line[len++] = '\n';
-	if (c->outlen + len > CONTROL_OUT_MAX) {
+	if (c->outlen + len > CONTROL_OUT_MAX(c->ctl->map)) {
 		log_warnx("control: client uid %u pid %d does not read its replies, "
 		    "closing it", (unsigned)c->uid, (int)c->pid);
 		return -1;
@@ -161,9 +163,9 @@ control_show_service(struct control_client *c, uint32_t sslot)
 	struct lbd_stats_service *s = stats_service(c->ctl->map, sslot);
 	uint32_t j;
 
-	for (j = 0; j < s->nbackends && j < LBD_MAX_SERVICE_BACKENDS; j++)
-		if (s->backends[j] < LBD_MAX_BACKENDS &&
-		    control_show_backend(c, sslot, s->backends[j]) == -1)
+	for (j = 0; j < s->nbackends; j++)
+		if (stats_service_member(c->ctl->map, s, j) != UINT32_MAX &&
+		    control_show_backend(c, sslot, stats_service_member(c->ctl->map, s, j)) == -1)
 			return -1;
 	return 0;
 }
@@ -189,7 +191,7 @@ control_show(struct control_client *c, const struct lbd_ctl_request *req)
 		if (control_show_service(c, (uint32_t)sslot) == -1)
 			return -1;
 	} else {
-		for (i = 0; i < LBD_MAX_SERVICES; i++)
+		for (i = 0; i < c->ctl->map->hdr->max_services; i++)
 			if (stats_service(c->ctl->map, i)->state == LBD_SLOT_LIVE &&
 			    control_show_service(c, i) == -1)
 				return -1;

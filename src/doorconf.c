@@ -38,15 +38,22 @@ int
 doorconf_build(struct doorconf *dc, const struct lbd_config *conf,
     const struct lbd_sockaddr *addr)
 {
-	struct sniroute_input in[LBD_MAX_SERVICES];
+	struct sniroute_input *in;
 	struct sniroute_error err;
 	size_t s, n = 0;
+	int rc;
 
 	memset(dc, 0, sizeof(*dc));
 	dc->route.fallback = -1;
-	if ((dc->candidates = calloc(LBD_MAX_SERVICES, sizeof(*dc->candidates))) == NULL)
+	for (s = 0; s < conf->nservices; s++)
+		n += listens_on(&conf->services[s], addr);
+	dc->candidates = calloc(n + 1, sizeof(*dc->candidates));
+	in = calloc(n + 1, sizeof(*in));
+	if (dc->candidates == NULL || in == NULL) {
+		free(in);
 		return -1;
-	for (s = 0; s < conf->nservices && n < LBD_MAX_SERVICES; s++) {
+	}
+	for (n = 0, s = 0; s < conf->nservices; s++) {
 		const struct lbd_service_conf *svc = &conf->services[s];
 
 		if (!listens_on(svc, addr))
@@ -59,7 +66,9 @@ doorconf_build(struct doorconf *dc, const struct lbd_config *conf,
 		dc->conf.accept_proxy = svc->accept_proxy;
 		n++;
 	}
-	if (n == 0 || sniroute_build(&dc->route, in, n, &err) != SNIROUTE_OK)
+	rc = n == 0 || sniroute_build(&dc->route, in, n, &err) != SNIROUTE_OK ? -1 : 0;
+	free(in);
+	if (rc == -1)
 		return -1;
 	dc->conf.route = &dc->route;
 	dc->conf.candidates = dc->candidates;

@@ -132,7 +132,7 @@ handover_adopt_workers(struct master *m)
 	const struct lbd_stats_worker *rec;
 	uint32_t i;
 
-	for (i = 0; i < LBD_WORKER_SLOTS; i++) {
+	for (i = 0; i < m->map.hdr->worker_slots && i < LBD_MAX_WORKER_SLOTS; i++) {
 		rec = stats_worker(&m->map, i);
 		if (rec->state != LBD_WORKER_FREE && rec->pid > 0)
 			m->workers[i] = (struct worker_proc){ .pid = rec->pid,

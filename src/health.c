@@ -163,22 +163,23 @@ health_record(struct health_check *c, int ok, const char *text, uint64_t latency
 	enum hstate_change change;
 
 	change = hstate_result(&c->st, ok, c->svc->rise, c->svc->fall);
-	stats_write_begin(c->h->map);
+	stats_check_begin(b);
 	b->check_status = ok ? LBD_CHECK_OK : LBD_CHECK_FAILED;
 	snprintf(b->check_text, sizeof(b->check_text), "%s", text);
 	b->check_latency_us = latency > UINT32_MAX ? UINT32_MAX : (uint32_t)latency;
 	b->checks++;
 	b->last_check_ms = health_wall_ms();
-	if (change != HSTATE_SAME) {
-		health_set_segment(c, c->st.up);
-		if (c->st.up)
-			c->svc->nup++;
-		else if (c->svc->nup > 0)
-			c->svc->nup--;
-	}
+	stats_check_end(b);
+	if (change == HSTATE_SAME)
+		return;
+	stats_write_begin(c->h->map);
+	health_set_segment(c, c->st.up);
 	stats_write_end(c->h->map);
-	if (change != HSTATE_SAME)
-		health_log_change(c, text, latency);
+	if (c->st.up)
+		c->svc->nup++;
+	else if (c->svc->nup > 0)
+		c->svc->nup--;
+	health_log_change(c, text, latency);
 }
 
 static int
@@ -355,10 +356,10 @@ health_skip_disabled(struct health_check *c, uint64_t now)
 
 	hstate_reset_run(&c->st);
 	if (b->check_status != LBD_CHECK_NONE) {
-		stats_write_begin(c->h->map);
+		stats_check_begin(b);
 		b->check_status = LBD_CHECK_NONE;
 		snprintf(b->check_text, sizeof(b->check_text), "disabled");
-		stats_write_end(c->h->map);
+		stats_check_end(b);
 	}
 	health_schedule(c, health_next_start(c, now));
 }

@@ -50,7 +50,7 @@ health_services_free(struct health_service *svcs, size_t n)
 	free(svcs);
 }
 
-/* Whether slot has a record in the segment (sized by the lead's layout). */
+/* Whether slot has a record in the segment (sized from the configuration). */
 static int
 health_slot_ok(const struct health *h, uint32_t slot)
 {
@@ -229,8 +229,10 @@ health_services_load(struct health *h, const struct lbd_config *conf)
 			health_services_free(svcs, conf->nservices);
 			return NULL;
 		}
+		/* A service keeps its slot over a reload: same slot, same service. */
 		for (j = 0; j < h->nsvcs; j++)
-			if (strcmp(h->svcs[j].name, svcs[i].name) == 0)
+			if (h->svcs[j].slot == svcs[i].slot &&
+			    strcmp(h->svcs[j].name, svcs[i].name) == 0)
 				svcs[i].none_up = h->svcs[j].none_up;
 	}
 	return svcs;

@@ -26,7 +26,7 @@
 #define LBADMIN_POLL_MS		200		/* drain -w: how often to look */
 #define LBADMIN_MAX_WAIT_S	(7 * 24 * 3600)
 #define LBADMIN_REPLY_MAX	1024		/* longest reply line accepted */
-#define LBADMIN_SHOW_MAX	(LBD_MAX_BACKENDS + 1)
+#define LBADMIN_SHOW_MAX	(16u << 20)	/* rows of a "show" reply believed */
 
 struct lbadmin_conn {
 	int fd;				/* owned */
@@ -215,8 +215,8 @@ parse_row(struct lbadmin_conn *c, const char *line, struct lbadmin_row *row)
 
 /* "show ...": the rows up to the closing ".", at most max of them. */
 static size_t
-conn_show(struct lbadmin_conn *c, const char *request, struct lbadmin_row *rows,
-    size_t max)
+conn_show(struct lbadmin_conn *c, const char *request, struct lbadmin_row **rows,
+    size_t *cap, size_t max)
 {
 	char line[LBADMIN_REPLY_MAX];
 	uint64_t deadline;
@@ -230,7 +230,12 @@ conn_show(struct lbadmin_conn *c, const char *request, struct lbadmin_row *rows,
 			return n;
 		if (n == max)
 			die("%s: more than %zu lines in the reply to show", c->path, max);
-		parse_row(c, line, &rows[n++]);
+		if (n == *cap) {
+			*cap = *cap == 0 ? 256 : 2 * *cap;
+			if ((*rows = reallocarray(*rows, *cap, sizeof(**rows))) == NULL)
+				die("%s", strerror(errno));
+		}
+		parse_row(c, line, &(*rows)[n++]);
 	}
 }
 
@@ -271,12 +276,13 @@ wait_drained(struct lbadmin_conn *c, const char *target, unsigned wait_s)
 {
 	uint64_t now, deadline = clock_ms() + (uint64_t)wait_s * 1000;
 	unsigned long long active, last = ULLONG_MAX;
-	struct lbadmin_row row;
+	struct lbadmin_row row, *rowp = &row;
+	size_t cap = 1;
 	char request[LBD_CTL_LINE_MAX];
 
 	snprintf(request, sizeof(request), "show %s", target);
 	for (;;) {
-		if (conn_show(c, request, &row, 1) != 1)
+		if (conn_show(c, request, &rowp, &cap, 1) != 1)
 			die("%s: no such backend", target);
 		if ((active = row_active(c, &row)) == 0) {
 			if (last != ULLONG_MAX)
@@ -383,18 +389,16 @@ build_request(int argc, char **argv, char *line, size_t len, long *wait_s)
 static int
 run(const char *path, int argc, char **argv)
 {
-	struct lbadmin_row *rows;
+	struct lbadmin_row *rows = NULL;
 	struct lbadmin_conn c;
 	char line[LBD_CTL_LINE_MAX], reply[LBADMIN_REPLY_MAX];
 	long wait_s;
-	size_t n;
+	size_t n, cap = 0;
 
 	build_request(argc, argv, line, sizeof(line), &wait_s);
 	conn_open(&c, path);
 	if (strcmp(argv[0], "show") == 0) {
-		if ((rows = calloc(LBADMIN_SHOW_MAX, sizeof(*rows))) == NULL)
-			die("%s", strerror(errno));
-		n = conn_show(&c, line, rows, LBADMIN_SHOW_MAX);
+		n = conn_show(&c, line, &rows, &cap, LBADMIN_SHOW_MAX);
 		print_table(rows, n);
 		free(rows);
 	} else {

@@ -27,6 +27,7 @@
 
 #define SNAP_SPINS	64	/* seqlock attempts before napping between them */
 #define SNAP_TRIES	(SNAP_SPINS + 1000)	/* then 1ms naps: give up after about 1s */
+#define SNAP_SUPERSEDED	1	/* lbstat_snapshot: read, but the file was replaced */
 #define MIN_INTERVAL	0.01
 #define MAX_INTERVAL	86400.0
 #define PATH_LEN	1024
@@ -257,15 +258,50 @@ wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Rows a reader sums: those of workers ever started, and the retired row. */
+static uint32_t
+rows_used(const struct stats_map *map)
+{
+	uint32_t used = __atomic_load_n(&map->hdr->worker_slots_used, __ATOMIC_RELAXED);
+
+	return used < map->hdr->worker_slots ? used : map->hdr->worker_slots;
+}
+
 static void
-capture_backend(const struct stats_map *map, uint32_t slot,
-    const uint8_t live[LBD_WORKER_SLOTS], struct statview_backend *be)
+add_counter(struct statview_backend *be, const struct lbd_stats_counter *c, int live)
+{
+	if (live)
+		be->active += stats_load(&c->active);
+	be->connections += stats_load(&c->connections);
+	be->connect_failures += stats_load(&c->connect_failures);
+	be->bytes_in += stats_load(&c->bytes_in);
+	be->bytes_out += stats_load(&c->bytes_out);
+	be->spliced_in += stats_load(&c->spliced_in);
+	be->spliced_out += stats_load(&c->spliced_out);
+	be->exchanges += stats_load(&c->exchanges);
+	be->aged_out += stats_load(&c->aged_out);
+}
+
+/* Totals over every row, the retired row of dead workers included; active
+ * only over rows whose worker still lives. */
+static void
+capture_counters(const struct stats_map *map, uint32_t slot, const uint8_t *live,
+    struct statview_backend *be)
+{
+	uint32_t row, used = rows_used(map);
+
+	for (row = 0; row < used; row++)
+		add_counter(be, stats_counter(map, row, slot), live[row]);
+	add_counter(be, stats_counter(map, stats_retired_row(map), slot), 0);
+}
+
+static void
+capture_backend(const struct stats_map *map, uint32_t slot, const uint8_t *live,
+    struct statview_backend *be)
 {
 	struct lbd_stats_backend b;
-	const struct lbd_stats_counter *c;
-	uint32_t row;
 
-	memcpy(&b, stats_backend(map, slot), sizeof(b));
+	stats_backend_read(map, slot, &b);
 	memset(be, 0, sizeof(*be));
 	be->slot = slot;
 	be->retired = b.state == LBD_SLOT_RETIRED;
@@ -284,41 +320,62 @@ capture_backend(const struct stats_map *map, uint32_t slot,
 	be->check_interval_ms = b.check_interval_ms;
 	be->check_age_ms = b.last_check_ms == 0 ? -1 :
 	    wall_ms() > b.last_check_ms ? (int64_t)(wall_ms() - b.last_check_ms) : 0;
-	/* Totals over every row, the retired row of dead workers included;
-	 * active only over rows whose worker still lives. */
-	for (row = 0; row < LBD_COUNTER_ROWS; row++) {
-		c = stats_counter(map, row, slot);
-		if (row < LBD_WORKER_SLOTS && live[row])
-			be->active += stats_load(&c->active);
-		be->connections += stats_load(&c->connections);
-		be->connect_failures += stats_load(&c->connect_failures);
-		be->bytes_in += stats_load(&c->bytes_in);
-		be->bytes_out += stats_load(&c->bytes_out);
-		be->spliced_in += stats_load(&c->spliced_in);
-		be->spliced_out += stats_load(&c->spliced_out);
-		be->exchanges += stats_load(&c->exchanges);
-		be->aged_out += stats_load(&c->aged_out);
-	}
+	capture_counters(map, slot, live, be);
 }
 
 static void
-capture_service_counters(const struct stats_map *map, const uint8_t live[LBD_WORKER_SLOTS],
+add_service_counter(struct statview_service *svc, const struct lbd_stats_service_counter *c,
+    int live)
+{
+	if (live)
+		svc->active += stats_load(&c->active);
+	svc->accepted += stats_load(&c->accepted);
+	svc->rejected += stats_load(&c->rejected);
+	svc->proxy_errors += stats_load(&c->proxy_errors);
+	svc->denied += stats_load(&c->denied);
+	svc->sni_misses += stats_load(&c->sni_misses);
+	svc->queue_timeouts += stats_load(&c->queue_timeouts);
+}
+
+static void
+capture_service_counters(const struct stats_map *map, const uint8_t *live,
     struct statview_service *svc)
 {
-	const struct lbd_stats_service_counter *c;
-	uint32_t row;
+	uint32_t row, used = rows_used(map);
 
-	for (row = 0; row < LBD_COUNTER_ROWS; row++) {
-		c = stats_service_counter(map, row, svc->slot);
-		if (row < LBD_WORKER_SLOTS && live[row])
-			svc->active += stats_load(&c->active);
-		svc->accepted += stats_load(&c->accepted);
-		svc->rejected += stats_load(&c->rejected);
-		svc->proxy_errors += stats_load(&c->proxy_errors);
-		svc->denied += stats_load(&c->denied);
-		svc->sni_misses += stats_load(&c->sni_misses);
-		svc->queue_timeouts += stats_load(&c->queue_timeouts);
+	for (row = 0; row < used; row++)
+		add_service_counter(svc, stats_service_counter(map, row, svc->slot), live[row]);
+	add_service_counter(svc, stats_service_counter(map, stats_retired_row(map), svc->slot),
+	    0);
+}
+
+/* Retired backend slots (a reload removed them), by service then slot. */
+struct retired_list {
+	uint64_t *keys;			/* service << 32 | slot */
+	size_t n, next;
+};
+
+static int
+key_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+retired_collect(const struct stats_map *map, struct retired_list *rl)
+{
+	uint32_t i;
+
+	rl->n = rl->next = 0;
+	for (i = 0; i < map->hdr->max_backends; i++) {
+		const struct lbd_stats_backend *b = stats_backend(map, i);
+
+		if (b->state == LBD_SLOT_RETIRED)
+			rl->keys[rl->n++] = (uint64_t)b->service << 32 | i;
 	}
+	qsort(rl->keys, rl->n, sizeof(*rl->keys), key_cmp);
 }
 
 /*
@@ -329,22 +386,21 @@ capture_service_counters(const struct stats_map *map, const uint8_t live[LBD_WOR
  */
 static void
 capture_backends(const struct stats_map *map, const struct lbd_stats_service *s,
-    const uint8_t live[LBD_WORKER_SLOTS], struct statview_service *svc,
-    struct statview_snap *snap)
+    const uint8_t *live, struct statview_service *svc, struct statview_snap *snap,
+    struct retired_list *rl)
 {
-	const struct lbd_stats_backend *b;
-	uint32_t j, n = s->nbackends < LBD_MAX_SERVICE_BACKENDS ?
-	    s->nbackends : LBD_MAX_SERVICE_BACKENDS;
+	uint32_t j, b;
 
-	for (j = 0; j < n && snap->nbackends < LBD_MAX_BACKENDS; j++)
-		if (s->backends[j] < LBD_MAX_BACKENDS)
-			capture_backend(map, s->backends[j], live,
-			    &snap->backends[snap->nbackends++]);
-	for (j = 0; j < LBD_MAX_BACKENDS && snap->nbackends < LBD_MAX_BACKENDS; j++) {
-		b = stats_backend(map, j);
-		if (b->state != LBD_SLOT_RETIRED || b->service != svc->slot)
-			continue;
-		capture_backend(map, j, live, &snap->backends[snap->nbackends]);
+	for (j = 0; j < s->nbackends && snap->nbackends < snap->cap_backends; j++)
+		if ((b = stats_service_member(map, s, j)) != UINT32_MAX)
+			capture_backend(map, b, live, &snap->backends[snap->nbackends++]);
+	while (rl->next < rl->n && rl->keys[rl->next] >> 32 < svc->slot)
+		rl->next++;
+	for (; rl->next < rl->n && rl->keys[rl->next] >> 32 == svc->slot; rl->next++) {
+		if (snap->nbackends == snap->cap_backends)
+			break;
+		capture_backend(map, (uint32_t)rl->keys[rl->next], live,
+		    &snap->backends[snap->nbackends]);
 		if (snap->backends[snap->nbackends].active > 0)
 			snap->nbackends++;
 	}
@@ -354,8 +410,25 @@ capture_backends(const struct stats_map *map, const struct lbd_stats_service *s,
 }
 
 static void
-capture_service(const struct stats_map *map, uint32_t slot,
-    const uint8_t live[LBD_WORKER_SLOTS], struct statview_snap *snap)
+capture_listens(const struct stats_map *map, const struct lbd_stats_service *s,
+    struct statview_service *svc, struct statview_snap *snap)
+{
+	uint32_t i;
+
+	svc->listen_first = snap->nlistens;
+	svc->nlisten = 0;
+	for (i = 0; i < s->nlisten && snap->nlistens < snap->cap_listens; i++) {
+		if ((uint64_t)s->listen_first + i >= map->hdr->max_listens)
+			break;
+		copy_str(snap->listens[snap->nlistens++],
+		    stats_listen(map, s->listen_first + i)->address, LBD_ADDR_LEN);
+		svc->nlisten++;
+	}
+}
+
+static void
+capture_service(const struct stats_map *map, uint32_t slot, const uint8_t *live,
+    struct statview_snap *snap, struct retired_list *rl)
 {
 	struct lbd_stats_service s;
 	struct statview_service *svc = &snap->services[snap->nservices];
@@ -365,30 +438,27 @@ capture_service(const struct stats_map *map, uint32_t slot,
 	memset(svc, 0, sizeof(*svc));
 	svc->slot = slot;
 	copy_str(svc->name, s.name, sizeof(svc->name));
-	svc->nlisten = s.nlisten < LBD_MAX_LISTEN ? s.nlisten : LBD_MAX_LISTEN;
-	for (i = 0; i < svc->nlisten; i++)
-		copy_str(svc->listen[i], s.listen[i], sizeof(svc->listen[i]));
+	capture_listens(map, &s, svc, snap);
 	svc->balance = s.balance;
 	svc->queued = s.queued;
 	svc->queue_max = s.queue_max;
 	capture_service_counters(map, live, svc);
 	svc->first = snap->nbackends;
-	capture_backends(map, &s, live, svc, snap);
+	capture_backends(map, &s, live, svc, snap, rl);
 	for (i = 0; i < svc->count; i++)
 		svc->limited |= snap->backends[svc->first + i].maxconn > 0;
 	snap->nservices++;
 }
 
 static void
-capture_workers(const struct stats_map *map, uint8_t live[LBD_WORKER_SLOTS],
-    struct statview_snap *snap)
+capture_workers(const struct stats_map *map, uint8_t *live, struct statview_snap *snap)
 {
 	struct lbd_stats_worker w;
 	struct statview_worker *v;
 	uint32_t slot;
 
 	snap->nworkers = 0;
-	for (slot = 0; slot < LBD_WORKER_SLOTS; slot++) {
+	for (slot = 0; slot < map->hdr->worker_slots; slot++) {
 		memcpy(&w, stats_worker(map, slot), sizeof(w));
 		if ((live[slot] = w.state != LBD_WORKER_FREE) == 0)
 			continue;
@@ -406,12 +476,18 @@ capture_workers(const struct stats_map *map, uint8_t live[LBD_WORKER_SLOTS],
 	}
 }
 
+/* Scratch sized by the segment (its counts never change in one file). */
+struct capture_scratch {
+	uint8_t *live;			/* by worker slot */
+	struct retired_list retired;
+};
+
 /* Everything lbstat shows, read inside one seqlock section by the caller. */
 static void
-capture(const struct stats_map *map, struct statview_snap *snap)
+capture(const struct stats_map *map, struct statview_snap *snap,
+    struct capture_scratch *cs)
 {
 	struct lbd_stats_header h;
-	uint8_t live[LBD_WORKER_SLOTS];
 	uint32_t slot;
 
 	memcpy(&h, map->hdr, sizeof(h));
@@ -423,12 +499,14 @@ capture(const struct stats_map *map, struct statview_snap *snap)
 	snap->worker_restarts = h.worker_restarts;
 	snap->reloads = h.reloads;
 	snap->worker_stall_ms = h.worker_stall_ms;
-	capture_workers(map, live, snap);
+	capture_workers(map, cs->live, snap);
+	retired_collect(map, &cs->retired);
 	snap->nservices = 0;
 	snap->nbackends = 0;
-	for (slot = 0; slot < LBD_MAX_SERVICES; slot++)
+	snap->nlistens = 0;
+	for (slot = 0; slot < map->hdr->max_services; slot++)
 		if (stats_service(map, slot)->state == LBD_SLOT_LIVE)
-			capture_service(map, slot, live, snap);
+			capture_service(map, slot, cs->live, snap, &cs->retired);
 }
 
 static int
@@ -467,16 +545,26 @@ lbstat_snapshot(const struct lbstat_seg *seg, struct statview_snap *snap,
     char *err, size_t errlen)
 {
 	const struct stats_map *map = &seg->map;
+	const struct lbd_stats_header *h = map->hdr;
+	struct capture_scratch cs;
 	uint32_t seq;
-	int tries;
+	int tries, rc = -1;
 
+	cs.live = calloc(h->worker_slots, 1);
+	cs.retired.keys = calloc(h->max_backends, sizeof(*cs.retired.keys));
+	if (cs.live == NULL || cs.retired.keys == NULL ||
+	    statview_snap_reserve(snap, h->max_services, h->max_backends, h->worker_slots,
+	    h->max_listens) == -1) {
+		snprintf(err, errlen, "%s: %s", seg->path, strerror(ENOMEM));
+		goto done;
+	}
 	for (tries = 0; tries < SNAP_TRIES; tries++) {
 		if (tries >= SNAP_SPINS)
 			nap(1000000);
 		seq = __atomic_load_n(&map->hdr->seq, __ATOMIC_ACQUIRE);
 		if (seq & 1)
 			continue;
-		capture(map, snap);
+		capture(map, snap, &cs);
 		if (stats_read_retry(map, seq))
 			continue;
 		qsort(snap->workers, snap->nworkers, sizeof(snap->workers[0]), worker_cmp);
@@ -485,11 +573,17 @@ lbstat_snapshot(const struct lbstat_seg *seg, struct statview_snap *snap,
 		snap->has_rates = 0;
 		snap->master_alive = snap->pid > 0 &&
 		    (kill(snap->pid, 0) == 0 || errno == EPERM);
-		return 0;
+		/* A reload moved everything to a larger file: read that one. */
+		rc = __atomic_load_n(&map->hdr->superseded, __ATOMIC_RELAXED) ?
+		    SNAP_SUPERSEDED : 0;
+		goto done;
 	}
 	snprintf(err, errlen, "%s: the segment stays in the middle of an update "
 	    "(did the master die while writing it?)", seg->path);
-	return -1;
+done:
+	free(cs.live);
+	free(cs.retired.keys);
+	return rc;
 }
 
 /*
@@ -532,6 +626,27 @@ lbstat_render(const struct lbstat_opts *o, const struct statview_snap *snap, int
 	}
 }
 
+/*
+ * A snapshot of the segment lbd uses now: a reload that grew it renamed a
+ * larger file over the path and marked the old one.  1 in *fresh when the
+ * file was mapped afresh.
+ */
+static int
+lbstat_take(struct lbstat_seg *seg, struct statview_snap *snap, int *fresh, char *err,
+    size_t errlen)
+{
+	int rc, tries;
+
+	for (tries = 0; tries < 3; tries++) {
+		if ((rc = lbstat_snapshot(seg, snap, err, errlen)) != SNAP_SUPERSEDED)
+			return rc;
+		if ((rc = seg_refresh(seg, err, errlen)) == -1)
+			return -1;
+		*fresh |= rc;
+	}
+	return 0;		/* replaced again and again: this one will do */
+}
+
 /* One sample: follow a replaced segment, snapshot, check the filter, print. */
 static int
 lbstat_sample(const struct lbstat_opts *o, struct lbstat_seg *seg,
@@ -542,7 +657,7 @@ lbstat_sample(const struct lbstat_opts *o, struct lbstat_seg *seg,
 
 	if (prev != NULL && (fresh = seg_refresh(seg, err, sizeof(err))) == -1)
 		goto fail;
-	if (lbstat_snapshot(seg, cur, err, sizeof(err)) == -1 ||
+	if (lbstat_take(seg, cur, &fresh, err, sizeof(err)) == -1 ||
 	    statview_filter_check(cur, &o->filter, err, sizeof(err)) == -1)
 		goto fail;
 	if (prev != NULL && !fresh)
@@ -590,6 +705,8 @@ lbstat_run(const struct lbstat_opts *o, struct lbstat_seg *seg)
 		if (next < mono_now())
 			next = mono_now() + o->interval;
 	}
+	statview_snap_free(&mem[0]);
+	statview_snap_free(&mem[1]);
 	free(mem);
 	return rc == -1 ? 1 : 0;
 }
@@ -604,6 +721,7 @@ lbstat_serve_sample(void *ctx, struct statview_snap *snap, char *err, size_t err
 {
 	struct lbstat_seg *seg = ctx;
 	struct stat st;
+	int fresh = 0;
 
 	if (stat(seg->path, &st) == -1) {
 		snprintf(err, errlen, "%s: %s%s", seg->path, strerror(errno),
@@ -616,7 +734,7 @@ lbstat_serve_sample(void *ctx, struct statview_snap *snap, char *err, size_t err
 			return -1;
 	} else if (seg_refresh(seg, err, errlen) == -1)
 		return -1;
-	return lbstat_snapshot(seg, snap, err, errlen);
+	return lbstat_take(seg, snap, &fresh, err, errlen);
 }
 
 static int

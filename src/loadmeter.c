@@ -18,8 +18,30 @@ struct loadmeter {
 	int epfd;
 	struct stats_map *map;
 	uint64_t last_ms;
-	uint64_t exchanges[LBD_MAX_BACKENDS];	/* per slot, at the last measure */
+	uint64_t *exchanges;		/* per slot, at the last measure */
+	uint32_t nslots;		/* of exchanges: the segment's backends when measured */
 };
+
+/* The segment grew (a reload): the new slots start from their totals now. */
+static int
+loadmeter_fit(struct loadmeter *lm)
+{
+	uint32_t slot, n = lm->map->hdr->max_backends;
+	uint64_t *ex;
+
+	if (n <= lm->nslots)
+		return 0;
+	if ((ex = reallocarray(lm->exchanges, n, sizeof(*ex))) == NULL) {
+		log_warn("load meter: %u backend slots", n);
+		return -1;
+	}
+	for (slot = lm->nslots; slot < n; slot++)
+		ex[slot] = stats_backend_total(lm->map, slot,
+		    offsetof(struct lbd_stats_counter, exchanges));
+	lm->exchanges = ex;
+	lm->nslots = n;
+	return 0;
+}
 
 uint64_t
 loadmeter_decay(uint64_t rate, uint64_t count, uint64_t dt_ms)
@@ -39,11 +61,15 @@ loadmeter_measure(struct loadmeter *lm, uint64_t dt_ms)
 	struct stats_map *map = lm->map;
 	uint32_t slot;
 
-	for (slot = 0; slot < LBD_MAX_BACKENDS; slot++) {
+	if (loadmeter_fit(lm) == -1)
+		return;
+	for (slot = 0; slot < lm->nslots; slot++) {
 		struct lbd_stats_backend *b = stats_backend(map, slot);
 		uint64_t ex, picks, rate;
 
-		if (b->state == LBD_SLOT_FREE)
+		/* Only leastload reads the measure: the others cost nothing. */
+		if (b->state == LBD_SLOT_FREE || b->service >= map->hdr->max_services ||
+		    stats_service(map, b->service)->balance != LBD_BALANCE_LEASTLOAD)
 			continue;
 		picks = stats_backend_total(map, slot, offsetof(struct lbd_stats_counter, picks));
 		ex = stats_backend_total(map, slot, offsetof(struct lbd_stats_counter, exchanges));
@@ -100,9 +126,10 @@ loadmeter_start(int epfd, struct stats_map *map)
 		free(lm);
 		return NULL;
 	}
-	for (uint32_t slot = 0; slot < LBD_MAX_BACKENDS; slot++)
-		lm->exchanges[slot] = stats_backend_total(map, slot,
-		    offsetof(struct lbd_stats_counter, exchanges));
+	if (loadmeter_fit(lm) == -1) {
+		loadmeter_stop(lm);
+		return NULL;
+	}
 	return lm;
 }
 
@@ -111,5 +138,6 @@ loadmeter_stop(struct loadmeter *lm)
 {
 	ev_del(lm->epfd, &lm->timer);
 	close(lm->timer.fd);
+	free(lm->exchanges);
 	free(lm);
 }

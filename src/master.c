@@ -65,12 +65,14 @@ cmp_int(const void *a, const void *b)
 static void
 close_inherited(const struct listener *ls, size_t n, int kick_fd)
 {
-	int keep[LBD_MAX_SERVICES * LBD_MAX_LISTEN + 1];
 	unsigned lo = 3;
 	size_t i, k = 0;
+	int *keep = calloc(n + 1, sizeof(*keep));	/* a new child: one thread */
 
+	if (keep == NULL)
+		_exit(1);
 	keep[k++] = kick_fd;
-	for (i = 0; i < n && k < sizeof(keep) / sizeof(keep[0]); i++)
+	for (i = 0; i < n; i++)
 		if (ls[i].fd >= 3)
 			keep[k++] = ls[i].fd;
 	qsort(keep, k, sizeof(keep[0]), cmp_int);
@@ -80,6 +82,7 @@ close_inherited(const struct listener *ls, size_t n, int kick_fd)
 		lo = (unsigned)keep[i] + 1;
 	}
 	(void)close_range(lo, ~0u, 0);
+	free(keep);
 }
 
 static int
@@ -87,7 +90,7 @@ free_worker_slot(const struct master *m)
 {
 	int i;
 
-	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+	for (i = 0; i < (int)m->map.hdr->worker_slots && i < LBD_MAX_WORKER_SLOTS; i++)
 		if (m->workers[i].pid == 0)
 			return i;
 	return -1;
@@ -120,7 +123,7 @@ spawn_worker(struct master *m, uint32_t id)
 		worker_main(m->conf, &m->map, (uint32_t)slot, id, m->listeners,
 		    m->nlisteners, m->kick_fd);
 	}
-	m->workers[slot] = (struct worker_proc){ .pid = pid, .id = id,
+	m->workers[slot] = (struct worker_proc){ .pid = pid, .id = id, .map_base = NULL,
 	    .generation = m->generation, .started_ms = clock_ms() };
 	rec = stats_worker(&m->map, (uint32_t)slot);
 	stats_write_begin(&m->map);
@@ -156,7 +159,7 @@ old_workers_left(const struct master *m)
 {
 	int i;
 
-	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
 		if (m->workers[i].pid != 0 && m->workers[i].generation != m->generation)
 			return 1;
 	return 0;
@@ -167,7 +170,7 @@ workers_left(const struct master *m)
 {
 	int i;
 
-	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
 		if (m->workers[i].pid != 0)
 			return 1;
 	return 0;
@@ -220,6 +223,7 @@ master_slot_free(struct master *m, int i)
 	m->workers[i].pid = 0;
 	if (m->handed_over)
 		return;
+	master_map_worker_gone(m, i);
 	stats_retire_worker(&m->map, (uint32_t)i);
 	stats_write_begin(&m->map);
 	memset(stats_worker(&m->map, (uint32_t)i), 0, sizeof(struct lbd_stats_worker));
@@ -238,10 +242,10 @@ reap_worker(struct master *m, pid_t pid, int status)
 		handover_child_exited(m, status);
 		return;
 	}
-	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
 		if (m->workers[i].pid == pid)
 			break;
-	if (i == LBD_WORKER_SLOTS)
+	if (i == LBD_MAX_WORKER_SLOTS)
 		return;
 	wp = m->workers[i];
 	master_slot_free(m, i);
@@ -329,10 +333,14 @@ run_timers(struct master *m)
 		if (m->respawn[id].due_ms != 0 && now >= m->respawn[id].due_ms &&
 		    spawn_worker(m, id) == 0)
 			m->respawn[id].due_ms = 0;
-	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    now >= m->workers[i].kill_at_ms)
 			abort_worker(m, i, now);
+	if (m->nold_maps > 0 && now >= m->sync_due_ms) {
+		m->sync_due_ms = now + MASTERMAP_SYNC_MS;
+		master_map_sync(m);
+	}
 	if (now >= m->watchdog_due_ms) {
 		m->watchdog_due_ms = now + watchdog_period_ms(m->conf->worker_stall_ms);
 		watchdog_run(m, now);
@@ -351,10 +359,12 @@ next_timeout(const struct master *m)
 	for (id = 1; id <= LBD_MAX_WORKERS; id++)
 		if (m->respawn[id].due_ms != 0 && m->respawn[id].due_ms < next)
 			next = m->respawn[id].due_ms;
-	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    m->workers[i].kill_at_ms < next)
 			next = m->workers[i].kill_at_ms;
+	if (m->nold_maps > 0 && m->sync_due_ms < next)
+		next = m->sync_due_ms;
 	if (m->slowstart_due_ms != 0 && m->slowstart_due_ms < next)
 		next = m->slowstart_due_ms;
 	if (m->upgrade_pid != 0 && !m->handed_over && m->upgrade_deadline_ms < next)
@@ -371,7 +381,7 @@ master_stop(struct master *m)
 
 	if (m->stopping) {
 		log_notice("second stop request: stopping now");
-		for (i = 0; i < LBD_WORKER_SLOTS; i++)
+		for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
 			if (m->workers[i].pid != 0 && !m->workers[i].aborted)
 				abort_worker(m, i, clock_ms());
 		return;
@@ -382,7 +392,7 @@ master_stop(struct master *m)
 	listeners_retire(m->listeners, m->nlisteners, NULL, 0);
 	m->listeners = NULL;
 	m->nlisteners = 0;
-	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
 		stop_worker(m, i, m->conf->shutdown_grace_ms);
 }
 
@@ -454,18 +464,18 @@ master_reload(struct master *m)
 	struct listener *ls;
 	struct privs privs;
 	char err[256];
-	size_t n, free_slots = 0;
+	size_t n, busy = 0;
 	uint32_t id;
 	int i;
 
 	log_info("reloading %s", m->config_path);
 	if ((conf = reload_load(m, &privs)) == NULL)
 		goto refused;
-	for (i = 0; i < LBD_WORKER_SLOTS; i++)
-		free_slots += m->workers[i].pid == 0;
-	if (free_slots < conf->workers) {
+	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
+		busy += m->workers[i].pid != 0;
+	if (busy + conf->workers > LBD_MAX_WORKER_SLOTS) {
 		log_warnx("reload: %zu worker slots free, %u needed: old workers are still "
-		    "finishing their connections", free_slots, conf->workers);
+		    "finishing their connections", LBD_MAX_WORKER_SLOTS - busy, conf->workers);
 		config_free(conf);
 		goto refused;
 	}
@@ -475,9 +485,9 @@ master_reload(struct master *m)
 		config_free(conf);
 		goto refused;
 	}
-	if (stats_layout(&m->map, conf, err, sizeof(err)) == -1) {
-		log_warnx("reload: %s", err);
-		(void)stats_layout(&m->map, old, err, sizeof(err));
+	/* Slots in use stay theirs: the new workers need as many more. */
+	if (master_map_layout(m, conf, (uint32_t)busy + conf->workers) == -1) {
+		log_warnx("reload: no room in the stats segment for the new configuration");
 		listeners_retire(ls, n, m->listeners, m->nlisteners);
 		config_free(conf);
 		goto refused;
@@ -495,7 +505,7 @@ master_reload(struct master *m)
 	/* New workers first: the listen sockets always have someone accepting. */
 	for (id = 1; id <= conf->workers; id++)
 		(void)spawn_worker(m, id);
-	for (i = 0; i < LBD_WORKER_SLOTS; i++)
+	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
 		if (m->workers[i].pid != 0 && m->workers[i].generation != m->generation)
 			stop_worker(m, i, conf->shutdown_grace_ms);
 	health_reconfigure(m->health, conf);
@@ -619,6 +629,7 @@ static void
 master_stats_open(struct master *m)
 {
 	char path[PATH_MAX], err[PATH_MAX + 128];
+	struct stats_size size;
 
 	if (config_stats_path(m->conf, path, sizeof(path)) == -1)
 		fatalx("runtime-dir too long");
@@ -628,7 +639,8 @@ master_stats_open(struct master *m)
 		log_warnx("upgrade: %s: starting a fresh stats segment; counters and "
 		    "worker records start from zero", err);
 	}
-	if (stats_create(&m->map, path, m->conf->workers) == -1)
+	stats_size_for(m->conf, &size);
+	if (stats_create(&m->map, path, &size, m->conf->workers, NULL) == -1)
 		fatal("stats segment %s: cannot create it in runtime-dir", path);
 }
 
@@ -636,6 +648,8 @@ static void
 master_setup(struct master *m, struct listener *inherited, size_t ninherited)
 {
 	char err[256];
+	size_t busy = 0;
+	int i;
 
 	if (privs_resolve(m->conf, &m->privs, err, sizeof(err)) == -1)
 		fatalx("%s: %s", m->config_path, err);
@@ -656,11 +670,14 @@ master_setup(struct master *m, struct listener *inherited, size_t ninherited)
 		fatal("eventfd");
 	signals_setup(m);
 	master_stats_open(m);
-	if (stats_layout(&m->map, m->conf, err, sizeof(err)) == -1)
-		fatalx("%s", err);
-	m->generation = m->map.hdr->generation;
+	/* The old master's workers first: a segment grown now is not theirs. */
 	if (m->upgrade_chan != -1)
 		handover_adopt_workers(m);
+	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
+		busy += m->workers[i].pid != 0;
+	if (master_map_layout(m, m->conf, (uint32_t)busy + m->conf->workers) == -1)
+		fatalx("stats segment: no room for the configuration");
+	m->generation = m->map.hdr->generation;
 }
 
 void
@@ -731,6 +748,7 @@ master_cleanup(struct master *m)
 	if (m->map.hdr->master_pid == (int32_t)getpid())	/* not after a hand-over */
 		m->map.hdr->master_pid = 0;
 	stats_write_end(&m->map);
+	master_map_close(m);
 	stats_unmap(&m->map);
 	pidfile_remove(m->pidfh);
 	close(m->sig.fd);

@@ -24,6 +24,9 @@ struct worker_proc {
 	uint64_t started_ms;
 	uint64_t kill_at_ms;		/* SIGUSR1, then SIGKILL, at this time; 0 = none */
 	int aborted;			/* SIGUSR1 sent: SIGKILL is next */
+	/* The stats segment it writes to when a reload has since replaced
+	 * it by a larger one (mastermap.c); NULL: the master's map. */
+	void *map_base;
 };
 
 /* What it takes to bring worker id back: pending after a death. */
@@ -44,7 +47,10 @@ struct master {
 	struct listener *listeners;	/* owned, for conf */
 	size_t nlisteners;
 	int kick_fd;			/* owned eventfd the workers share */
-	struct worker_proc workers[LBD_WORKER_SLOTS];
+	struct worker_proc workers[LBD_MAX_WORKER_SLOTS];
+	struct stats_map *old_maps;	/* replaced segments old workers still write */
+	size_t nold_maps;
+	uint64_t sync_due_ms;		/* next copy from them, 0 = none */
 	struct respawn respawn[LBD_MAX_WORKERS + 1];	/* by worker id */
 	uint32_t generation;
 	struct control *control;
@@ -71,6 +77,19 @@ void master_slot_free(struct master *m, int slot);
 void master_stop(struct master *m);
 void master_pidfile(struct master *m, int must);
 void master_control_open(struct master *m);
+
+/* mastermap.c */
+#define MASTERMAP_SYNC_MS	250
+/*
+ * Lays conf out in the segment (stats_layout), first growing it into a new
+ * file when it lacks the slots conf or worker_slots workers need.
+ */
+int master_map_layout(struct master *m, struct lbd_config *conf, uint32_t worker_slots);
+/* Copies what workers still writing to replaced segments wrote. */
+void master_map_sync(struct master *m);
+/* Worker slot has exited: its last writes copied, its old segment let go. */
+void master_map_worker_gone(struct master *m, int slot);
+void master_map_close(struct master *m);
 
 /* handover.c */
 void handover_begin(struct master *m);

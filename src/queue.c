@@ -86,11 +86,12 @@ queue_min_ticket(const uint64_t *tickets, uint32_t n)
 uint64_t
 queue_oldest(const struct stats_map *map, uint32_t s)
 {
-	uint64_t tickets[LBD_WORKER_SLOTS];
+	uint64_t tickets[LBD_MAX_WORKER_SLOTS];
 	uint32_t used = __atomic_load_n(&map->hdr->worker_slots_used, __ATOMIC_RELAXED);
 	uint32_t row, n = 0;
 
-	for (row = 0; row < used && row < LBD_WORKER_SLOTS; row++)
+	for (row = 0; row < used && row < map->hdr->worker_slots &&
+	    row < LBD_MAX_WORKER_SLOTS; row++)
 		if (stats_worker(map, row)->state != LBD_WORKER_FREE)
 			tickets[n++] = __atomic_load_n(
 			    &stats_service_counter(map, row, s)->queue_oldest, __ATOMIC_ACQUIRE);

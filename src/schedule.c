@@ -78,7 +78,7 @@ static void
 schedule_ramp(struct schedule *s, const struct lbd_service_conf *svc,
     const struct stats_map *map)
 {
-	uint32_t ramp[LBD_MAX_SERVICE_BACKENDS];
+	uint32_t *ramp = s->candidates;		/* scratch until pick() */
 	uint64_t total = 0;
 	size_t i;
 	int any = 0;

@@ -1,12 +1,46 @@
 /*
  * Slow start's ramp (pure) and the master's ramp clocks.  See slowstart.h.
  */
+#include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "slowstart.h"
 
-/* The master's clocks, by backend slot: when each ramp started, 0 = none. */
-static uint64_t ramp_start_ms[LBD_MAX_BACKENDS];
+/*
+ * The master's clocks, by backend slot: when each ramp started, 0 = none;
+ * and the slots ramping now, so a tick costs the ramps, not the backends.
+ */
+static uint64_t *ramp_start_ms;
+static uint32_t ramp_slots;
+static uint32_t *ramping;
+static size_t nramping, ramping_cap;
+
+/* Room for slot b in the clocks and for one more ramp in the list. */
+static int
+ramp_room(uint32_t b)
+{
+	uint32_t n = ramp_slots == 0 ? 256 : ramp_slots;
+	void *p;
+
+	while (n <= b)
+		n *= 2;
+	if (n > ramp_slots) {
+		if ((p = reallocarray(ramp_start_ms, n, sizeof(*ramp_start_ms))) == NULL)
+			return -1;
+		ramp_start_ms = p;
+		memset(ramp_start_ms + ramp_slots, 0, (n - ramp_slots) * sizeof(uint64_t));
+		ramp_slots = n;
+	}
+	if (nramping == ramping_cap) {
+		n = ramping_cap == 0 ? 64 : 2 * (uint32_t)ramping_cap;
+		if ((p = reallocarray(ramping, n, sizeof(*ramping))) == NULL)
+			return -1;
+		ramping = p;
+		ramping_cap = n;
+	}
+	return 0;
+}
 
 uint32_t
 slowstart_ramp(uint64_t elapsed_ms, uint32_t period_ms)
@@ -56,50 +90,48 @@ slowstart_begin(struct stats_map *map, uint32_t b, uint64_t now_ms)
 
 	if (period == 0)
 		return;
+	if (ramp_room(b) == -1) {
+		log_warn("backend slot %u: slow start", b);
+		return;
+	}
+	if (ramp_start_ms[b] == 0)
+		ramping[nramping++] = b;
 	ramp_start_ms[b] = now_ms > 0 ? now_ms : 1;
 	__atomic_store_n(&be->ramp_permille, slowstart_ramp(0, period), __ATOMIC_RELAXED);
 }
 
-static const struct lbd_service_conf *
-find_service(const struct lbd_config *conf, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < conf->nservices; i++)
-		if (strcmp(conf->services[i].name, name) == 0)
-			return &conf->services[i];
-	return NULL;
-}
-
-static int
-has_backend(const struct lbd_service_conf *svc, const char *name)
-{
-	size_t i;
-
-	for (i = 0; svc != NULL && i < svc->nbackends; i++)
-		if (strcmp(svc->backends[i].name, name) == 0)
-			return 1;
-	return 0;
-}
-
+/*
+ * A backend is new when its slot was not one of old's: a name kept keeps
+ * its slot (statslayout.c), a new one takes a free slot.  Linear, so a
+ * reload of 10 000 backends does not compare every name with every other.
+ */
 void
 slowstart_added(struct stats_map *map, const struct lbd_config *old,
     const struct lbd_config *conf, uint64_t now_ms)
 {
+	uint8_t *was = calloc(map->hdr->max_backends, 1);
 	size_t i, j;
 
+	if (was == NULL) {
+		log_warn("slow start: %u backend slots", map->hdr->max_backends);
+		return;
+	}
+	for (i = 0; i < old->nservices; i++)
+		for (j = 0; j < old->services[i].nbackends; j++)
+			if (old->services[i].backends[j].slot < map->hdr->max_backends)
+				was[old->services[i].backends[j].slot] = 1;
 	stats_write_begin(map);
 	for (i = 0; i < conf->nservices; i++) {
 		const struct lbd_service_conf *svc = &conf->services[i];
-		const struct lbd_service_conf *was = find_service(old, svc->name);
 
-		for (j = 0; j < svc->nbackends; j++)
-			if (!has_backend(was, svc->backends[j].name)) {
+		for (j = 0; j < svc->nbackends && svc->slowstart_ms > 0; j++)
+			if (!was[svc->backends[j].slot]) {
 				slowstart_begin(map, svc->backends[j].slot, now_ms);
 				stats_service(map, svc->slot)->sched_version++;
 			}
 	}
 	stats_write_end(map);
+	free(was);
 }
 
 /* Steps backend slot b's ramp; 1 when it changed. */
@@ -134,10 +166,16 @@ int64_t
 slowstart_tick(struct stats_map *map, uint64_t now_ms)
 {
 	int64_t next = -1;
-	uint32_t b;
+	size_t i = 0;
 
-	for (b = 0; b < LBD_MAX_BACKENDS; b++)
-		if (ramp_start_ms[b] != 0)
-			(void)slowstart_step(map, b, now_ms, &next);
+	while (i < nramping) {
+		uint32_t b = ramping[i];
+
+		(void)slowstart_step(map, b, now_ms, &next);
+		if (ramp_start_ms[b] == 0)
+			ramping[i] = ramping[--nramping];	/* ramp over */
+		else
+			i++;
+	}
 	return next;
 }

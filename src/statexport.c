@@ -208,7 +208,8 @@ json_service(FILE *out, const struct statview_snap *snap,
 		char buf[JSON_STR_LEN];
 
 		fprintf(out, "%s\"%s\"", i > 0 ? "," : "",
-		    statexport_json_escape(svc->listen[i], buf, sizeof(buf)));
+		    statexport_json_escape(snap->listens[svc->listen_first + i], buf,
+		    sizeof(buf)));
 	}
 	fprintf(out, "],\"balance\":\"%s\",\"active\":%" PRIu64 ",\"accepted\":%"
 	    PRIu64 ",\"rejected\":%" PRIu64 ",\"exchanges\":%" PRIu64 ",\"proxy_errors\":%"

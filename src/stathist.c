@@ -5,6 +5,7 @@
  */
 #include <inttypes.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "statexport.h"
@@ -31,12 +32,43 @@ series_clear(struct stathist_series *s)
 void
 stathist_init(struct stathist *h)
 {
-	size_t i;
-
 	h->ticks = 0;
 	memset(h->time, 0, sizeof(h->time));
-	for (i = 0; i < LBD_MAX_BACKENDS; i++)
-		series_clear(&h->series[i]);
+	h->series = NULL;
+	h->nseries = 0;
+}
+
+void
+stathist_free(struct stathist *h)
+{
+	size_t i;
+
+	for (i = 0; i < h->nseries; i++)
+		free(h->series[i]);
+	free(h->series);
+	h->series = NULL;
+	h->nseries = 0;
+}
+
+/* Slot's series, made on first sight; NULL when out of memory. */
+static struct stathist_series *
+series_of(struct stathist *h, uint32_t slot)
+{
+	struct stathist_series **v;
+	size_t n;
+
+	if (slot >= h->nseries) {
+		for (n = h->nseries ? h->nseries : 64; n <= slot; n *= 2)
+			;
+		if ((v = reallocarray(h->series, n, sizeof(*v))) == NULL)
+			return NULL;
+		memset(v + h->nseries, 0, (n - h->nseries) * sizeof(*v));
+		h->series = v;
+		h->nseries = n;
+	}
+	if (h->series[slot] == NULL && (h->series[slot] = malloc(sizeof(struct stathist_series))) != NULL)
+		series_clear(h->series[slot]);
+	return h->series[slot];
 }
 
 static void
@@ -63,15 +95,18 @@ stathist_push(struct stathist *h, const struct statview_snap *snap, uint64_t now
 {
 	const struct statview_service *svc;
 	const struct statview_backend *be;
+	struct stathist_series *s;
 	size_t at = h->ticks % STATHIST_LEN, i, j;
 
 	h->ticks++;
 	h->time[at] = snap != NULL ? snap->now : now;
-	for (i = 0; i < LBD_MAX_BACKENDS; i++) {
-		h->series[i].active[at] = NAN;
-		h->series[i].connections_rate[at] = NAN;
-		h->series[i].exchanges_rate[at] = NAN;
-		h->series[i].bytes_rate[at] = NAN;
+	for (i = 0; i < h->nseries; i++) {
+		if ((s = h->series[i]) == NULL)
+			continue;
+		s->active[at] = NAN;
+		s->connections_rate[at] = NAN;
+		s->exchanges_rate[at] = NAN;
+		s->bytes_rate[at] = NAN;
 	}
 	if (snap == NULL)
 		return;
@@ -79,8 +114,8 @@ stathist_push(struct stathist *h, const struct statview_snap *snap, uint64_t now
 		svc = &snap->services[i];
 		for (j = svc->first; j < svc->first + svc->count; j++) {
 			be = &snap->backends[j];
-			if (!be->retired && be->slot < LBD_MAX_BACKENDS)
-				series_put(&h->series[be->slot], at, h->ticks, snap, svc, be);
+			if (!be->retired && (s = series_of(h, be->slot)) != NULL)
+				series_put(s, at, h->ticks, snap, svc, be);
 		}
 	}
 }
@@ -130,10 +165,10 @@ stathist_json(FILE *out, const struct stathist *h)
 		fprintf(out, "%s%" PRIu64, k > 0 ? "," : "",
 		    h->time[(h->ticks - n + k) % STATHIST_LEN]);
 	fputs("],\"backends\":[", out);
-	for (i = 0; i < LBD_MAX_BACKENDS; i++) {
-		const struct stathist_series *s = &h->series[i];
+	for (i = 0; i < h->nseries; i++) {
+		const struct stathist_series *s = h->series[i];
 
-		if (s->last_seen == 0 || h->ticks - s->last_seen >= STATHIST_LEN)
+		if (s == NULL || s->last_seen == 0 || h->ticks - s->last_seen >= STATHIST_LEN)
 			continue;
 		fputs(sep, out);
 		json_series(out, s, h);

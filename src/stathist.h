@@ -24,13 +24,16 @@ struct stathist_series {
 	float bytes_rate[STATHIST_LEN];	/* in and out together */
 };
 
+/* About 5 KiB a backend: series are made when their slot is first seen. */
 struct stathist {
 	uint64_t ticks;			/* samples pushed so far */
 	uint64_t time[STATHIST_LEN];	/* unix seconds of each, 0: none */
-	struct stathist_series series[LBD_MAX_BACKENDS];	/* by backend slot */
+	struct stathist_series **series;	/* by backend slot, NULL: not seen */
+	size_t nseries;
 };
 
 void stathist_init(struct stathist *h);
+void stathist_free(struct stathist *h);
 /* One sample: snap's figures (rates only when it has them), or, with snap
  * NULL, a gap at time now (no segment to read). */
 void stathist_push(struct stathist *h, const struct statview_snap *snap, uint64_t now);

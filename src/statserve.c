@@ -425,8 +425,14 @@ serve_close(struct serve *s)
 		close(s->sfd);
 	if (s->epfd != -1)
 		close(s->epfd);
+	if (s->cur != NULL)
+		statview_snap_free(s->cur);
+	if (s->spare != NULL)
+		statview_snap_free(s->spare);
 	free(s->cur);
 	free(s->spare);
+	if (s->hist != NULL)
+		stathist_free(s->hist);
 	free(s->hist);
 }
 

@@ -21,10 +21,45 @@ round_up(size_t n)
 	return (n + 4095) & ~(size_t)4095;
 }
 
-static void
-stats_fill_header(struct lbd_stats_header *hdr, uint32_t workers)
+static size_t
+line_up(size_t n)
 {
-	size_t off = sizeof(*hdr);
+	return (n + LBD_CACHELINE - 1) & ~(size_t)(LBD_CACHELINE - 1);
+}
+
+/* Room for what is in use plus half again (a reload that renames
+ * everything needs old and new at once), and a little more. */
+static uint32_t
+with_headroom(size_t n, size_t least)
+{
+	size_t room = n + n / 2 + least;
+
+	return room > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)room;
+}
+
+void
+stats_size_for(const struct lbd_config *conf, struct stats_size *sz)
+{
+	size_t i, backends = 0, listens = 0;
+	uint32_t slots;
+
+	for (i = 0; i < conf->nservices; i++) {
+		backends += conf->services[i].nbackends;
+		listens += conf->services[i].nlisten;
+	}
+	sz->services = with_headroom(conf->nservices, 8);
+	sz->backends = with_headroom(backends, 64);
+	sz->listens = with_headroom(listens, 8);
+	/* Two generations at once, and a third for a quick second reload. */
+	slots = 3 * conf->workers + 2;
+	sz->worker_slots = slots > LBD_MAX_WORKER_SLOTS ? LBD_MAX_WORKER_SLOTS : slots;
+}
+
+static void
+stats_fill_header(struct lbd_stats_header *hdr, const struct stats_size *sz,
+    uint32_t workers)
+{
+	size_t off = sizeof(*hdr), rows = (size_t)sz->worker_slots + 1;
 
 	hdr->magic = LBD_STATS_MAGIC;
 	hdr->version = LBD_STATS_VERSION;
@@ -34,23 +69,28 @@ stats_fill_header(struct lbd_stats_header *hdr, uint32_t workers)
 	hdr->worker_size = sizeof(struct lbd_stats_worker);
 	hdr->counter_size = sizeof(struct lbd_stats_counter);
 	hdr->service_counter_size = sizeof(struct lbd_stats_service_counter);
-	hdr->max_services = LBD_MAX_SERVICES;
-	hdr->max_backends = LBD_MAX_BACKENDS;
-	hdr->worker_slots = LBD_WORKER_SLOTS;
-	hdr->services_off = off;
-	off += LBD_MAX_SERVICES * sizeof(struct lbd_stats_service);
-	hdr->backends_off = off;
-	off += LBD_MAX_BACKENDS * sizeof(struct lbd_stats_backend);
-	hdr->workers_off = off;
-	off += LBD_WORKER_SLOTS * sizeof(struct lbd_stats_worker);
-	hdr->counters_off = off;
-	off += (size_t)LBD_COUNTER_ROWS * LBD_MAX_BACKENDS * sizeof(struct lbd_stats_counter);
-	hdr->service_counters_off = off;
-	off += (size_t)LBD_COUNTER_ROWS * LBD_MAX_SERVICES *
-	    sizeof(struct lbd_stats_service_counter);
 	hdr->limit_size = sizeof(struct lbd_stats_limit);
+	hdr->listen_size = sizeof(struct lbd_stats_listen);
+	hdr->max_services = sz->services;
+	hdr->max_backends = sz->backends;
+	hdr->max_listens = sz->listens;
+	hdr->worker_slots = sz->worker_slots;
+	hdr->services_off = off;
+	off += (size_t)sz->services * sizeof(struct lbd_stats_service);
+	hdr->backends_off = off;
+	off += (size_t)sz->backends * sizeof(struct lbd_stats_backend);
+	hdr->workers_off = off;
+	off += (size_t)sz->worker_slots * sizeof(struct lbd_stats_worker);
+	hdr->counters_off = off;
+	off += rows * sz->backends * sizeof(struct lbd_stats_counter);
+	hdr->service_counters_off = off;
+	off += rows * sz->services * sizeof(struct lbd_stats_service_counter);
 	hdr->limits_off = off;
-	off += LBD_MAX_BACKENDS * sizeof(struct lbd_stats_limit);
+	off += (size_t)sz->backends * sizeof(struct lbd_stats_limit);
+	hdr->listens_off = off;
+	off += line_up((size_t)sz->listens * sizeof(struct lbd_stats_listen));
+	hdr->members_off = off;
+	off += line_up((size_t)sz->backends * sizeof(uint32_t));
 	hdr->total_size = round_up(off);
 	hdr->master_pid = (int32_t)getpid();
 	hdr->workers_configured = workers;
@@ -59,7 +99,8 @@ stats_fill_header(struct lbd_stats_header *hdr, uint32_t workers)
 }
 
 int
-stats_create(struct stats_map *map, const char *path, uint32_t workers)
+stats_create(struct stats_map *map, const char *path, const struct stats_size *sz,
+    uint32_t workers, const struct stats_map *from)
 {
 	struct lbd_stats_header proto;
 	char tmp[512];
@@ -67,7 +108,7 @@ stats_create(struct stats_map *map, const char *path, uint32_t workers)
 	int fd, rc;
 
 	memset(&proto, 0, sizeof(proto));
-	stats_fill_header(&proto, workers);
+	stats_fill_header(&proto, sz, workers);
 	/* A fresh file renamed into place: a reader never maps a half-made one. */
 	if (snprintf(tmp, sizeof(tmp), "%s.new", path) >= (int)sizeof(tmp)) {
 		errno = ENAMETOOLONG;
@@ -88,14 +129,18 @@ stats_create(struct stats_map *map, const char *path, uint32_t workers)
 	if (base == MAP_FAILED)
 		goto fail;
 	memcpy(base, &proto, sizeof(proto));
-	if (rename(tmp, path) == -1) {
-		munmap(base, proto.total_size);
-		goto fail;
-	}
-	close(fd);
 	map->base = base;
 	map->size = proto.total_size;
 	map->hdr = base;
+	if (from != NULL)
+		stats_copy_segment(map, from);
+	if (rename(tmp, path) == -1) {
+		munmap(base, proto.total_size);
+		map->base = NULL;
+		map->hdr = NULL;
+		goto fail;
+	}
+	close(fd);
 	return 0;
 fail:
 	{
@@ -124,13 +169,20 @@ check_regions(const struct lbd_stats_header *hdr, uint64_t file_size)
 {
 	if (hdr->total_size > file_size)
 		return "segment is truncated";
+	uint64_t rows = (uint64_t)hdr->worker_slots + 1;
+
+	if (hdr->worker_slots == 0 || hdr->worker_slots > LBD_MAX_WORKER_SLOTS)
+		return "the segment header's worker slots are out of range";
 	if (!region_ok(hdr, hdr->services_off, hdr->max_services, hdr->service_size) ||
 	    !region_ok(hdr, hdr->backends_off, hdr->max_backends, hdr->backend_size) ||
 	    !region_ok(hdr, hdr->workers_off, hdr->worker_slots, hdr->worker_size) ||
-	    !region_ok(hdr, hdr->counters_off, (uint64_t)LBD_COUNTER_ROWS *
-	    hdr->max_backends, hdr->counter_size) ||
-	    !region_ok(hdr, hdr->service_counters_off, (uint64_t)LBD_COUNTER_ROWS *
-	    hdr->max_services, hdr->service_counter_size))
+	    !region_ok(hdr, hdr->counters_off, rows * hdr->max_backends,
+	    hdr->counter_size) ||
+	    !region_ok(hdr, hdr->service_counters_off, rows * hdr->max_services,
+	    hdr->service_counter_size) ||
+	    !region_ok(hdr, hdr->limits_off, hdr->max_backends, hdr->limit_size) ||
+	    !region_ok(hdr, hdr->listens_off, hdr->max_listens, hdr->listen_size) ||
+	    !region_ok(hdr, hdr->members_off, hdr->max_backends, sizeof(uint32_t)))
 		return "an offset in the segment header points outside the segment";
 	return NULL;
 }
@@ -176,8 +228,7 @@ stats_open_mode(struct stats_map *map, const char *path, int writable, char *err
 	    hdr.counter_size != sizeof(struct lbd_stats_counter) ||
 	    hdr.service_counter_size != sizeof(struct lbd_stats_service_counter) ||
 	    hdr.limit_size != sizeof(struct lbd_stats_limit) ||
-	    hdr.max_services != LBD_MAX_SERVICES || hdr.max_backends != LBD_MAX_BACKENDS ||
-	    hdr.worker_slots != LBD_WORKER_SLOTS) {
+	    hdr.listen_size != sizeof(struct lbd_stats_listen)) {
 		snprintf(err, errlen, "%s: stats layout version %u is not the one this "
 		    "program reads (%u)", path, hdr.version, LBD_STATS_VERSION);
 		goto fail;
@@ -262,7 +313,7 @@ rows_used(const struct stats_map *map)
 {
 	uint32_t used = __atomic_load_n(&map->hdr->worker_slots_used, __ATOMIC_RELAXED);
 
-	return used < LBD_WORKER_SLOTS ? used : LBD_WORKER_SLOTS;
+	return used < map->hdr->worker_slots ? used : map->hdr->worker_slots;
 }
 
 uint64_t
@@ -288,154 +339,11 @@ uint64_t
 stats_backend_total(const struct stats_map *map, uint32_t backend, size_t field)
 {
 	uint32_t row, used = rows_used(map);
-	uint64_t sum = counter_field(map, LBD_RETIRED_ROW, backend, field);
+	uint64_t sum = counter_field(map, stats_retired_row(map), backend, field);
 
 	for (row = 0; row < used; row++)
 		sum += counter_field(map, row, backend, field);
 	return sum;
-}
-
-static int
-find_service_slot(struct stats_map *map, const char *name)
-{
-	uint32_t i;
-	int free_slot = -1;
-
-	for (i = 0; i < LBD_MAX_SERVICES; i++) {
-		struct lbd_stats_service *s = stats_service(map, i);
-
-		if (s->state != LBD_SLOT_FREE && strcmp(s->name, name) == 0)
-			return (int)i;
-		if (s->state == LBD_SLOT_FREE && free_slot == -1)
-			free_slot = (int)i;
-	}
-	return free_slot;
-}
-
-static int
-find_backend_slot(struct stats_map *map, uint32_t service, const char *name)
-{
-	uint32_t i;
-	int free_slot = -1;
-
-	for (i = 0; i < LBD_MAX_BACKENDS; i++) {
-		struct lbd_stats_backend *b = stats_backend(map, i);
-
-		if (b->state != LBD_SLOT_FREE && b->service == service &&
-		    strcmp(b->name, name) == 0)
-			return (int)i;
-		if (b->state == LBD_SLOT_FREE && free_slot == -1)
-			free_slot = (int)i;
-	}
-	return free_slot;
-}
-
-static void
-layout_backend(struct stats_map *map, uint32_t service, struct lbd_backend_conf *be,
-    uint32_t slot)
-{
-	struct lbd_stats_backend *b = stats_backend(map, slot);
-	uint32_t row;
-
-	if (b->state == LBD_SLOT_FREE) {
-		/* New name: starts up, no admin state, fresh counters. */
-		memset(b, 0, sizeof(*b));
-		for (row = 0; row < LBD_COUNTER_ROWS; row++)
-			memset(stats_counter(map, row, slot), 0, sizeof(struct lbd_stats_counter));
-		snprintf(b->name, sizeof(b->name), "%s", be->name);
-		b->service = service;
-		b->health = LBD_HEALTH_UP;
-		b->admin = LBD_ADMIN_NONE;
-		b->weight = be->weight;
-		b->last_change = (uint64_t)time(NULL);
-		snprintf(b->check_text, sizeof(b->check_text), "not checked yet");
-		/* Workers gave the old backend's maxconn slots back before its
-		 * slot was freed; a count leaked by a worker killed in the middle
-		 * of taking one ends here. */
-		memset(stats_limit(map, slot), 0, sizeof(struct lbd_stats_limit));
-	} else if (b->admin_weight_set == 0)
-		b->weight = be->weight;
-	b->maxconn = be->maxconn;
-	b->flags = be->backup ? LBD_BACKEND_BACKUP : 0;
-	addr_display(be->addr.text, (const struct sockaddr *)&be->addr.ss, b->address,
-	    sizeof(b->address));
-	b->state = LBD_SLOT_LIVE;
-	be->slot = slot;
-}
-
-int
-stats_layout(struct stats_map *map, struct lbd_config *conf, char *err, size_t errlen)
-{
-	struct lbd_stats_service *s;
-	size_t i, j;
-	int slot;
-
-	stats_write_begin(map);
-	for (i = 0; i < LBD_MAX_SERVICES; i++)
-		if (stats_service(map, (uint32_t)i)->state == LBD_SLOT_LIVE)
-			stats_service(map, (uint32_t)i)->state = LBD_SLOT_RETIRED;
-	for (i = 0; i < LBD_MAX_BACKENDS; i++)
-		if (stats_backend(map, (uint32_t)i)->state == LBD_SLOT_LIVE)
-			stats_backend(map, (uint32_t)i)->state = LBD_SLOT_RETIRED;
-	for (i = 0; i < conf->nservices; i++) {
-		struct lbd_service_conf *svc = &conf->services[i];
-
-		if ((slot = find_service_slot(map, svc->name)) == -1)
-			goto full;
-		s = stats_service(map, (uint32_t)slot);
-		if (s->state == LBD_SLOT_FREE) {
-			memset(s, 0, sizeof(*s));
-			snprintf(s->name, sizeof(s->name), "%s", svc->name);
-		}
-		s->state = LBD_SLOT_LIVE;
-		s->balance = svc->balance;
-		s->queue_timeout_ms = svc->queue_timeout_ms;
-		s->max_queue = svc->max_queue;
-		s->slowstart_ms = svc->slowstart_ms;
-		s->nlisten = (uint32_t)svc->nlisten;
-		for (j = 0; j < svc->nlisten; j++)
-			addr_display(svc->listen[j].text,
-			    (const struct sockaddr *)&svc->listen[j].ss, s->listen[j],
-			    sizeof(s->listen[j]));
-		svc->slot = (uint32_t)slot;
-		s->nbackends = (uint32_t)svc->nbackends;
-		for (j = 0; j < svc->nbackends; j++) {
-			int bslot = find_backend_slot(map, svc->slot, svc->backends[j].name);
-
-			if (bslot == -1)
-				goto full;
-			layout_backend(map, svc->slot, &svc->backends[j], (uint32_t)bslot);
-			stats_backend(map, (uint32_t)bslot)->check_interval_ms =
-			    svc->health.interval_ms;
-			s->backends[j] = (uint16_t)bslot;
-		}
-		s->sched_version++;
-	}
-	map->hdr->worker_stall_ms = conf->worker_stall_ms;	/* for lbstat's "stalled" */
-	map->hdr->generation++;
-	stats_write_end(map);
-	return 0;
-full:
-	stats_write_end(map);
-	snprintf(err, errlen, "no free stats slot: at most %d services and %d backends, "
-	    "counting those removed by a reload until their old workers exit",
-	    LBD_MAX_SERVICES, LBD_MAX_BACKENDS);
-	return -1;
-}
-
-void
-stats_release_retired(struct stats_map *map)
-{
-	uint32_t i;
-
-	stats_write_begin(map);
-	for (i = 0; i < LBD_MAX_SERVICES; i++)
-		if (stats_service(map, i)->state == LBD_SLOT_RETIRED)
-			stats_service(map, i)->state = LBD_SLOT_FREE;
-	for (i = 0; i < LBD_MAX_BACKENDS; i++)
-		if (stats_backend(map, i)->state == LBD_SLOT_RETIRED)
-			stats_backend(map, i)->state = LBD_SLOT_FREE;
-	stats_write_end(map);
 }
 
 void
@@ -444,9 +352,9 @@ stats_retire_worker(struct stats_map *map, uint32_t slot)
 	uint32_t i;
 
 	stats_write_begin(map);
-	for (i = 0; i < LBD_MAX_BACKENDS; i++) {
+	for (i = 0; i < map->hdr->max_backends; i++) {
 		struct lbd_stats_counter *dead = stats_counter(map, slot, i);
-		struct lbd_stats_counter *sum = stats_counter(map, LBD_RETIRED_ROW, i);
+		struct lbd_stats_counter *sum = stats_counter(map, stats_retired_row(map), i);
 
 		sum->connections += dead->connections;
 		sum->connect_failures += dead->connect_failures;
@@ -463,10 +371,10 @@ stats_retire_worker(struct stats_map *map, uint32_t slot)
 			    __ATOMIC_RELEASE);
 		memset(dead, 0, sizeof(*dead));
 	}
-	for (i = 0; i < LBD_MAX_SERVICES; i++) {
+	for (i = 0; i < map->hdr->max_services; i++) {
 		struct lbd_stats_service_counter *dead = stats_service_counter(map, slot, i);
 		struct lbd_stats_service_counter *sum =
-		    stats_service_counter(map, LBD_RETIRED_ROW, i);
+		    stats_service_counter(map, stats_retired_row(map), i);
 
 		sum->accepted += dead->accepted;
 		sum->rejected += dead->rejected;
@@ -482,6 +390,25 @@ stats_retire_worker(struct stats_map *map, uint32_t slot)
 		memset(dead, 0, sizeof(*dead));
 	}
 	stats_write_end(map);
+}
+
+void
+stats_backend_read(const struct stats_map *map, uint32_t slot, struct lbd_stats_backend *out)
+{
+	const struct lbd_stats_backend *b = stats_backend(map, slot);
+	uint32_t seq;
+	int tries;
+
+	for (tries = 0; tries < 1000; tries++) {
+		seq = __atomic_load_n(&b->check_seq, __ATOMIC_ACQUIRE);
+		if (seq & 1)
+			continue;
+		memcpy(out, b, sizeof(*out));
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&b->check_seq, __ATOMIC_RELAXED) == seq)
+			return;
+	}
+	memcpy(out, b, sizeof(*out));
 }
 
 const char *

@@ -49,7 +49,7 @@ struct statview_backend {
 struct statview_service {
 	uint32_t slot;
 	char name[LBD_NAME_LEN];
-	char listen[LBD_MAX_LISTEN][LBD_ADDR_LEN];
+	size_t listen_first;		/* its addresses: snapshot listens[first..+nlisten) */
 	uint32_t nlisten;
 	uint32_t balance;		/* enum lbd_balance */
 	uint64_t active;
@@ -96,13 +96,23 @@ struct statview_snap {
 	double mono;			/* monotonic seconds when taken */
 	int has_rates;			/* the rate fields hold the last interval's */
 	double interval;		/* seconds since the previous snapshot */
-	struct statview_service services[LBD_MAX_SERVICES];
-	size_t nservices;
-	struct statview_backend backends[LBD_MAX_BACKENDS];
-	size_t nbackends;
-	struct statview_worker workers[LBD_WORKER_SLOTS];	/* sorted by id */
-	size_t nworkers;
+	/* Owned arrays, grown by statview_snap_reserve and kept from one
+	 * snapshot to the next. */
+	struct statview_service *services;
+	size_t nservices, cap_services;
+	struct statview_backend *backends;
+	size_t nbackends, cap_backends;
+	struct statview_worker *workers;	/* sorted by id */
+	size_t nworkers, cap_workers;
+	char (*listens)[LBD_ADDR_LEN];
+	size_t nlistens, cap_listens;
 };
+
+/* Room for that many of each in snap; -1 when out of memory. */
+int statview_snap_reserve(struct statview_snap *snap, size_t services, size_t backends,
+    size_t workers, size_t listens);
+/* Frees snap's arrays (not snap). */
+void statview_snap_free(struct statview_snap *snap);
 
 /* Imbalance of a service over its backends that may take new connections
  * (up, weight > 0). */

@@ -27,8 +27,9 @@
 
 #define UPGRADE_FD_ENV		"LBD_UPGRADE_FD"
 #define UPGRADE_LISTEN_ENV	"LBD_LISTEN_FDS"
-#define UPGRADE_MAX_LISTENERS	(LBD_MAX_SERVICES * LBD_MAX_LISTEN)
-#define UPGRADE_ENV_MAX		(UPGRADE_MAX_LISTENERS * (LBD_ADDR_LEN + 16))
+/* The kernel's longest single environment string (MAX_ARG_STRLEN, 32
+ * pages): the listen addresses a binary upgrade carries (a few thousand). */
+#define UPGRADE_ENV_MAX		(128 * 1024 - sizeof(UPGRADE_LISTEN_ENV) - 1)
 #define UPGRADE_WAIT_MS		10000	/* for the old master's "done" */
 
 static char upgrade_exe[PATH_MAX];
@@ -216,6 +217,7 @@ upgrade_inherit(struct listener **ls, size_t *n)
 {
 	const char *fdtext = getenv(UPGRADE_FD_ENV), *list = getenv(UPGRADE_LISTEN_ENV);
 	char *copy, *entry, *save = NULL;
+	size_t max = 1;
 	int chan;
 
 	*ls = NULL;
@@ -224,11 +226,14 @@ upgrade_inherit(struct listener **ls, size_t *n)
 		return -1;
 	if ((chan = upgrade_parse_fd(fdtext)) == -1)
 		log_warnx("upgrade: %s=\"%s\" is no open descriptor", UPGRADE_FD_ENV, fdtext);
+	for (entry = (char *)list; list != NULL && (entry = strchr(entry, ';')) != NULL;
+	    entry++)
+		max++;
 	if (chan != -1 && list != NULL && strlen(list) < UPGRADE_ENV_MAX &&
 	    (copy = strdup(list)) != NULL) {
-		if ((*ls = calloc(UPGRADE_MAX_LISTENERS, sizeof(**ls))) != NULL)
+		if ((*ls = calloc(max, sizeof(**ls))) != NULL)
 			for (entry = strtok_r(copy, ";", &save);
-			    entry != NULL && *n < UPGRADE_MAX_LISTENERS;
+			    entry != NULL && *n < max;
 			    entry = strtok_r(NULL, ";", &save))
 				*n += upgrade_take_listener(entry, &(*ls)[*n]) == 0;
 		free(copy);
@@ -275,7 +280,7 @@ struct upgrade_watch {
 	uint32_t slot;
 };
 
-static struct upgrade_watch upgrade_watched[LBD_WORKER_SLOTS];
+static struct upgrade_watch upgrade_watched[LBD_MAX_WORKER_SLOTS];
 static void (*upgrade_gone)(void *, uint32_t);
 static void *upgrade_gone_arg;
 static int upgrade_epfd = -1;
@@ -303,7 +308,7 @@ upgrade_watch_workers(int epfd, const struct stats_map *map,
 	upgrade_gone = gone;
 	upgrade_gone_arg = arg;
 	upgrade_epfd = epfd;
-	for (slot = 0; slot < LBD_WORKER_SLOTS; slot++) {
+	for (slot = 0; slot < map->hdr->worker_slots && slot < LBD_MAX_WORKER_SLOTS; slot++) {
 		if (stats_worker(map, slot)->state == LBD_WORKER_FREE ||
 		    (pid = stats_worker(map, slot)->pid) <= 0)
 			continue;

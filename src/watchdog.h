@@ -50,7 +50,7 @@ watchdog_next_stalled(const struct stats_map *map, uint64_t now_ms, uint32_t sta
 {
 	const struct lbd_stats_worker *rec;
 
-	for (; from < LBD_WORKER_SLOTS; from++) {
+	for (; from >= 0 && (uint32_t)from < map->hdr->worker_slots; from++) {
 		rec = stats_worker(map, (uint32_t)from);
 		if (rec->state == LBD_WORKER_RUNNING && watchdog_stalled(__atomic_load_n(
 		    &rec->heartbeat_ms, __ATOMIC_RELAXED), now_ms, stall_ms))

@@ -695,7 +695,9 @@ worker_setup(struct worker *w)
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->sigfd, &ev) == -1)
 		fatal("signalfd %d: epoll_ctl(ADD)", w->sigfd);
 	if (pipe_pool_init(&w->pool, POOL_MAX_FREE, BIG_PIPE) == -1 ||
-	    (w->rt = calloc(w->conf->nservices, sizeof(*w->rt))) == NULL)
+	    (w->rt = calloc(w->conf->nservices, sizeof(*w->rt))) == NULL ||
+	    (w->fail_logged_ms = calloc(w->map->hdr->max_backends,
+	    sizeof(*w->fail_logged_ms))) == NULL)
 		fatalx("out of memory");
 	for (s = 0; s < w->conf->nservices; s++)
 		if (schedule_init(&w->rt[s].sched, w->conf->services[s].nbackends) == -1)

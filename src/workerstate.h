@@ -130,7 +130,7 @@ struct worker {
 	uint64_t fdwait_logged_ms;	/* last "clients wait" line */
 	struct conn *graveyard;		/* closed this batch, freed after it */
 	struct runq runq;		/* yielded connections, oldest first */
-	uint64_t fail_logged_ms[LBD_MAX_BACKENDS];
+	uint64_t *fail_logged_ms;	/* by backend slot: last "connect:" line */
 	uint32_t nwaiting;		/* clients in service queues (wait.c) */
 	int wait_due;			/* a slot freed here, or a client queued: look now */
 	uint64_t next_wait_ms;		/* next look at the queues while clients wait */

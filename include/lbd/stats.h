@@ -8,7 +8,10 @@
  * Reload keeps the file and its mapping: services and backends live in slots
  * keyed by name, so a backend that survives a reload keeps its slot, its
  * counters and its admin state, and workers of the old and the new
- * generation index the same counter rows.
+ * generation index the same counter rows.  A reload that needs more slots
+ * than the file has moves everything to a larger file (same slot numbers)
+ * renamed over it; readers follow the path to the new inode, and the master
+ * copies what old workers still write to the old file into the new one.
  *
  * Counters are per worker slot (row w is written only by the worker in slot
  * w), so nothing on the relay path takes a lock or bounces a cache line
@@ -22,7 +25,7 @@
 #include <stdint.h>
 
 #define LBD_STATS_MAGIC		UINT64_C(0x3153544154534c42)	/* "LBSTATS1" */
-#define LBD_STATS_VERSION	6
+#define LBD_STATS_VERSION	7
 #define LBD_STATS_FILE		"lbd.stats"
 
 #define LBD_NAME_LEN		48	/* service and backend names, with NUL */
@@ -30,14 +33,15 @@
 #define LBD_CHECK_TEXT_LEN	64	/* last health-check result, with NUL */
 #define LBD_VERSION_LEN		16
 
-#define LBD_MAX_SERVICES	32
-#define LBD_MAX_LISTEN		8	/* listen addresses per service */
-#define LBD_MAX_SERVICE_BACKENDS 64	/* fits a uint64_t "tried" mask */
-#define LBD_MAX_BACKENDS	256	/* backend slots, all services */
-#define LBD_MAX_WORKERS		64	/* configured workers */
-#define LBD_WORKER_SLOTS	128	/* old and new generation during reload */
-#define LBD_RETIRED_ROW		LBD_WORKER_SLOTS /* counter row of dead workers */
-#define LBD_COUNTER_ROWS	(LBD_WORKER_SLOTS + 1)
+/*
+ * No limit on services, listen addresses or backends: the segment is sized
+ * from the configuration, with room to spare, and replaced by a larger one
+ * when a reload needs more (src/statsmap.c).  The header says how many of
+ * each record this segment holds.  Workers are bounded, for the master's
+ * process table: a reload starts a new generation beside the old one.
+ */
+#define LBD_MAX_WORKERS		256	/* configured workers */
+#define LBD_MAX_WORKER_SLOTS	(2 * LBD_MAX_WORKERS)	/* old and new generation */
 
 #define LBD_CACHELINE		64
 
@@ -88,15 +92,15 @@ struct lbd_stats_header {
 	uint32_t worker_size;
 	uint32_t counter_size;
 	uint32_t service_counter_size;
-	uint32_t max_services;
-	uint32_t max_backends;
-	uint32_t worker_slots;
+	uint32_t max_services;		/* service records, and service counter columns */
+	uint32_t max_backends;		/* backend and limit records, counter columns */
+	uint32_t worker_slots;		/* worker records; counter rows are one more */
 	uint64_t total_size;
 	uint64_t services_off;
 	uint64_t backends_off;
 	uint64_t workers_off;
-	uint64_t counters_off;		/* [LBD_COUNTER_ROWS][max_backends] */
-	uint64_t service_counters_off;	/* [LBD_COUNTER_ROWS][max_services] */
+	uint64_t counters_off;		/* [worker_slots + 1][max_backends] */
+	uint64_t service_counters_off;	/* [worker_slots + 1][max_services] */
 
 	/* Seqlock over everything the master writes below and in the service,
 	 * backend and worker records: odd while a write is in progress. */
@@ -112,7 +116,13 @@ struct lbd_stats_header {
 	uint32_t worker_stall_ms;	/* worker-stall: a heartbeat older than this is hung */
 	uint64_t limits_off;		/* [max_backends] struct lbd_stats_limit */
 	uint32_t limit_size;
-	uint8_t reserved[84];
+	/* Set in a file a reload replaced by a larger one: read the path again. */
+	uint32_t superseded;
+	uint64_t listens_off;		/* [max_listens] struct lbd_stats_listen */
+	uint64_t members_off;		/* [max_backends] uint32_t backend slots */
+	uint32_t max_listens;
+	uint32_t listen_size;
+	uint8_t reserved[56];
 };
 
 /*
@@ -129,19 +139,22 @@ struct lbd_stats_service {
 	uint64_t queue_max;		/* most clients seen waiting at once */
 	uint8_t pad_q[LBD_CACHELINE - 24];
 	char name[LBD_NAME_LEN];
-	char listen[LBD_MAX_LISTEN][LBD_ADDR_LEN];
 	uint32_t state;			/* enum lbd_slot_state */
 	uint32_t balance;		/* enum lbd_balance */
+	/* Its listen addresses: listens[listen_first .. + nlisten); its
+	 * backends' slots, in configuration order: members[member_first ..
+	 * + nbackends).  A retired service has neither. */
 	uint32_t nlisten;
 	uint32_t nbackends;
-	uint16_t backends[LBD_MAX_SERVICE_BACKENDS];	/* backend slots, config order */
+	uint32_t listen_first;
+	uint32_t member_first;
 	/* Bumped after any change of a member's health, admin state or weight,
 	 * so workers know to rebuild their schedules. */
 	uint32_t sched_version;
 	uint32_t queue_timeout_ms;	/* config, for lbstat */
 	uint32_t max_queue;		/* config: 0 = bounded only by maxconn */
 	uint32_t slowstart_ms;		/* config: 0 = off */
-	uint8_t pad2[176];
+	uint8_t pad2[40];
 } __attribute__((aligned(LBD_CACHELINE)));
 
 /* Written by the master (health checker and control socket). */
@@ -169,7 +182,11 @@ struct lbd_stats_backend {
 	/* The load meter's (master) latest measure, for leastload: */
 	uint64_t load_rate;		/* exchanges per second x 1000, decaying */
 	uint64_t load_picks;		/* the backend's picks summed at that measure */
-	uint8_t pad2[40];
+	/* A seqlock of its own over the check fields (check_text, status,
+	 * latency, checks, last_check_ms): a check result, thousands a second
+	 * at scale, must not make every reader of the whole segment retry. */
+	uint32_t check_seq;
+	uint8_t pad2[36];
 } __attribute__((aligned(LBD_CACHELINE)));
 
 #define LBD_BACKEND_BACKUP	1u	/* flags: used only while no primary is eligible */
@@ -185,6 +202,11 @@ struct lbd_stats_limit {
 	uint64_t conns;
 	uint8_t pad[LBD_CACHELINE - 8];
 } __attribute__((aligned(LBD_CACHELINE)));
+
+/* A listen address, as lbstat shows it. */
+struct lbd_stats_listen {
+	char address[LBD_ADDR_LEN];
+};
 
 /* pid, id, generation, state, restarts, started: master.  accepted, active,
  * sleeping, heartbeat_ms: the worker (heartbeat_ms set by the master before
@@ -247,12 +269,12 @@ struct lbd_stats_service_counter {
 };
 
 _Static_assert(sizeof(struct lbd_stats_header) == 256, "header size");
-_Static_assert(sizeof(struct lbd_stats_service) == 1024, "service record size");
+_Static_assert(sizeof(struct lbd_stats_service) == 256, "service record size");
+_Static_assert(sizeof(struct lbd_stats_listen) == LBD_ADDR_LEN, "listen record size");
 _Static_assert(sizeof(struct lbd_stats_backend) == 320, "backend record size");
 _Static_assert(sizeof(struct lbd_stats_worker) == 64, "worker record size");
 _Static_assert(sizeof(struct lbd_stats_counter) == 128, "counter record size");
 _Static_assert(sizeof(struct lbd_stats_service_counter) == 128, "service counter size");
 _Static_assert(sizeof(struct lbd_stats_limit) == LBD_CACHELINE, "limit record size");
-_Static_assert(LBD_MAX_SERVICE_BACKENDS <= 64, "tried mask is a uint64_t");
 
 #endif

@@ -130,7 +130,7 @@ check_config(const struct lbd_config *conf)
 	size_t s, b;
 
 	assert(conf->workers >= 1 && conf->workers <= LBD_MAX_WORKERS);
-	assert(conf->nservices >= 1 && conf->nservices <= LBD_MAX_SERVICES);
+	assert(conf->nservices >= 1 && conf->services != NULL);
 	assert(conf->runtime_dir != NULL && conf->runtime_dir[0] == '/');
 	for (s = 0; s < conf->nservices; s++) {
 		const struct lbd_service_conf *svc = &conf->services[s];
@@ -138,8 +138,9 @@ check_config(const struct lbd_config *conf)
 		assert(svc->name[0] != '\0' && strlen(svc->name) < LBD_NAME_LEN);
 		assert(config_balance_name(svc->balance) != NULL);
 		assert(svc->proxy_protocol <= LBD_PROXY_V2);
-		assert(svc->nlisten >= 1 && svc->nlisten <= LBD_MAX_LISTEN);
-		assert(svc->nbackends >= 1 && svc->nbackends <= LBD_MAX_SERVICE_BACKENDS);
+		assert(svc->nlisten >= 1 && svc->listen != NULL);
+		assert(svc->nbackends >= 1 && svc->backends != NULL);
+		assert(svc->retries <= LBD_MAX_RETRIES);
 		assert(svc->connect_timeout_ms > 0 && svc->idle_timeout_ms > 0);
 		assert(svc->health.interval_ms >= 100);
 		assert(svc->health.timeout_ms >= 1 &&

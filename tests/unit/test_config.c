@@ -520,7 +520,7 @@ static void
 test_out_of_range(void **state)
 {
 	(void)state;
-	expect_error("\nworkers = 65\n" SERVICE_HEAD BACKEND_A "}\n", 2, "workers");
+	expect_error("\nworkers = 257\n" SERVICE_HEAD BACKEND_A "}\n", 2, "workers");
 	expect_error("workers = -1\n" SERVICE_HEAD BACKEND_A "}\n", 1, "out of range");
 	expect_error("maxconn = 0\n" SERVICE_HEAD BACKEND_A "}\n", 1, "maxconn");
 	expect_error("maxconn = 1000001\n" SERVICE_HEAD BACKEND_A "}\n", 1, "out of range");
@@ -539,7 +539,7 @@ test_out_of_range(void **state)
 	expect_error(SERVICE_HEAD "  health {\n    fall = 101\n  }\n" BACKEND_A "}\n", 4,
 	    "fall");
 	/* A second assignment is checked too. */
-	expect_error("workers = 2\nworkers = 99\n" SERVICE_HEAD BACKEND_A "}\n", 2,
+	expect_error("workers = 2\nworkers = 999\n" SERVICE_HEAD BACKEND_A "}\n", 2,
 	    "workers");
 }
 

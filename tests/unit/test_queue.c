@@ -29,12 +29,14 @@ static int
 setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
+	struct stats_size size = { .services = 4, .backends = 8, .listens = 4,
+	    .worker_slots = 4 };
 
 	snprintf(f->dir, sizeof(f->dir), "/tmp/lbd-test-queue-XXXXXX");
 	if (f == NULL || mkdtemp(f->dir) == NULL)
 		return -1;
 	snprintf(f->path, sizeof(f->path), "%s/lbd.stats", f->dir);
-	if (stats_create(&f->map, f->path, 2) == -1)
+	if (stats_create(&f->map, f->path, &size, 2, NULL) == -1)
 		return -1;
 	/* Two running workers in rows 0 and 1. */
 	f->map.hdr->worker_slots_used = 2;

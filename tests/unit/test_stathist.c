@@ -20,6 +20,7 @@ snap_new(void)
 	struct statview_snap *s = calloc(1, sizeof(*s));
 
 	assert_non_null(s);
+	assert_int_equal(statview_snap_reserve(s, 1, 2, 0, 0), 0);
 	s->nservices = 1;
 	snprintf(s->services[0].name, LBD_NAME_LEN, "web");
 	s->services[0].count = 2;
@@ -84,7 +85,9 @@ test_samples_and_gaps(void **state)
 	    "\"connections_per_s\":[null,null,3],\"exchanges_per_s\":[null,null,0],"
 	    "\"bytes_per_s\":[null,null,0]}]}\n");
 	free(text);
+	statview_snap_free(s);
 	free(s);
+	stathist_free(h);
 	free(h);
 }
 
@@ -115,7 +118,9 @@ test_window_and_reuse(void **state)
 	assert_non_null(p);
 	assert_non_null(strstr(p, "null,0],"));
 	free(text);
+	statview_snap_free(s);
 	free(s);
+	stathist_free(h);
 	free(h);
 }
 

@@ -26,13 +26,15 @@ static char path[128];
 static int
 setup(void **state)
 {
+	struct stats_size size = { .services = 4, .backends = 8, .listens = 4,
+	    .worker_slots = 4 };
 	struct stats_map map;
 
 	(void)state;
 	if (mkdtemp(dir) == NULL)
 		return -1;
 	snprintf(path, sizeof(path), "%s/lbd.stats", dir);
-	if (stats_create(&map, path, 2) == -1)
+	if (stats_create(&map, path, &size, 2, NULL) == -1)
 		return -1;
 	stats_unmap(&map);
 	return 0;
@@ -122,6 +124,10 @@ test_wild_offsets(void **state)
 	expect_refused(offsetof(struct lbd_stats_header, counters_off), 1u << 30, 8, wild);
 	expect_refused(offsetof(struct lbd_stats_header, service_counters_off), total - 64,
 	    8, wild);
+	expect_refused(offsetof(struct lbd_stats_header, members_off), total - 16, 8, wild);
+	expect_refused(offsetof(struct lbd_stats_header, listens_off), total, 8, wild);
+	expect_refused(offsetof(struct lbd_stats_header, max_backends), 1u << 30, 4, wild);
+	expect_refused(offsetof(struct lbd_stats_header, worker_slots), 0, 4, "worker slots");
 	expect_refused(offsetof(struct lbd_stats_header, services_off), 0, 8, wild);
 	expect_refused(offsetof(struct lbd_stats_header, services_off), 256 + 8, 8, wild);
 	expect_refused(offsetof(struct lbd_stats_header, total_size), total + 4096, 8,

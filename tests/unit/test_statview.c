@@ -44,7 +44,8 @@ add_service(struct statview_snap *snap, const char *name)
 	svc->slot = (uint32_t)snap->nservices++;
 	snprintf(svc->name, sizeof(svc->name), "%s", name);
 	svc->nlisten = 1;
-	snprintf(svc->listen[0], sizeof(svc->listen[0]), "0.0.0.0:80");
+	svc->listen_first = snap->nlistens;
+	snprintf(snap->listens[snap->nlistens++], LBD_ADDR_LEN, "0.0.0.0:80");
 	svc->first = snap->nbackends;
 	return svc;
 }
@@ -58,6 +59,7 @@ example(void)
 	struct statview_backend *be;
 
 	assert_non_null(snap);
+	assert_int_equal(statview_snap_reserve(snap, 8, 16, 4, 8), 0);
 	snprintf(snap->version, sizeof(snap->version), "0.1.0");
 	snap->pid = 4121;
 	snap->master_alive = 1;
@@ -85,6 +87,13 @@ example(void)
 	snprintf(be->check_text, sizeof(be->check_text), "connect: Connection refused");
 	web->count = 3;
 	return snap;
+}
+
+static void
+snap_free(struct statview_snap *snap)
+{
+	statview_snap_free(snap);
+	free(snap);
 }
 
 static int
@@ -213,7 +222,7 @@ test_filter(void **state)
 	assert_int_equal(statview_filter_parse("web/", &f, err, sizeof(err)), -1);
 	assert_int_equal(statview_filter_parse("/app1", &f, err, sizeof(err)), -1);
 	assert_int_equal(statview_filter_parse("a/b/c", &f, err, sizeof(err)), -1);
-	free(snap);
+	snap_free(snap);
 }
 
 static void
@@ -242,7 +251,7 @@ test_table(void **state)
 	    "web: imbalance active max/min 12/3, conns max/min 10234/9871 (1.04x)");
 	assert_null(strtok(NULL, "\n"));
 	free(out);
-	free(snap);
+	snap_free(snap);
 }
 
 static void
@@ -264,7 +273,7 @@ test_table_stopped(void **state)
 	out = render(statexport_json, snap, NULL);
 	assert_non_null(strstr(out, "\"running\":false,\"uptime_s\":0,"));
 	free(out);
-	free(snap);
+	snap_free(snap);
 }
 
 static void
@@ -294,7 +303,7 @@ test_table_aligned(void **state)
 		assert_null(strchr(line, '\x1b'));
 	}
 	free(out);
-	free(snap);
+	snap_free(snap);
 }
 
 static void
@@ -335,8 +344,8 @@ test_rates(void **state)
 	cur->pid++;
 	statview_rates(cur, prev);
 	assert_false(cur->has_rates);
-	free(prev);
-	free(cur);
+	snap_free(prev);
+	snap_free(cur);
 }
 
 static void
@@ -356,7 +365,7 @@ test_weighted_imbalance(void **state)
 	out = render(statview_table, snap, NULL);
 	assert_non_null(strstr(out, "web: imbalance n/a (1 of 3 backends up)"));
 	free(out);
-	free(snap);
+	snap_free(snap);
 }
 
 /* With exchanges, imbalance is load: the seed's 2500 vs 800 requests. */
@@ -393,8 +402,8 @@ test_exchange_imbalance(void **state)
 	assert_non_null(strstr(out, "EXCH/s"));
 	assert_non_null(strstr(out, "exch/s per weight max/min 150.0/100.0 (1.50x)"));
 	free(out);
-	free(prev);
-	free(cur);
+	snap_free(prev);
+	snap_free(cur);
 }
 
 static void
@@ -433,7 +442,7 @@ test_json(void **state)
 	    "\"last_change_s\":20,\"text\":\"connect: Connection refused\","
 	    "\"age_s\":0.0,\"stale\":false}"));
 	free(out);
-	free(snap);
+	snap_free(snap);
 }
 
 /* Disabled: no check shown.  Retired (removed by a reload, old workers
@@ -468,7 +477,7 @@ test_disabled_and_retired(void **state)
 	assert_null(strstr(out, "lbd_backend_check_latency_seconds{service=\"web\","
 	    "backend=\"app2\"}"));
 	free(out);
-	free(snap);
+	snap_free(snap);
 }
 
 /* A running worker whose heartbeat is older than worker-stall is stalled,
@@ -502,7 +511,7 @@ test_worker_stalled(void **state)
 	free(out);
 	snap->worker_stall_ms = 0;
 	assert_string_equal(statview_worker_state(snap, &snap->workers[0]), "running");
-	free(snap);
+	snap_free(snap);
 }
 
 /* The age of the last check, and a check older than 3 intervals marked. */
@@ -526,7 +535,7 @@ test_check_age(void **state)
 	out = render(statview_table, snap, NULL);
 	assert_non_null(strstr(out, " (stale 7s)"));
 	free(out);
-	free(snap);
+	snap_free(snap);
 }
 
 /* maxconn, backup and slow start as the table, JSON and Prometheus show them. */
@@ -564,7 +573,7 @@ test_protect(void **state)
 	assert_non_null(strstr(out, "lbd_backend_backup{service=\"web\",backend=\"app2\"} 1\n"));
 	assert_non_null(strstr(out, "lbd_backend_ramp_ratio{service=\"web\",backend=\"app3\"} 0.4\n"));
 	free(out);
-	free(snap);
+	snap_free(snap);
 }
 
 
@@ -587,7 +596,7 @@ test_backup_not_compared(void **state)
 	out = render(statview_table, snap, NULL);
 	assert_non_null(strstr(out, "imbalance n/a (1 of 3 backends up)"));
 	free(out);
-	free(snap);
+	snap_free(snap);
 }
 
 /* Each family: HELP then TYPE, once, right before its samples. */
@@ -635,7 +644,7 @@ test_prom(void **state)
 	assert_int_equal(helps, types);
 	assert_int_equal(helps, 33);
 	free(out);
-	free(snap);
+	snap_free(snap);
 }
 
 int
