@@ -85,7 +85,7 @@ health_next_start(struct health_check *c, uint64_t from)
 	const struct health_service *svc = c->svc;
 
 	return from + hstate_next_delay_us(svc->interval_ms, svc->jitter_ms,
-	    c->h->slack_us, hstate_rand(&c->h->seed));
+	    hstate_margin_us(svc->jitter_ms), hstate_rand(&c->h->seed));
 }
 
 /* Ends the probe in flight, if any, without a result. */

@@ -72,6 +72,14 @@ hstate_slack_us(uint32_t jitter_ms)
 }
 
 uint32_t
+hstate_margin_us(uint32_t jitter_ms)
+{
+	uint64_t quarter = (uint64_t)jitter_ms * 1000 / 4;
+
+	return quarter < HSTATE_LATE_MAX_US ? (uint32_t)quarter : HSTATE_LATE_MAX_US;
+}
+
+uint32_t
 hstate_rand(uint64_t *seed)
 {
 	uint64_t z = (*seed += UINT64_C(0x9e3779b97f4a7c15));

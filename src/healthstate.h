@@ -14,7 +14,8 @@
  * The longest a probe may start after its due time so that the master wakes
  * once for a batch of due probes rather than once per probe (at 10 000
  * backends every 2s, 5 000 probes a second).  The jittered delay is drawn
- * that much short of its top, so gaps still stay within interval +- jitter.
+ * short of its top by at least that much (hstate_margin_us), so gaps still
+ * stay within interval +- jitter.
  */
 #define HSTATE_SLACK_MAX_US	5000
 
@@ -49,6 +50,14 @@ uint64_t hstate_next_delay_us(uint32_t interval_ms, uint32_t jitter_ms, uint32_t
 /* The slack for a jitter: a quarter of it, at most HSTATE_SLACK_MAX_US;
  * with no jitter, none (probes start on time, one wake-up each). */
 uint32_t hstate_slack_us(uint32_t jitter_ms);
+/*
+ * What the next delay leaves at the top of interval + jitter for a probe
+ * that starts late: the slack, and the master waiting for a CPU on a busy
+ * machine (tens of ms seen on 2 loaded cores).  A quarter of the jitter, at
+ * most HSTATE_LATE_MAX_US; never less than hstate_slack_us.
+ */
+#define HSTATE_LATE_MAX_US	50000
+uint32_t hstate_margin_us(uint32_t jitter_ms);
 
 /*
  * A fast generator for the jitter (splitmix64): *seed, seeded once from

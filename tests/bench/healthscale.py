@@ -97,6 +97,7 @@ def capture(port, out):
     s = syncap.open_syn_socket(port)
     s.settimeout(0.2)
     idx, stamps = array.array("I"), array.array("Q")
+    last = {}		# backend: source port of its last SYN
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     print("READY", flush=True)
@@ -105,9 +106,13 @@ def capture(port, out):
             got = syncap.read_syn(s)
         except (socket.timeout, InterruptedError):
             continue
-        if got is not None and got[0][:2] == b"\x7f\x01":
-            idx.append(got[0][2] * 250 + got[0][3] - 1)
-            stamps.append(got[1])
+        if got is None or got[0][:2] != b"\x7f\x01":
+            continue
+        i = got[0][2] * 250 + got[0][3] - 1
+        if last.get(i) != got[1]:	# not a retransmitted SYN
+            last[i] = got[1]
+            idx.append(i)
+            stamps.append(got[2])
     with open(out, "wb") as f:
         f.write(len(idx).to_bytes(8, "little"))
         idx.tofile(f)
@@ -312,6 +317,13 @@ def gaps_in(seen, t0, t1):
 def report(args, phases, seen, syns):
     lo = (args.interval_ms - args.jitter_eff) / 1000
     hi = (args.interval_ms + args.jitter_eff) / 1000
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    print("# healthscale.py %s, %s UTC, %d cpus, %s, load average %s" % (
+        " ".join(sys.argv[1:]), time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        os.cpu_count(), subprocess.run([args.haproxy, "-v"], capture_output=True,
+                                       text=True).stdout.split(" - ")[0].strip(),
+        load))
     print("backends %d, interval %dms, jitter +-%dms (allowed gap %.3f..%.3fs), "
           "window %ds per phase" % (args.backends, args.interval_ms,
                                     args.jitter_eff, lo, hi, args.seconds))

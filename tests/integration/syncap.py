@@ -47,15 +47,18 @@ def open_syn_socket(port):
 
 
 def read_syn(s):
-    """(destination address bytes, CLOCK_REALTIME ns) of the next SYN, or
-    None for a packet to skip.  Raises socket.timeout as s does."""
+    """(destination address bytes, source port, CLOCK_REALTIME ns) of the
+    next SYN, or None for a packet to skip.  A SYN sent again (its port
+    seen before) is the same connection.  Raises socket.timeout as s does."""
     data, anc, _, addr = s.recvmsg(128, 64)
-    if addr[2] != socket.PACKET_OUTGOING or len(data) < 34:
+    if addr[2] != socket.PACKET_OUTGOING or len(data) < 38:
         return None		# lo shows each packet twice: keep one
+    ihl = (data[14] & 15) * 4
+    sport = struct.unpack("!H", data[14 + ihl:14 + ihl + 2])[0]
     t = time.time_ns()
     for level, kind, val in anc:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS \
                 and len(val) >= 16:
             sec, nsec = struct.unpack("qq", val[:16])
             t = sec * 1_000_000_000 + nsec
-    return data[30:34], t
+    return data[30:34], sport, t

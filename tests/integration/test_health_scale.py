@@ -8,6 +8,7 @@ measured gaps.
 
 import os
 import re
+import selectors
 import socket
 import threading
 import time
@@ -55,30 +56,56 @@ class Farm:
         assert len(self.socks) == NBACKENDS, "could not bind the backends"
         self.syns = []
         self.stopping = False
+        self.sel = selectors.DefaultSelector()
+        for s in self.socks:
+            s.setblocking(False)
+            self.sel.register(s, selectors.EVENT_READ)
         self.cap = syncap.open_syn_socket(self.port)
         self.cap.settimeout(0.1)
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
+        self.threads = [threading.Thread(target=f, daemon=True)
+                        for f in (self._read, self._accept)]
+        for t in self.threads:
+            t.start()
 
     def _read(self):
+        last = {}	# backend: source port of its last SYN
         while not self.stopping:
             try:
                 got = syncap.read_syn(self.cap)
             except (socket.timeout, InterruptedError):
                 continue
-            if got is not None and got[0][:2] == b"\x7f\x01":
-                self.syns.append((got[0][2] * 250 + got[0][3] - 1, got[1]))
+            if got is None or got[0][:2] != b"\x7f\x01":
+                continue
+            i = got[0][2] * 250 + got[0][3] - 1
+            if last.get(i) != got[1]:	# not a retransmitted SYN
+                last[i] = got[1]
+                self.syns.append((i, got[2]))
+
+    def _accept(self):
+        """Accepts and closes what completes (a probe whose reset came
+        after the kernel's delayed ACK), as a backend would, so that a
+        full accept queue never drops the next probes' SYNs."""
+        while not self.stopping and self.socks:
+            for key, _ in self.sel.select(0.1):
+                try:
+                    key.fileobj.accept()[0].close()
+                except OSError:
+                    pass
 
     def close_listeners(self):
-        for s in self.socks:
+        socks, self.socks = self.socks, []	# ends _accept's loop
+        if getattr(self, "threads", None):
+            self.threads[1].join(5)
+        for s in socks:
             s.close()
-        self.socks = []
 
     def stop(self):
         self.stopping = True
-        self.thread.join(5)
+        for t in self.threads:
+            t.join(5)
         self.cap.close()
         self.close_listeners()
+        self.sel.close()
 
     def gaps(self, t0, t1):
         """{backend: [seconds between two SYNs]} within [t0, t1] (ns)."""

@@ -140,6 +140,14 @@ test_slack_follows_jitter(void **state)
 	assert_int_equal(hstate_slack_us(8), 2000);
 	assert_int_equal(hstate_slack_us(200), HSTATE_SLACK_MAX_US);
 	assert_int_equal(hstate_slack_us(UINT32_MAX), HSTATE_SLACK_MAX_US);
+	/* The margin left for a late start covers the slack, and more. */
+	assert_int_equal(hstate_margin_us(0), 0);
+	assert_int_equal(hstate_margin_us(8), 2000);
+	assert_int_equal(hstate_margin_us(100), 25000);
+	assert_int_equal(hstate_margin_us(200), HSTATE_LATE_MAX_US);
+	assert_int_equal(hstate_margin_us(UINT32_MAX), HSTATE_LATE_MAX_US);
+	for (uint32_t j = 0; j < 5000; j += 7)
+		assert_true(hstate_margin_us(j) >= hstate_slack_us(j));
 }
 
 /* The jitter generator spreads evenly: every eighth of the range gets its
