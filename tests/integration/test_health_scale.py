@@ -25,9 +25,8 @@ from lbdtest import SCALE
 # well under a minute.
 NBACKENDS = 1000
 PER_SERVICE = 64
-INTERVAL = 1.0		# seconds; the scale bench (healthscale.py) uses 2s
-JITTER = 0.1
-LATE = 0.05		# scheduling latency allowed on a shared, loaded machine
+INTERVAL = 2.0		# seconds, as issue 18 asks
+JITTER = 0.2		# and the default jitter, a tenth
 FALL = 2
 
 
@@ -144,9 +143,9 @@ def check_gaps(farm, t0, t1):
     gaps = farm.gaps(t0, t1)
     every = [g for gs in gaps.values() for g in gs]
     lo, hi = INTERVAL - JITTER, INTERVAL + JITTER
-    print("%d backends, %d gaps in %.1fs: %.4f..%.4fs (allowed %.3f..%.3f, "
-          "+%.0fms late)" % (len(gaps), len(every), (t1 - t0) / 1e9, min(every),
-                             max(every), lo, hi, LATE * 1000))
+    print("%d backends, %d gaps in %.1fs: %.4f..%.4fs (allowed %.3f..%.3f)"
+          % (len(gaps), len(every), (t1 - t0) / 1e9, min(every), max(every),
+             lo, hi))
     assert len(gaps) == NBACKENDS, "backends never probed: %s" % sorted(
         set(range(NBACKENDS)) - set(gaps))
     window = (t1 - t0) / 1e9
@@ -154,7 +153,7 @@ def check_gaps(farm, t0, t1):
         # One probe per interval +- jitter: at least window / hi - 1 gaps.
         assert len(gs) >= int(window / hi) - 1, \
             "backend %d: %d probes in %.1fs" % (i, len(gs) + 1, window)
-        assert all(lo <= g <= hi + LATE for g in gs), \
+        assert all(lo <= g <= hi for g in gs), \
             "backend %d: gaps %s outside %.3f..%.3f" % (i, gs, lo, hi)
     # The jitter is used: gaps spread over most of the range.
     assert min(every) < INTERVAL - JITTER / 2 and max(every) > INTERVAL + JITTER / 2
@@ -164,7 +163,7 @@ def test_every_backend_on_its_schedule_and_one_line_each_going_down(lbd, farm):
     d = lbd(services(farm.port), workers=1)
     time.sleep(INTERVAL + JITTER)	# every first probe is within one interval
     t0 = time.time_ns()
-    time.sleep(5 * INTERVAL)
+    time.sleep(4 * INTERVAL)
     t1 = time.time_ns()
     check_gaps(farm, t0, t1)
     assert not re.search(r" is (UP|DOWN)", d.stderr()), d.describe()
@@ -176,7 +175,7 @@ def test_every_backend_on_its_schedule_and_one_line_each_going_down(lbd, farm):
     assert lbdtest.poll_until(
         lambda: len(re.findall(down, d.stderr()[mark:])) >= NBACKENDS,
         (FALL + 1) * (INTERVAL + JITTER) * SCALE + 2), d.describe()
-    time.sleep(2 * INTERVAL)	# more failures: nothing more to say
+    time.sleep(INTERVAL + JITTER)	# more failures: nothing more to say
     lines = d.stderr()[mark:].splitlines()
     names = [m.group(1) for m in (re.search(r"(s\d+/b\d+) is DOWN", l)
                                   for l in lines) if m]
