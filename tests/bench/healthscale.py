@@ -26,6 +26,7 @@ import argparse
 import array
 import glob
 import os
+import re
 import select
 import shutil
 import signal
@@ -158,6 +159,13 @@ class Backends:
             if not r or not p.stdout.readline().startswith(b"READY"):
                 return False
         return True
+
+    def stop_servers(self):
+        """Takes every backend away at once (the capture goes on)."""
+        for p in self.procs[:-1]:
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs[:-1]:
+            p.wait(30)
 
     def stop(self):
         """Stops the servers and the capture; returns every accept and every
@@ -305,6 +313,39 @@ def phase(kind, args, tmp, backends):
             }
 
 
+def down_storm(args, tmp, backends):
+    """lbd alone; then every backend goes away at once.  Counts lbd's log
+    lines from then on (one DOWN per backend, one "no backend up" per
+    service, nothing else expected) and the master's CPU meanwhile."""
+    c = Checker("lbd", args, tmp, backends.port)
+    pid = c.start()
+    try:
+        time.sleep(args.interval_ms / 1000 + 0.5)
+        with open(c.err, "rb") as f:
+            mark = len(f.read())
+        cpu0, t0 = cpu_ns(pid)[0], time.monotonic()
+        backends.stop_servers()
+        # fall (3) failures, each interval + jitter apart, and some more.
+        time.sleep(4 * (args.interval_ms + args.jitter_eff) / 1000 + 1)
+        cpu1, t1 = cpu_ns(pid)[0], time.monotonic()
+    finally:
+        c.stop()
+    with open(c.err, "rb") as f:
+        lines = f.read()[mark:].decode(errors="replace").splitlines()
+    down = [l for l in lines if " is DOWN " in l]
+    names = {l.split(" is DOWN ")[0].split()[-1] for l in down}
+    none_up = [l for l in lines if "has no backend up" in l]
+    other = [l for l in lines if l not in down and l not in none_up
+             and not re.search(r"stopp(ing|ed)|exited|worker", l)]
+    out = ("down storm: %d backends gone at once: %d DOWN lines for %d distinct "
+          "backends, %d 'no backend up' lines (%d services), %d other lines; "
+          "master CPU %.0f ms over %.1f s" % (
+              args.backends, len(down), len(names), len(none_up),
+              -(-args.backends // args.per_service), len(other),
+              (cpu1 - cpu0) / 1e6, t1 - t0))
+    return [out] + ["  other: " + l for l in other[:5]]
+
+
 def gaps_in(seen, t0, t1):
     """Every gap (ns) between two accepts of one backend within [t0, t1]."""
     out = []
@@ -379,6 +420,9 @@ def main():
         "LBD_BUILD", os.path.join(ROOT, "build")))
     ap.add_argument("--haproxy", default=shutil.which("haproxy") or "haproxy")
     ap.add_argument("--keep-tmp", action="store_true")
+    ap.add_argument("--down", action="store_true",
+                    help="then take every backend away at once under lbd "
+                    "and count its log lines")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("healthscale: needs root (a network namespace of its "
@@ -391,11 +435,12 @@ def main():
     kinds = args.only.split(",")
     tmp = tempfile.mkdtemp(prefix="healthscale-")
     backends = Backends(args.backends, tmp)
-    phases = []
+    phases, storm = [], []
     try:
         for _ in range(args.rounds):
             for kind in kinds:
                 phases.append(phase(kind, args, tmp, backends))
+        storm = down_storm(args, tmp, backends) if args.down else []
     finally:
         seen, syns = backends.stop()
         if not args.keep_tmp:
@@ -403,6 +448,8 @@ def main():
         else:
             print("kept", tmp)
     report(args, phases, seen, syns)
+    for line in storm:
+        print(line)
 
 
 if __name__ == "__main__":
