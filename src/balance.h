@@ -10,13 +10,17 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define BALANCE_SEQ_MAX	(256 * 64)	/* max weight x max backends per service */
+/* The longest smooth sequence (max weight x 64 backends): schedule.c uses
+ * it for services whose period fits, the golden-ratio order above. */
+#define BALANCE_SEQ_MAX	(256 * 64)
 
 /*
  * Fills seq with member indexes in nginx's smooth weighted order (weights
  * 3,1,1 give 0 1 0 2 0), one full period after dividing the weights by
  * their gcd; members of weight 0 never appear.  Returns the length, 0 when
- * every weight is 0.  seq must hold BALANCE_SEQ_MAX entries.
+ * every weight is 0; a longer period is cut short.  n is at most 256 (the
+ * indexes are bytes); building costs O(length x n), so it is meant for
+ * small services.  seq must hold BALANCE_SEQ_MAX entries.
  */
 size_t balance_smooth_sequence(const uint32_t *weights, size_t n, uint8_t *seq);
 

@@ -381,11 +381,7 @@ load_backends(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 		config_report(ctx, svc->line, "service %s has no backend", svc->name);
 		return -1;
 	}
-	/* Until the worker's retry walk stops using a 64-bit mask (schedule.c). */
-	if (n > 64) {
-		config_report(ctx, svc->line, "service %s: more than 64 backends", svc->name);
-		return -1;
-	}
+	/* No limit on n: the worker's walk keeps its tries, not a mask (schedule.h). */
 	if ((svc->backends = calloc(n, sizeof(*svc->backends))) == NULL) {
 		config_report(ctx, svc->line, "out of memory");
 		return -1;

@@ -60,6 +60,14 @@ handover_begin(struct master *m)
 		    "an upgrade is already under way");
 		return;
 	}
+	/* The new master knows the segment at the path, not the one these
+	 * workers still write to: what they count meanwhile would be lost. */
+	if (m->nold_maps > 0) {
+		log_warnx("upgrade refused: workers started before the stats segment "
+		    "grew are still finishing their connections; try again once they "
+		    "have exited");
+		return;
+	}
 	m->upgrade_pid = upgrade_spawn(m->listeners, m->nlisteners, m->config_path,
 	    m->foreground, &m->upgrade_ev.fd);
 	if (m->upgrade_pid == -1) {

@@ -3,6 +3,7 @@
  * the system error: "backend web/app1 10.0.0.5:80: connect: Connection refused".
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,4 +115,18 @@ fatalx(const char *fmt, ...)
 	log_vwrite(LOG_CRIT, fmt, ap, 0);
 	va_end(ap);
 	exit(1);
+}
+
+void
+log_lines(const char *text)
+{
+	const char *p = text, *nl;
+
+	while (*p != '\0') {
+		nl = strchr(p, '\n');
+		log_warnx("%.*s", (int)(nl != NULL ? nl - p : (ptrdiff_t)strlen(p)), p);
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
 }

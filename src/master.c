@@ -90,7 +90,7 @@ free_worker_slot(const struct master *m)
 {
 	int i;
 
-	for (i = 0; i < (int)m->map.hdr->worker_slots && i < LBD_MAX_WORKER_SLOTS; i++)
+	for (i = 0; i < master_nslots(m); i++)
 		if (m->workers[i].pid == 0)
 			return i;
 	return -1;
@@ -159,7 +159,7 @@ old_workers_left(const struct master *m)
 {
 	int i;
 
-	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
+	for (i = 0; i < master_nslots(m); i++)
 		if (m->workers[i].pid != 0 && m->workers[i].generation != m->generation)
 			return 1;
 	return 0;
@@ -170,7 +170,7 @@ workers_left(const struct master *m)
 {
 	int i;
 
-	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
+	for (i = 0; i < master_nslots(m); i++)
 		if (m->workers[i].pid != 0)
 			return 1;
 	return 0;
@@ -242,10 +242,10 @@ reap_worker(struct master *m, pid_t pid, int status)
 		handover_child_exited(m, status);
 		return;
 	}
-	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
+	for (i = 0; i < master_nslots(m); i++)
 		if (m->workers[i].pid == pid)
 			break;
-	if (i == LBD_MAX_WORKER_SLOTS)
+	if (i == master_nslots(m))
 		return;
 	wp = m->workers[i];
 	master_slot_free(m, i);
@@ -333,7 +333,7 @@ run_timers(struct master *m)
 		if (m->respawn[id].due_ms != 0 && now >= m->respawn[id].due_ms &&
 		    spawn_worker(m, id) == 0)
 			m->respawn[id].due_ms = 0;
-	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
+	for (i = 0; i < master_nslots(m); i++)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    now >= m->workers[i].kill_at_ms)
 			abort_worker(m, i, now);
@@ -356,10 +356,10 @@ next_timeout(const struct master *m)
 	uint32_t id;
 	int i;
 
-	for (id = 1; id <= LBD_MAX_WORKERS; id++)
+	for (id = 1; id <= m->conf->workers; id++)
 		if (m->respawn[id].due_ms != 0 && m->respawn[id].due_ms < next)
 			next = m->respawn[id].due_ms;
-	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
+	for (i = 0; i < master_nslots(m); i++)
 		if (m->workers[i].pid != 0 && m->workers[i].kill_at_ms != 0 &&
 		    m->workers[i].kill_at_ms < next)
 			next = m->workers[i].kill_at_ms;
@@ -381,7 +381,7 @@ master_stop(struct master *m)
 
 	if (m->stopping) {
 		log_notice("second stop request: stopping now");
-		for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
+		for (i = 0; i < master_nslots(m); i++)
 			if (m->workers[i].pid != 0 && !m->workers[i].aborted)
 				abort_worker(m, i, clock_ms());
 		return;
@@ -392,22 +392,8 @@ master_stop(struct master *m)
 	listeners_retire(m->listeners, m->nlisteners, NULL, 0);
 	m->listeners = NULL;
 	m->nlisteners = 0;
-	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
+	for (i = 0; i < master_nslots(m); i++)
 		stop_worker(m, i, m->conf->shutdown_grace_ms);
-}
-
-static void
-log_lines(const char *text)
-{
-	const char *p = text, *nl;
-
-	while (*p != '\0') {
-		nl = strchr(p, '\n');
-		log_warnx("%.*s", (int)(nl != NULL ? nl - p : (ptrdiff_t)strlen(p)), p);
-		if (nl == NULL)
-			break;
-		p = nl + 1;
-	}
 }
 
 /* config_load with its "file:line:" errors logged rather than printed. */
@@ -471,7 +457,7 @@ master_reload(struct master *m)
 	log_info("reloading %s", m->config_path);
 	if ((conf = reload_load(m, &privs)) == NULL)
 		goto refused;
-	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
+	for (i = 0; i < master_nslots(m); i++)
 		busy += m->workers[i].pid != 0;
 	if (busy + conf->workers > LBD_MAX_WORKER_SLOTS) {
 		log_warnx("reload: %zu worker slots free, %u needed: old workers are still "
@@ -505,7 +491,7 @@ master_reload(struct master *m)
 	/* New workers first: the listen sockets always have someone accepting. */
 	for (id = 1; id <= conf->workers; id++)
 		(void)spawn_worker(m, id);
-	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
+	for (i = 0; i < master_nslots(m); i++)
 		if (m->workers[i].pid != 0 && m->workers[i].generation != m->generation)
 			stop_worker(m, i, conf->shutdown_grace_ms);
 	health_reconfigure(m->health, conf);
@@ -673,7 +659,7 @@ master_setup(struct master *m, struct listener *inherited, size_t ninherited)
 	/* The old master's workers first: a segment grown now is not theirs. */
 	if (m->upgrade_chan != -1)
 		handover_adopt_workers(m);
-	for (i = 0; i < LBD_MAX_WORKER_SLOTS; i++)
+	for (i = 0; i < master_nslots(m); i++)
 		busy += m->workers[i].pid != 0;
 	if (master_map_layout(m, m->conf, (uint32_t)busy + m->conf->workers) == -1)
 		fatalx("stats segment: no room for the configuration");

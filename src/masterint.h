@@ -71,6 +71,15 @@ struct master {
 	int upgrade_chan;
 };
 
+/* Worker slots the segment has: the master's table is used up to there. */
+static inline int
+master_nslots(const struct master *m)
+{
+	uint32_t n = m->map.hdr->worker_slots;
+
+	return n < LBD_MAX_WORKER_SLOTS ? (int)n : LBD_MAX_WORKER_SLOTS;
+}
+
 /* master.c */
 void master_describe_status(int status, char *how, size_t len);
 void master_slot_free(struct master *m, int slot);

@@ -32,7 +32,7 @@ drop_unused(struct master *m)
 	int used;
 
 	while (i < m->nold_maps) {
-		for (used = 0, w = 0; w < LBD_MAX_WORKER_SLOTS && !used; w++)
+		for (used = 0, w = 0; w < (size_t)master_nslots(m) && !used; w++)
 			used = m->workers[w].pid != 0 &&
 			    m->workers[w].map_base == m->old_maps[i].base;
 		if (used) {
@@ -64,7 +64,7 @@ grow(struct master *m, const struct stats_size *need)
 		return -1;
 	}
 	m->old_maps[m->nold_maps++] = old;
-	for (w = 0; w < LBD_MAX_WORKER_SLOTS; w++)
+	for (w = 0; w < (size_t)master_nslots(m); w++)
 		if (m->workers[w].pid != 0 && m->workers[w].map_base == NULL)
 			m->workers[w].map_base = old.base;
 	log_info("stats segment %s: grown to %u services, %u backends, %u worker slots "
@@ -102,7 +102,7 @@ master_map_sync(struct master *m)
 	struct stats_map *old;
 	size_t w;
 
-	for (w = 0; w < LBD_MAX_WORKER_SLOTS; w++)
+	for (w = 0; w < (size_t)master_nslots(m); w++)
 		if (m->workers[w].pid != 0 && m->workers[w].map_base != NULL &&
 		    (old = old_map_of(m, m->workers[w].map_base)) != NULL)
 			stats_sync_worker(&m->map, old, (uint32_t)w);

@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "relay.h"
 
 #define SPLICE_FLAGS	(SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
@@ -52,6 +53,8 @@ pipe_pool_init(struct pipe_pool *pool, size_t max_free, uint32_t big_size)
 	pool->nfree = 0;
 	pool->max_free = max_free;
 	pool->big_size = big_size;
+	pool->grow_wait = 0;
+	pool->grow_refused = false;
 	return 0;
 }
 
@@ -96,6 +99,16 @@ pipe_put(struct pipe_pool *pool, struct half *h)
 	h->inpipe = 0;
 }
 
+/*
+ * A pipe that could not grow is asked again after this many splices that
+ * filled half of a small pipe or more (half_splice_in).  The
+ * kernel refuses (EPERM) once the user's pipes pass fs.pipe-user-pages-soft,
+ * a quota every process of that user shares (and root is exempt from): the
+ * refusal says how busy the user is now, not what is allowed for good.
+ * One failed fcntl per 64 such splices costs under 1% of the calls.
+ */
+#define PIPE_GROW_RETRY	64
+
 static void
 pipe_grow(struct pipe_pool *pool, struct half *h)
 {
@@ -103,10 +116,23 @@ pipe_grow(struct pipe_pool *pool, struct half *h)
 
 	if (pool->big_size <= h->pipe_cap)
 		return;
-	if ((cap = fcntl(h->pipe_wr, F_SETPIPE_SZ, (int)pool->big_size)) > 0)
+	if (pool->grow_wait > 0) {
+		pool->grow_wait--;
+		return;
+	}
+	if ((cap = fcntl(h->pipe_wr, F_SETPIPE_SZ, (int)pool->big_size)) > 0) {
 		h->pipe_cap = (uint32_t)cap;
-	else
-		pool->big_size = h->pipe_cap;	/* not allowed here: stop trying */
+		if (pool->grow_refused)
+			log_info("pipes grow to %u bytes again", pool->big_size);
+		pool->grow_refused = false;
+		return;
+	}
+	if (!pool->grow_refused)
+		log_warn("pipe: F_SETPIPE_SZ %u refused, bulk moves through %u-byte "
+		    "pipes until it is granted (the user's pipes over "
+		    "fs.pipe-user-pages-soft?)", pool->big_size, h->pipe_cap);
+	pool->grow_refused = true;
+	pool->grow_wait = PIPE_GROW_RETRY;
 }
 
 static void
@@ -291,7 +317,10 @@ half_splice_in(struct half *h, int src, struct pipe_pool *pool)
 	if (n <= 0)
 		return half_read_nothing(h, n);
 	h->inpipe = (uint32_t)n;
-	if ((uint32_t)n == h->pipe_cap)
+	/* Half a pipe in one splice is bulk.  Not "all of it": a pipe also
+	 * fills by slots, and a 2-slot pipe (what a user over its pipe quota
+	 * gets) seldom holds its 8 KiB, so it would never grow back. */
+	if ((uint32_t)n >= h->pipe_cap / 2)
 		pipe_grow(pool, h);
 	return STEP_ON;
 }

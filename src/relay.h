@@ -49,7 +49,8 @@ struct relay {
 /*
  * Free pipes kept for the next connection that has bytes to move.  Pipes
  * are created at the kernel's default size and grown once a direction
- * fills one (bulk transfers), since a bigger pipe cuts splice calls per MiB.
+ * half fills one (bulk transfers), since a bigger pipe cuts splice calls per
+ * MiB.  A refused growth is asked again later, never given up for good.
  */
 struct pipe_pool {
 	int (*free)[2];			/* owned: [i][0] read end, [i][1] write end */
@@ -57,6 +58,8 @@ struct pipe_pool {
 	size_t nfree;
 	size_t max_free;
 	uint32_t big_size;		/* size to grow a full pipe to, 0 = never */
+	uint32_t grow_wait;		/* fills to skip before asking again */
+	bool grow_refused;		/* the last F_SETPIPE_SZ failed (logged once) */
 };
 
 enum relay_status {

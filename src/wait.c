@@ -38,7 +38,7 @@ wait_enter(struct worker *w, struct conn *c)
 	c->state = CONN_WAITING;
 	c->last_ms = w->now_ms;
 	/* Any backend may free a slot first: forget the ones it tried. */
-	c->walk.tried = 0;
+	schedule_walk_forget(&c->walk);
 	conn_list_append(&w->rt[c->service].waiting, c);
 	if (w->rt[c->service].waiting.head == c)
 		wait_publish(w, c->service);
@@ -74,7 +74,6 @@ wait_pick(struct worker *w, struct conn *c)
 	const struct lbd_service_conf *svc = &w->conf->services[c->service];
 	int b;
 
-	c->walk.full = 0;
 	/* A newcomer queues behind those waiting; a retry after a failed
 	 * connect was admitted already and tries the other backends. */
 	if (c->state != CONN_WAITING && c->walk.attempts == 0 && wait_others(w, c)) {

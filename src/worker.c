@@ -672,6 +672,7 @@ bury(struct worker *w)
 
 	while ((c = w->graveyard) != NULL) {
 		w->graveyard = c->next;
+		schedule_walk_free(&c->walk);
 		free(c);
 	}
 }

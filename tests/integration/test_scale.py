@@ -14,8 +14,8 @@ import lbdtest
 from lbdtest import SCALE, poll_until
 
 TOTAL = 10000           # backends in all
-PER_SERVICE = 64        # the largest service; the rest fill up to TOTAL
-DEAD_PORT = None
+FILLER = 1000           # of them in small services; the rest in one, web
+PER_SERVICE = 64        # backends of each small service
 
 
 def dead_backends(prefix, n, start):
@@ -43,11 +43,11 @@ def q(text):
     return '"%s"' % text
 
 
-def web_service(real, extra_dead):
+def web_service(real, dead, first=0, tag="x"):
     rows = [(b.name, b.address, 1) for b in real]
-    rows += dead_backends("x", extra_dead, 0)
+    rows += dead_backends(tag, dead, first)
     return dict(lbdtest.service("web", rows),
-                health={"interval": q("1s"), "timeout": q("500ms"), "fall": 1})
+                health={"interval": q("2s"), "timeout": q("500ms"), "fall": 1})
 
 
 def lbtool(name, d, *args, timeout=30):
@@ -108,43 +108,52 @@ def reload(d, generation):
 
 def test_ten_thousand_backends_serve_and_reload(lbd, backend):
     real = [backend("ident", "app%d" % i) for i in range(3)]
-    web = web_service(real, PER_SERVICE - len(real))
-    rest = filler(TOTAL - PER_SERVICE, 0, "s")
+    nweb = TOTAL - FILLER
+    web = web_service(real, nweb - 3)
+    rest = filler(FILLER, 0, "s")
     d = lbd([web] + rest, timeout=60 * SCALE)
     js = lbstat(d)
     assert sum(len(s["backends"]) for s in js["services"]) == TOTAL
     # Served: every dead one of web goes down, the three real ones answer.
     assert poll_until(lambda: sum(b["state"] == "down" for b in
-                                  backend_of_all(lbstat(d), "web")) == PER_SERVICE - 3,
-                      30 * SCALE)
+                                  backend_of_all(lbstat(d), "web")) == nweb - 3,
+                      60 * SCALE), "web's dead backends are not all down"
     payload = os.urandom(64 * 1024)
     seen = [exchange(d.port["web"], payload) for _ in range(30)]
     assert set(seen) == {"app0", "app1", "app2"}
     js = lbstat(d)
     assert sum(backend_of(js, "web", "app%d" % i)["connections"] for i in range(3)) == 30
     lbadmin(d, "drain", "web/app2")
+    lbadmin(d, "weight", "web/x5000", "9")
     # A backend the coming reloads keep (they remove the first services).
-    keep_svc = rest[60]["name"]
-    keep_be = rest[60]["backends"][5][0]
+    keep_svc = rest[10]["name"]
+    keep_be = rest[10]["backends"][5][0]
     lbadmin(d, "weight", "%s/%s" % (keep_svc, keep_be), "7")
     before = {("web", "app%d" % i): backend_of(js, "web", "app%d" % i)["bytes_in"]
               for i in range(3)}
 
-    # Reload: 3 000 backends go (the first services), 3 000 new ones come.
-    gone = 3000 // PER_SERVICE
+    # Reload: 3 000 of web's backends go and 3 000 new ones come; so do the
+    # first small services (320 backends) and 320 in new ones.
+    gone = 5
+    web2 = web_service(real, nweb - 3 - 3000, 3000)
+    web2["backends"] += dead_backends("y", 3000, 20000)
     kept = rest[gone:]
-    added = filler(3000, 1000, "n")
-    rewrite(d, [web] + kept + added)
+    added = filler(gone * PER_SERVICE, 1000, "n")
+    rewrite(d, [web2] + kept + added)
     reload(d, 2)
     js = lbstat(d)
     names = {s["name"] for s in js["services"]}
     assert "s0" not in names and "n1000" in names and "s%d" % gone in names
-    assert sum(len(s["backends"]) for s in js["services"]) == \
-        TOTAL - gone * PER_SERVICE + 3000
+    assert sum(len(s["backends"]) for s in js["services"]) == TOTAL
+    assert len(backend_of_all(js, "web")) == nweb
     for (svc, name), bytes_in in before.items():
         assert backend_of(js, svc, name)["bytes_in"] == bytes_in
     assert backend_of(js, "web", "app2")["state"] == "drain"
+    assert backend_of(js, "web", "x5000")["weight"] == 9
     assert backend_of(js, keep_svc, keep_be)["weight"] == 7
+    assert poll_until(lambda: sum(b["state"] == "down" for b in
+                                  backend_of_all(lbstat(d), "web")) == nweb - 3,
+                      60 * SCALE), "web's new dead backends are not all down"
     seen = [exchange(d.port["web"], payload) for _ in range(10)]
     assert set(seen) == {"app0", "app1"}
 
@@ -154,7 +163,9 @@ def test_ten_thousand_backends_serve_and_reload(lbd, backend):
     held = lbdtest.recv_line(s).decode().strip()
     stats = os.path.join(d.runtime_dir, "lbd.stats")
     inode = os.stat(stats).st_ino
-    rewrite(d, [web] + kept + added + filler(9000, 2000, "g"))
+    big = dict(lbdtest.service("big", dead_backends("g", 9000, 30000)),
+               health={"interval": q("30s"), "timeout": q("500ms")})
+    rewrite(d, [web2] + kept + added + [big])
     reload(d, 3)
     assert os.stat(stats).st_ino != inode, "the segment was not replaced"
     assert "grown to" in d.stderr()
@@ -172,9 +183,9 @@ def test_ten_thousand_backends_serve_and_reload(lbd, backend):
             base, backend_of(lbstat(d), "web", held)["bytes_in"])
     js = lbstat(d)
     assert backend_of(js, "web", "app2")["state"] == "drain"
+    assert backend_of(js, "web", "x5000")["weight"] == 9
     assert backend_of(js, keep_svc, keep_be)["weight"] == 7
-    assert sum(len(s["backends"]) for s in js["services"]) == \
-        TOTAL - gone * PER_SERVICE + 3000 + 9000
+    assert sum(len(s["backends"]) for s in js["services"]) == TOTAL + 9000
 
 
 def backend_of_all(js, svc):

@@ -197,6 +197,61 @@ test_bulk_yields_after_its_turn(void **state)
 	rig_close(&r);
 }
 
+/* Moves total bytes down through the relay, checking them; returns the pumps. */
+static unsigned
+move_down(struct rig *r, size_t total)
+{
+	size_t fed = 0, got = 0;
+	unsigned pumps = 0;
+	struct relay_result res;
+
+	while (got < total && pumps < 100000) {
+		feed(r->backend_peer, &fed, total);
+		backend_readable(r);
+		(void)pump(r, TURN, &res);
+		pumps++;
+		drain(r->client_peer, &got);
+	}
+	assert_int_equal(got, total);
+	return pumps;
+}
+
+/* The capacity of the pipe the down direction holds or gave back last. */
+static uint32_t
+down_pipe_cap(const struct rig *r)
+{
+	if (r->relay.down.pipe_rd != -1)
+		return r->relay.down.pipe_cap;
+	assert_true(r->pool.nfree > 0);
+	return r->pool.free_cap[r->pool.nfree - 1];
+}
+
+/*
+ * A refused growth (the kernel says EPERM when the user's pipes pass
+ * fs.pipe-user-pages-soft, a quota all its processes share) is asked
+ * again later: once granted, bulk gets its big pipe back.  Root is exempt
+ * from that quota, so a size the kernel refuses to anyone (EINVAL) stands
+ * in for the refusal, and a valid size for the quota freed again.
+ */
+static void
+test_refused_growth_is_retried(void **state)
+{
+	struct rig r;
+
+	(void)state;
+	rig_open(&r);
+	r.pool.big_size = UINT32_MAX;		/* refused */
+	move_down(&r, 2 << 20);
+	assert_true(down_pipe_cap(&r) < 1 << 20);
+	assert_true(r.pool.grow_refused);
+	assert_int_equal(r.pool.big_size, UINT32_MAX);	/* not given up */
+	r.pool.big_size = 1 << 20;		/* the quota frees up */
+	move_down(&r, 16 << 20);		/* >= 64 fills of a 64 KiB pipe */
+	assert_int_equal(down_pipe_cap(&r), 1 << 20);
+	assert_false(r.pool.grow_refused);
+	rig_close(&r);
+}
+
 /* Without a turn limit the same pump runs until a socket stops it. */
 static void
 test_unlimited_turn_never_yields(void **state)
@@ -303,6 +358,7 @@ main(void)
 		cmocka_unit_test(test_small_reply_is_copied),
 		cmocka_unit_test(test_bulk_yields_after_its_turn),
 		cmocka_unit_test(test_unlimited_turn_never_yields),
+		cmocka_unit_test(test_refused_growth_is_retried),
 		cmocka_unit_test(test_fins_pass_on),
 		cmocka_unit_test(test_exchanges),
 	};
