@@ -407,8 +407,9 @@ def main():
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backends", type=int, default=256)
-    ap.add_argument("--per-service", type=int, default=64,
-                    help="backends per lbd service (HAProxy: one backend)")
+    ap.add_argument("--per-service", type=int, default=0,
+                    help="backends per lbd service (default: all in one, "
+                    "as HAProxy's one backend)")
     ap.add_argument("--seconds", type=float, default=10.0,
                     help="sampling window per phase")
     ap.add_argument("--rounds", type=int, default=2)
@@ -429,7 +430,7 @@ def main():
                          "own, and a packet socket to see every SYN)")
     into_netns()
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    args.per_service = max(1, min(args.per_service, args.backends))
+    args.per_service = min(args.per_service or args.backends, args.backends)
     args.jitter_eff = (args.jitter_ms if args.jitter_ms is not None
                        else args.interval_ms // 10)
     kinds = args.only.split(",")
