@@ -15,6 +15,9 @@ import time
 SO_ATTACH_FILTER = 26
 SO_TIMESTAMPNS = 35
 ETH_P_ALL = 3
+SO_RCVBUFFORCE = 33
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
 
 
 def _filter(port):
@@ -41,7 +44,11 @@ def open_syn_socket(port):
     fprog = struct.pack("HL", len(prog), ctypes.addressof(code))
     s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
     s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    # Past rmem_max (as root) so that a reader a moment late loses nothing.
+    try:
+        s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     s.bind(("lo", ETH_P_ALL))
     return s
 
@@ -62,3 +69,28 @@ def read_syn(s):
             sec, nsec = struct.unpack("qq", val[:16])
             t = sec * 1_000_000_000 + nsec
     return data[30:34], sport, t
+
+
+def drops(s):
+    """Packets the socket dropped since the last call (a full buffer)."""
+    st = s.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+    return struct.unpack("II", st)[1]
+
+
+class Fresh:
+    """Tells a probe's SYN from the kernel sending it again: the same
+    source port to the same backend within RETRY_NS (the first
+    retransmission comes 1 s after).  A later SYN from the same port is a
+    new probe that happened to get the port again."""
+
+    RETRY_NS = 1_500_000_000
+
+    def __init__(self):
+        self.last = {}
+
+    def __call__(self, backend, sport, t):
+        prev = self.last.get(backend)
+        if prev is not None and prev[0] == sport and t - prev[1] < self.RETRY_NS:
+            return False
+        self.last[backend] = (sport, t)
+        return True

@@ -65,7 +65,7 @@ class Farm:
             t.start()
 
     def _read(self):
-        last = {}	# backend: source port of its last SYN
+        fresh = syncap.Fresh()
         while not self.stopping:
             try:
                 got = syncap.read_syn(self.cap)
@@ -74,8 +74,7 @@ class Farm:
             if got is None or got[0][:2] != b"\x7f\x01":
                 continue
             i = got[0][2] * 250 + got[0][3] - 1
-            if last.get(i) != got[1]:	# not a retransmitted SYN
-                last[i] = got[1]
+            if fresh(i, got[1], got[2]):
                 self.syns.append((i, got[2]))
 
     def _accept(self):
