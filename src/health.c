@@ -417,46 +417,55 @@ health_quiet_handshake(const struct health_check *c, int fd)
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &off, sizeof(off));
 }
 
+/* A socket for the probe, registered with epoll; -1 after a local error. */
+static int
+health_probe_open(struct health_check *c, uint64_t now)
+{
+	int fd = socket(c->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd == -1) {
+		health_local_error(c, "socket", now);
+		return -1;
+	}
+	c->cur ^= 1;		/* a fresh handler: struct health_pev */
+	health_ev(c)->fd = fd;
+	if (ev_add(c->h->epfd, health_ev(c), EPOLLOUT) == -1) {
+		health_local_error(c, "epoll_ctl", now);
+		close(fd);
+		health_ev(c)->fd = -1;
+		return -1;
+	}
+	c->h->local_error = 0;
+	c->h->inflight++;
+	return fd;
+}
+
 static void
 health_probe_start(struct health_check *c, uint64_t now)
 {
-	int fd;
+	int fd, rc, error;
 
 	if (health_disabled(c)) {
 		health_skip_disabled(c, now);
 		return;
 	}
-	if (health_over_budget(c, now))
+	if (health_over_budget(c, now) || (fd = health_probe_open(c, now)) == -1)
 		return;
-	fd = socket(c->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1) {
-		health_local_error(c, "socket", now);
-		return;
-	}
-	c->h->local_error = 0;
-	c->cur ^= 1;		/* a fresh handler: struct health_pev */
-	health_ev(c)->fd = fd;
-	c->h->inflight++;
 	c->phase = HEALTH_CONNECTING;
-	/* Not the pass's now: a long pass (or the master preempted in it)
-	 * would start the next probe early by as much. */
-	c->started = now = clock_us();
 	c->sent = c->nread = c->wlen = 0;
 	c->events = EPOLLOUT;
-	health_schedule(c, now + (uint64_t)c->svc->timeout_ms * 1000);
-	if (ev_add(c->h->epfd, health_ev(c), EPOLLOUT) == -1) {
-		health_local_error(c, "epoll_ctl", now);
-		close(fd);
-		health_ev(c)->fd = -1;
-		c->h->inflight--;
-		c->phase = HEALTH_IDLE;
-		return;
-	}
 	health_quiet_handshake(c, fd);
-	if (connect(fd, (struct sockaddr *)&c->addr.ss, c->addr.len) == 0)
+	rc = connect(fd, (struct sockaddr *)&c->addr.ss, c->addr.len);
+	error = errno;
+	/* Stamped once the SYN is out, not at the pass's start: a long pass,
+	 * or the master preempted before connect(), would otherwise start the
+	 * next probe early by as much. */
+	c->started = clock_us();
+	health_schedule(c, c->started + (uint64_t)c->svc->timeout_ms * 1000);
+	if (rc == 0)
 		health_probe_connected(c);
-	else if (errno != EINPROGRESS)
-		health_fail_errno(c, "connect", errno);
+	else if (error != EINPROGRESS)
+		health_fail_errno(c, "connect", error);
 }
 
 /* The deadline of a probe in flight passed. */
