@@ -25,6 +25,9 @@ NBACKENDS = 1000
 PER_SERVICE = 500
 INTERVAL = 2.0		# seconds, as issue 18 asks
 JITTER = 0.2		# and the default jitter, a tenth
+# lbd leaves 50 ms of the range for a late start; a sanitizer build, 2-3x
+# slower, may need more on a loaded machine.  Early is never allowed.
+LATE = 0.0 if SCALE == 1 else 0.05 * SCALE
 FALL = 2
 
 
@@ -142,7 +145,7 @@ def check_gaps(farm, t0, t1):
     lo, hi = INTERVAL - JITTER, INTERVAL + JITTER
     print("%d backends, %d gaps in %.1fs: %.4f..%.4fs (allowed %.3f..%.3f)"
           % (len(gaps), len(every), (t1 - t0) / 1e9, min(every), max(every),
-             lo, hi))
+             lo, hi + LATE))
     assert len(gaps) == NBACKENDS, "backends never probed: %s" % sorted(
         set(range(NBACKENDS)) - set(gaps))
     window = (t1 - t0) / 1e9
@@ -150,7 +153,7 @@ def check_gaps(farm, t0, t1):
         # One probe per interval +- jitter: at least window / hi - 1 gaps.
         assert len(gs) >= int(window / hi) - 1, \
             "backend %d: %d probes in %.1fs" % (i, len(gs) + 1, window)
-        assert all(lo <= g <= hi for g in gs), \
+        assert all(lo <= g <= hi + LATE for g in gs), \
             "backend %d: gaps %s outside %.3f..%.3f" % (i, gs, lo, hi)
     # The jitter is used: gaps spread over most of the range.
     assert min(every) < INTERVAL - JITTER / 2 and max(every) > INTERVAL + JITTER / 2
