@@ -40,6 +40,8 @@
 #include "log.h"
 #include "slowstart.h"
 
+#define HEALTH_BUSY_LOG_US	(60 * 1000000ULL)	/* the budget's warning, at most */
+
 /*
  * Sets the timerfd for the earliest deadline, up to h->slack_us late (each
  * probe's next delay allowed for it), so that one wake-up starts every
@@ -382,21 +384,21 @@ health_local_error(struct health_check *c, const char *op, uint64_t now)
 /*
  * Bounds the sockets: with every backend black-holed and timeout near
  * interval, nearly all checks would hold one.  Past half the descriptor
- * limit a due probe waits a tenth of its interval (logged once).
+ * limit a due probe waits a tenth of its interval; said at most once a
+ * minute, however long it lasts or often it comes back.
  */
 static int
 health_over_budget(struct health_check *c, uint64_t now)
 {
 	struct health *h = c->h;
 
-	if (h->inflight < h->inflight_max) {
-		h->busy_logged = 0;
+	if (h->inflight < h->inflight_max)
 		return 0;
-	}
-	if (!h->busy_logged)
+	if (h->busy_logged_us == 0 || now - h->busy_logged_us >= HEALTH_BUSY_LOG_US) {
 		log_warnx("health: %zu probes in flight, half the descriptor limit; "
 		    "delaying the next ones", h->inflight);
-	h->busy_logged = 1;
+		h->busy_logged_us = now;
+	}
 	health_schedule(c, now + (uint64_t)c->svc->interval_ms * 100);
 	return 1;
 }

@@ -96,7 +96,7 @@ struct health {
 	size_t inflight;		/* probes holding a socket */
 	size_t inflight_max;		/* half the descriptor limit */
 	int local_error;		/* a socket() failure was logged */
-	int busy_logged;		/* inflight_max reached, logged */
+	uint64_t busy_logged_us;	/* inflight_max reached, logged; 0 never */
 };
 
 static inline struct ev_handler *

@@ -9,6 +9,7 @@ measured gaps.
 import os
 import re
 import selectors
+import shutil
 import socket
 import threading
 import time
@@ -186,3 +187,62 @@ def test_every_backend_on_its_schedule_and_one_line_each_going_down(lbd, farm):
     assert len(others) == nsvc and all(
         "has no backend up: trying all of them" in l for l in others), others
     print("%d DOWN lines, %d other lines" % (len(names), len(others)))
+
+
+# -- the descriptor budget -------------------------------------------------------
+
+NOFILE = 128		# lbd's descriptor limit in the next test: 64 for probes
+SILENT = 200		# backends that never answer
+
+
+class LimitedLbd(lbdtest.Lbd):
+    prefix = ("prlimit", "--nofile=%d:%d" % (NOFILE, NOFILE), "--")
+
+
+@pytest.fixture
+def lbd_limited(tmp_path):
+    if not shutil.which("prlimit"):
+        pytest.skip("no prlimit (util-linux)")
+
+    def make(i, services, workers=1):
+        return LimitedLbd(tmp_path / ("lbd%d" % i), services, workers=workers)
+
+    yield from lbdtest.lbd_fixture(make)
+
+
+def test_probes_in_flight_stay_within_half_the_descriptor_limit(lbd_limited):
+    """SILENT backends whose accept queue is full (backlog 0, never
+    accepted): every probe holds its socket until timeout, 180 at once
+    were it not for the budget.  The master stays within its limit, says
+    so once, and never runs out of descriptors."""
+    port = lbdtest.free_port()
+    socks = []
+    try:
+        for i in range(SILENT):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind((backend_addr(i), port))
+            s.listen(0)
+        rows = [("b%d" % i, "%s:%d" % (backend_addr(i), port), 1)
+                for i in range(SILENT)]
+        # send: the probe completes the handshake (quick ACKs on), fills
+        # the one-place queue, and every later SYN is dropped.
+        health = {"interval": lbdtest.q("1s"), "timeout": lbdtest.q("900ms"),
+                  "fall": 100, "send": lbdtest.q("x")}
+        d = lbd_limited([dict(lbdtest.service("silent", rows), health=health)])
+        most = 0
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            most = max(most, len(os.listdir("/proc/%d/fd" % d.pid)))
+            time.sleep(0.05)
+        text = d.stderr()
+        busy = re.findall(r"probes in flight, half the descriptor limit", text)
+        print("master descriptors at most %d of %d; %d budget lines"
+              % (most, NOFILE, len(busy)))
+        assert len(busy) == 1, d.describe()
+        assert "Too many open files" not in text, d.describe()
+        assert most < NOFILE - 8, "master used %d of %d descriptors" % (most, NOFILE)
+        assert d.proc.poll() is None
+    finally:
+        for s in socks:
+            s.close()
