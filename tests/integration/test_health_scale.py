@@ -29,6 +29,29 @@ JITTER = 0.2		# and the default jitter, a tenth
 # lbd leaves 50 ms of the range for a late start; a sanitizer build, 2-3x
 # slower, may need more on a loaded machine.  Early is never allowed.
 LATE = 0.0 if SCALE == 1 else 0.05 * SCALE
+
+
+class Stalls:
+    """The longest this process overslept a 10 ms sleep while running: on
+    a shared machine whose neighbours stall everyone for longer than lbd's
+    margin, that much lateness is the machine's, not lbd's."""
+
+    def __init__(self):
+        self.worst = 0.0
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopping:
+            t = time.monotonic()
+            time.sleep(0.01)
+            self.worst = max(self.worst, time.monotonic() - t - 0.01)
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        return self.worst
 FALL = 2
 
 
@@ -140,13 +163,15 @@ def services(port):
     return out
 
 
-def check_gaps(farm, t0, t1):
+def check_gaps(farm, t0, t1, stall):
     gaps = farm.gaps(t0, t1)
     every = [g for gs in gaps.values() for g in gs]
     lo, hi = INTERVAL - JITTER, INTERVAL + JITTER
-    print("%d backends, %d gaps in %.1fs: %.4f..%.4fs (allowed %.3f..%.3f)"
-          % (len(gaps), len(every), (t1 - t0) / 1e9, min(every), max(every),
-             lo, hi + LATE))
+    late = max(LATE, 2 * stall)	# lbd may have stalled longer than we did
+    print("%d backends, %d gaps in %.1fs: %.4f..%.4fs (allowed %.3f..%.3f; "
+          "this process stalled up to %.0f ms)" % (
+              len(gaps), len(every), (t1 - t0) / 1e9, min(every), max(every),
+              lo, hi + late, stall * 1000))
     assert len(gaps) == NBACKENDS, "backends never probed: %s" % sorted(
         set(range(NBACKENDS)) - set(gaps))
     window = (t1 - t0) / 1e9
@@ -154,7 +179,7 @@ def check_gaps(farm, t0, t1):
         # One probe per interval +- jitter: at least window / hi - 1 gaps.
         assert len(gs) >= int(window / hi) - 1, \
             "backend %d: %d probes in %.1fs" % (i, len(gs) + 1, window)
-        assert all(lo <= g <= hi + LATE for g in gs), \
+        assert all(lo <= g <= hi + late for g in gs), \
             "backend %d: gaps %s outside %.3f..%.3f" % (i, gs, lo, hi)
     # The jitter is used: gaps spread over most of the range.
     assert min(every) < INTERVAL - JITTER / 2 and max(every) > INTERVAL + JITTER / 2
@@ -163,10 +188,11 @@ def check_gaps(farm, t0, t1):
 def test_every_backend_on_its_schedule_and_one_line_each_going_down(lbd, farm):
     d = lbd(services(farm.port), workers=1)
     time.sleep(INTERVAL + JITTER)	# every first probe is within one interval
+    stalls = Stalls()
     t0 = time.time_ns()
     time.sleep(4 * INTERVAL)
     t1 = time.time_ns()
-    check_gaps(farm, t0, t1)
+    check_gaps(farm, t0, t1, stalls.stop())
     assert not re.search(r" is (UP|DOWN)", d.stderr()), d.describe()
 
     # All of them at once: connects now refused.
