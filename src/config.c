@@ -222,6 +222,7 @@ parse_cidr_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 
 static cfg_opt_t health_opts[] = {
 	DURATION("interval", "2s"),
+	DURATION("jitter", NULL),	/* unset: a tenth of interval */
 	DURATION("timeout", "1s"),
 	CFG_INT("rise", 2, CFGF_NONE),
 	CFG_INT("fall", 3, CFGF_NONE),
@@ -335,6 +336,8 @@ load_health(struct load_ctx *ctx, cfg_t *hcfg, struct lbd_service_conf *svc)
 	struct lbd_health_conf *h = &svc->health;
 
 	h->interval_ms = get_duration(hcfg, "interval");
+	h->jitter_ms = cfg_getstr(hcfg, "jitter") != NULL ? get_duration(hcfg, "jitter") :
+	    h->interval_ms / 10;
 	h->timeout_ms = get_duration(hcfg, "timeout");
 	h->rise = (uint32_t)cfg_getint(hcfg, "rise");
 	h->fall = (uint32_t)cfg_getint(hcfg, "fall");
@@ -348,6 +351,11 @@ load_health(struct load_ctx *ctx, cfg_t *hcfg, struct lbd_service_conf *svc)
 	if (h->interval_ms < 100) {
 		config_report(ctx, svc->line, "service %s: health interval must be at least 100ms",
 		    svc->name);
+		return -1;
+	}
+	if (h->jitter_ms > h->interval_ms / 2) {
+		config_report(ctx, svc->line,
+		    "service %s: health jitter must be at most half the interval", svc->name);
 		return -1;
 	}
 	if (h->timeout_ms == 0 || h->timeout_ms > h->interval_ms) {

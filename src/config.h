@@ -31,6 +31,7 @@ struct lbd_sockaddr {
 
 struct lbd_health_conf {
 	uint32_t interval_ms;
+	uint32_t jitter_ms;		/* probes interval +- this apart */
 	uint32_t timeout_ms;
 	uint32_t rise;
 	uint32_t fall;

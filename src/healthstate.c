@@ -50,12 +50,43 @@ hstate_first_delay_us(uint32_t interval_ms, uint32_t rnd)
 }
 
 uint64_t
-hstate_next_delay_us(uint32_t interval_ms, uint32_t rnd)
+hstate_next_delay_us(uint32_t interval_ms, uint32_t jitter_ms, uint32_t late_us,
+    uint32_t rnd)
 {
 	uint64_t interval = (uint64_t)interval_ms * 1000;
-	uint64_t spread = interval * HSTATE_JITTER_PCT / 100;
+	uint64_t spread = (uint64_t)jitter_ms * 1000, width;
 
-	return interval - spread + hstate_scale(2 * spread + 1, rnd);
+	if (spread > interval)		/* config.c refuses it; never underflow */
+		spread = interval;
+	width = 2 * spread;
+	width -= late_us < width ? late_us : width;
+	return interval - spread + hstate_scale(width + 1, rnd);
+}
+
+uint32_t
+hstate_slack_us(uint32_t jitter_ms)
+{
+	uint64_t quarter = (uint64_t)jitter_ms * 1000 / 4;
+
+	return quarter < HSTATE_SLACK_MAX_US ? (uint32_t)quarter : HSTATE_SLACK_MAX_US;
+}
+
+uint32_t
+hstate_margin_us(uint32_t jitter_ms)
+{
+	uint64_t quarter = (uint64_t)jitter_ms * 1000 / 4;
+
+	return quarter < HSTATE_LATE_MAX_US ? (uint32_t)quarter : HSTATE_LATE_MAX_US;
+}
+
+uint32_t
+hstate_rand(uint64_t *seed)
+{
+	uint64_t z = (*seed += UINT64_C(0x9e3779b97f4a7c15));
+
+	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+	return (uint32_t)((z ^ (z >> 31)) >> 32);
 }
 
 int

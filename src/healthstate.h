@@ -10,8 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Spread of the delay between two probes of a backend: interval +- 10%. */
-#define HSTATE_JITTER_PCT	10
+/*
+ * The longest a probe may start after its due time so that the master wakes
+ * once for a batch of due probes rather than once per probe (at 10 000
+ * backends every 2s, 5 000 probes a second).  The jittered delay is drawn
+ * short of its top by at least that much (hstate_margin_us), so gaps still
+ * stay within interval +- jitter.
+ */
+#define HSTATE_SLACK_MAX_US	5000
 
 enum hstate_change {
 	HSTATE_SAME = 0,
@@ -34,10 +40,31 @@ void hstate_reset_run(struct hstate *st);
 /*
  * Delays in microseconds; rnd is a uniform 32-bit random number.  The first
  * probe of a backend lands anywhere within one interval so that backends
- * added together are not probed together; later ones keep drifting apart.
+ * added together are not probed together; later ones keep drifting apart,
+ * interval +- jitter_ms from the start of the previous one, less late_us at
+ * the top (the slack the probe may start late by, at most 2 x jitter).
  */
 uint64_t hstate_first_delay_us(uint32_t interval_ms, uint32_t rnd);
-uint64_t hstate_next_delay_us(uint32_t interval_ms, uint32_t rnd);
+uint64_t hstate_next_delay_us(uint32_t interval_ms, uint32_t jitter_ms, uint32_t late_us,
+    uint32_t rnd);
+/* The slack for a jitter: a quarter of it, at most HSTATE_SLACK_MAX_US;
+ * with no jitter, none (probes start on time, one wake-up each). */
+uint32_t hstate_slack_us(uint32_t jitter_ms);
+/*
+ * What the next delay leaves at the top of interval + jitter for a probe
+ * that starts late: the slack, and the master waiting for a CPU on a busy
+ * machine (tens of ms seen on 2 loaded cores).  A quarter of the jitter, at
+ * most HSTATE_LATE_MAX_US; never less than hstate_slack_us.
+ */
+#define HSTATE_LATE_MAX_US	50000
+uint32_t hstate_margin_us(uint32_t jitter_ms);
+
+/*
+ * A fast generator for the jitter (splitmix64): *seed, seeded once from
+ * arc4random by the caller, advances on each call.  Not for secrets; it
+ * saves a getpid() and a lock per probe that libbsd's arc4random costs.
+ */
+uint32_t hstate_rand(uint64_t *seed);
 
 /*
  * Looks for expect (elen > 0) in win[0..*len), the reply bytes that may

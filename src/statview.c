@@ -67,6 +67,7 @@ snap_grow(void *arr, size_t *cap, size_t n, size_t size)
 		return 0;
 	if ((p = reallocarray(*(void **)arr, n, size)) == NULL)
 		return -1;
+	memset((char *)p + *cap * size, 0, (n - *cap) * size);	/* no stale fields */
 	*(void **)arr = p;
 	*cap = n;
 	return 0;

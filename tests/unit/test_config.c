@@ -95,6 +95,7 @@ test_full_config(void **state)
 	assert_int_equal(svc->max_age_ms, 0);
 	assert_int_equal(svc->age_quiet_ms, 250);
 	assert_int_equal(svc->health.interval_ms, 2000);
+	assert_int_equal(svc->health.jitter_ms, 200);	/* a tenth of interval */
 	assert_int_equal(svc->health.timeout_ms, 1000);
 	assert_int_equal(svc->health.rise, 2);
 	assert_int_equal(svc->health.fall, 3);
@@ -158,6 +159,7 @@ test_defaults(void **state)
 	assert_int_equal(svc->retries, 2);
 	assert_int_equal(svc->proxy_protocol, LBD_PROXY_OFF);
 	assert_int_equal(svc->health.interval_ms, 2000);
+	assert_int_equal(svc->health.jitter_ms, 200);	/* a tenth of interval */
 	assert_int_equal(svc->health.timeout_ms, 1000);
 	assert_int_equal(svc->health.rise, 2);
 	assert_int_equal(svc->health.fall, 3);
@@ -794,6 +796,40 @@ test_health_rules(void **state)
 	expect_error("\n" SERVICE_HEAD
 	    "  health { timeout = \"0s\" }\n"
 	    BACKEND_A "}\n", 2, "health timeout");
+	expect_error("\n" SERVICE_HEAD
+	    "  health { interval = \"1s\" jitter = \"501ms\" }\n"
+	    BACKEND_A "}\n", 2, "jitter must be at most half the interval");
+	expect_error("\n" SERVICE_HEAD
+	    "  health { jitter = \"soon\" }\n"
+	    BACKEND_A "}\n", 4, "jitter");
+}
+
+/* jitter: a tenth of interval unless set; 0 and half the interval allowed. */
+static void
+test_health_jitter(void **state)
+{
+	static const struct {
+		const char *health;
+		uint32_t jitter_ms;
+	} cases[] = {
+		{ "interval = \"1s\"", 100 },
+		{ "interval = \"150ms\" timeout = \"100ms\"", 15 },
+		{ "interval = \"1s\" jitter = \"0s\"", 0 },
+		{ "interval = \"1s\" jitter = \"500ms\"", 500 },
+		{ "jitter = \"50ms\"", 50 },
+	};
+	struct lbd_config *conf;
+	char text[512];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), SERVICE_HEAD "  health { %s }\n" BACKEND_A "}\n",
+		    cases[i].health);
+		assert_non_null(conf = load_text(text));
+		assert_int_equal(conf->services[0].health.jitter_ms, cases[i].jitter_ms);
+		config_free(conf);
+	}
 }
 
 static void
@@ -955,6 +991,7 @@ main(void)
 		cmocka_unit_test_teardown(test_quoted_title_line, teardown_case),
 		cmocka_unit_test_teardown(test_cut_short, teardown_case),
 		cmocka_unit_test_teardown(test_health_rules, teardown_case),
+		cmocka_unit_test_teardown(test_health_jitter, teardown_case),
 		cmocka_unit_test_teardown(test_missing_file, teardown_case),
 		cmocka_unit_test_teardown(test_runtime_dir, teardown_case),
 		cmocka_unit_test_teardown(test_runtime_dir_line, teardown_case),

@@ -92,11 +92,12 @@ test_next_delay_jitter_bounds(void **state)
 	uint32_t i, n = 20000;
 
 	(void)state;
-	assert_int_equal(hstate_next_delay_us(1000, 0), 900000);
-	assert_int_equal(hstate_next_delay_us(1000, UINT32_MAX), 1100000);
+	assert_int_equal(hstate_next_delay_us(1000, 100, 0, 0), 900000);
+	assert_int_equal(hstate_next_delay_us(1000, 100, 0, UINT32_MAX), 1100000);
 	srandom(7);
 	for (i = 0; i < n; i++) {
-		d = hstate_next_delay_us(1000, (uint32_t)random() ^ ((uint32_t)random() << 16));
+		d = hstate_next_delay_us(1000, 100, 0,
+		    (uint32_t)random() ^ ((uint32_t)random() << 16));
 		lo = d < lo ? d : lo;
 		hi = d > hi ? d : hi;
 		sum += d;
@@ -105,6 +106,67 @@ test_next_delay_jitter_bounds(void **state)
 	/* Spread over the whole range, centred on the interval. */
 	assert_true(lo < 905000 && hi > 1095000);
 	assert_in_range(sum / n, 995000, 1005000);
+}
+
+/* A probe may start up to late_us after its due time: the top of the
+ * range gives that back, so the gap between two starts stays in range. */
+static void
+test_next_delay_leaves_room_for_slack(void **state)
+{
+	uint64_t seed = 42, d;
+	uint32_t i;
+
+	(void)state;
+	assert_int_equal(hstate_next_delay_us(2000, 200, 5000, 0), 1800000);
+	assert_int_equal(hstate_next_delay_us(2000, 200, 5000, UINT32_MAX), 2195000);
+	for (i = 0; i < 100000; i++) {
+		d = hstate_next_delay_us(2000, 200, 5000, hstate_rand(&seed));
+		assert_in_range(d, 1800000, 2195000);
+	}
+	/* No jitter: exactly the interval, whatever the slack or rnd. */
+	assert_int_equal(hstate_next_delay_us(2000, 0, 0, UINT32_MAX), 2000000);
+	assert_int_equal(hstate_next_delay_us(2000, 0, 5000, 12345), 2000000);
+	/* A slack wider than the range leaves its bottom. */
+	assert_int_equal(hstate_next_delay_us(2000, 1, 5000, UINT32_MAX), 1999000);
+	/* A jitter wider than the interval cannot underflow. */
+	assert_int_equal(hstate_next_delay_us(100, 500, 0, 0), 0);
+}
+
+static void
+test_slack_follows_jitter(void **state)
+{
+	(void)state;
+	assert_int_equal(hstate_slack_us(0), 0);
+	assert_int_equal(hstate_slack_us(8), 2000);
+	assert_int_equal(hstate_slack_us(200), HSTATE_SLACK_MAX_US);
+	assert_int_equal(hstate_slack_us(UINT32_MAX), HSTATE_SLACK_MAX_US);
+	/* The margin left for a late start covers the slack, and more. */
+	assert_int_equal(hstate_margin_us(0), 0);
+	assert_int_equal(hstate_margin_us(8), 2000);
+	assert_int_equal(hstate_margin_us(100), 25000);
+	assert_int_equal(hstate_margin_us(200), HSTATE_LATE_MAX_US);
+	assert_int_equal(hstate_margin_us(UINT32_MAX), HSTATE_LATE_MAX_US);
+	for (uint32_t j = 0; j < 5000; j += 7)
+		assert_true(hstate_margin_us(j) >= hstate_slack_us(j));
+}
+
+/* The jitter generator spreads evenly: every eighth of the range gets its
+ * share, and two seeds give different sequences. */
+static void
+test_rand_is_uniform(void **state)
+{
+	uint64_t seed = 1, other = 2;
+	uint32_t bins[8] = { 0 }, i, same = 0;
+
+	(void)state;
+	for (i = 0; i < 80000; i++)
+		bins[hstate_rand(&seed) >> 29]++;
+	for (i = 0; i < 8; i++)
+		assert_in_range(bins[i], 9500, 10500);
+	seed = 1;
+	for (i = 0; i < 100; i++)
+		same += hstate_rand(&seed) == hstate_rand(&other);
+	assert_true(same < 2);
 }
 
 static void
@@ -266,6 +328,9 @@ main(void)
 		cmocka_unit_test(test_reset_run),
 		cmocka_unit_test(test_first_delay_within_interval),
 		cmocka_unit_test(test_next_delay_jitter_bounds),
+		cmocka_unit_test(test_next_delay_leaves_room_for_slack),
+		cmocka_unit_test(test_slack_follows_jitter),
+		cmocka_unit_test(test_rand_is_uniform),
 		cmocka_unit_test(test_expect_across_reads),
 		cmocka_unit_test(test_expect_short_and_empty),
 		cmocka_unit_test(test_expect_binary_reply),
