@@ -20,6 +20,7 @@
 #include "balance.h"
 #include "cidr.h"
 #include "conflex.h"
+#include "confnames.h"
 #include "config.h"
 #include "conflisten.h"
 #include "sniroute.h"
@@ -256,7 +257,8 @@ static cfg_opt_t service_opts[] = {
 	CFG_STR_LIST_CB("allow", NULL, CFGF_NODEFAULT, parse_cidr_cb),
 	CFG_STR_LIST_CB("deny", NULL, CFGF_NODEFAULT, parse_cidr_cb),
 	CFG_SEC("health", health_opts, CFGF_NONE),
-	CFG_SEC("backend", backend_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	/* Titled in the file; conflex.c lifts the titles out (see there). */
+	CFG_SEC("backend", backend_opts, CFGF_MULTI),
 	CFG_END()
 };
 
@@ -271,7 +273,7 @@ static cfg_opt_t top_opts[] = {
 	DURATION("worker-stall", "5s"),
 	CFG_BOOL("log-connections", cfg_false, CFGF_NONE),
 	CFG_STR_CB("relay-turn", "8M", CFGF_NONE, parse_turn_cb),
-	CFG_SEC("service", service_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_SEC("service", service_opts, CFGF_MULTI),
 	CFG_END()
 };
 
@@ -372,7 +374,8 @@ load_health(struct load_ctx *ctx, cfg_t *hcfg, struct lbd_service_conf *svc)
 }
 
 static int
-load_backends(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
+load_backends(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc,
+    const struct conflex_section *const *secs)
 {
 	size_t i, n = cfg_size(scfg, "backend");
 	int rc = 0;
@@ -390,10 +393,10 @@ load_backends(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 	for (i = 0; i < n; i++) {
 		cfg_t *bcfg = cfg_getnsec(scfg, "backend", (unsigned)i);
 		struct lbd_backend_conf *be = &svc->backends[i];
-		const char *name = cfg_title(bcfg);
+		const char *name = secs[i]->name;
 		const char *address = cfg_getstr(bcfg, "address");
 
-		be->line = conflex_section_line(&ctx->lex, svc->name, name);
+		be->line = secs[i]->line;
 		if (!valid_name(name)) {
 			config_report(ctx, be->line, "backend name \"%s\": use up to %d letters, "
 			    "digits, '-', '_' or '.'", name, LBD_NAME_LEN - 1);
@@ -497,14 +500,15 @@ load_frontdoor(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 }
 
 static int
-load_service(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
+load_service(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc,
+    const struct conflex_section *const *secs)
 {
-	const char *name = cfg_title(scfg);
+	const char *name = secs[0]->name;
 	const char *balance = cfg_getstr(scfg, "balance");
 	const char *proxy = cfg_getstr(scfg, "proxy-protocol");
 	int rc = 0;
 
-	svc->line = conflex_section_line(&ctx->lex, name, NULL);
+	svc->line = secs[0]->line;
 	if (!valid_name(name)) {
 		config_report(ctx, svc->line, "service name \"%s\": use up to %d letters, "
 		    "digits, '-', '_' or '.'", name, LBD_NAME_LEN - 1);
@@ -533,7 +537,7 @@ load_service(struct load_ctx *ctx, cfg_t *scfg, struct lbd_service_conf *svc)
 		rc = -1;
 	if (load_health(ctx, cfg_getsec(scfg, "health"), svc) == -1)
 		rc = -1;
-	if (load_backends(ctx, scfg, svc) == -1)
+	if (load_backends(ctx, scfg, svc, secs + 1) == -1)
 		rc = -1;
 	if (load_frontdoor(ctx, scfg, svc) == -1)
 		rc = -1;
@@ -577,9 +581,84 @@ load_globals(struct load_ctx *ctx, cfg_t *cfg, struct lbd_config *conf)
 	return 0;
 }
 
+/* The sections conflex recorded, as pointers in file order; at[i]: where
+ * service i's is, its backends' right after it; at[n]: their count. */
+struct config_sections {
+	const struct conflex_section **secs;
+	size_t *at;
+};
+
+/* Titles unique: services in the file, backends in each service. */
+static int
+check_titles(struct load_ctx *ctx, const struct config_sections *cs, size_t n)
+{
+	const struct conflex_section **svcs;
+	size_t i, earlier;
+	long dup;
+	int rc = 0;
+
+	if ((svcs = calloc(n + 1, sizeof(*svcs))) == NULL)
+		return -1;
+	for (i = 0; i < n; i++)
+		svcs[i] = cs->secs[cs->at[i]];
+	if ((dup = confnames_dup(svcs, n, &earlier)) >= 0 && (size_t)dup < n) {
+		config_report(ctx, svcs[dup]->line, "service %s: duplicate title (first at "
+		    "line %d)", svcs[dup]->name, svcs[earlier]->line);
+		rc = -1;
+	}
+	for (i = 0; i < n && dup >= 0; i++) {
+		const struct conflex_section *const *bes = cs->secs + cs->at[i] + 1;
+		size_t nb = cs->at[i + 1] - cs->at[i] - 1;
+
+		if ((dup = confnames_dup(bes, nb, &earlier)) >= 0 && (size_t)dup < nb) {
+			config_report(ctx, bes[dup]->line, "backend %s/%s: duplicate title "
+			    "(first at line %d)", svcs[i]->name, bes[dup]->name, bes[earlier]->line);
+			rc = -1;
+		}
+	}
+	free(svcs);
+	if (dup < 0)
+		config_report(ctx, 0, "out of memory");
+	return dup < 0 ? -1 : rc;
+}
+
+/* Matches conflex's sections with libconfuse's, which come in the same order. */
+static int
+config_sections(struct load_ctx *ctx, cfg_t *cfg, size_t n, struct config_sections *cs)
+{
+	const struct conflex *lx = &ctx->lex;
+	size_t k, i = 0;
+
+	cs->secs = calloc(lx->nsections + 1, sizeof(*cs->secs));
+	cs->at = calloc(n + 1, sizeof(*cs->at));
+	if (cs->secs == NULL || cs->at == NULL) {
+		config_report(ctx, 0, "out of memory");
+		return -1;
+	}
+	for (k = 0; k < lx->nsections; k++) {
+		cs->secs[k] = &lx->sections[k];
+		if (lx->sections[k].depth == 1 && i <= n)
+			cs->at[i++] = k;
+	}
+	if (i != n || (n > 0 && cs->secs[0]->depth != 1)) {
+		config_report(ctx, 1, "the service sections could not be told apart");
+		return -1;
+	}
+	cs->at[n] = lx->nsections;
+	for (i = 0; i < n; i++)
+		if (cs->at[i + 1] - cs->at[i] - 1 !=
+		    cfg_size(cfg_getnsec(cfg, "service", (unsigned)i), "backend")) {
+			config_report(ctx, cs->secs[cs->at[i]]->line, "service %s: a backend "
+			    "section is not where it belongs", cs->secs[cs->at[i]]->name);
+			return -1;
+		}
+	return check_titles(ctx, cs, n);
+}
+
 static int
 config_build(struct load_ctx *ctx, cfg_t *cfg, struct lbd_config *conf)
 {
+	struct config_sections cs = { NULL, NULL };
 	size_t i, n = cfg_size(cfg, "service");
 	int rc = 0;
 
@@ -589,17 +668,25 @@ config_build(struct load_ctx *ctx, cfg_t *cfg, struct lbd_config *conf)
 		config_report(ctx, 1, "no service is defined");
 		return -1;
 	}
+	if (config_sections(ctx, cfg, n, &cs) == -1) {
+		rc = -1;
+		goto done;
+	}
 	if ((conf->services = calloc(n, sizeof(*conf->services))) == NULL) {
 		config_report(ctx, 0, "out of memory");
-		return -1;
+		rc = -1;
+		goto done;
 	}
 	conf->nservices = n;
 	for (i = 0; i < n; i++)
 		if (load_service(ctx, cfg_getnsec(cfg, "service", (unsigned)i),
-		    &conf->services[i]) == -1)
+		    &conf->services[i], cs.secs + cs.at[i]) == -1)
 			rc = -1;
 	if (rc == 0)
 		rc = conflisten_check(conf, listen_report, ctx);
+done:
+	free(cs.secs);
+	free(cs.at);
 	return rc;
 }
 

@@ -11,9 +11,11 @@
 #define CONFLEX_FILE_MAX	(16u << 20)	/* bytes in a configuration file */
 #define CONFLEX_LINE_MAX	65536		/* bytes in a line or a quoted string */
 
+/* A service (depth 1) or backend (depth 2) section, in file order. */
 struct conflex_section {
-	char path[520];			/* "web" or "web/app1", as written */
+	char name[256];			/* its title, "" when it has none */
 	int line;
+	int depth;
 };
 
 struct conflex {
@@ -21,7 +23,6 @@ struct conflex {
 	struct conflex_section *sections;	/* owned, nsections long */
 	size_t nsections;
 	size_t cap;
-	size_t next;			/* where the last lookup ended: they come in order */
 	int err_line;			/* of the error: 0 = the file as a whole */
 	char err[256];			/* set when a call returns -1 */
 };
@@ -30,12 +31,10 @@ struct conflex {
  * and the like, the message already names path). */
 int conflex_read(struct conflex *lx, const char *path);
 /* Refuses a line or quoted string longer than CONFLEX_LINE_MAX and a
- * section still open at the end, blanks comments (newlines kept) and
- * records section lines.  Linear in the length of the text. */
+ * section still open at the end, blanks comments (newlines kept), and
+ * records service and backend sections with their titles, which it blanks
+ * in the text.  Linear in the length of the text. */
 int conflex_scan(struct conflex *lx);
-/* The line on which service (or service/backend) opens, 0 if unknown. */
-int conflex_section_line(struct conflex *lx, const char *service,
-    const char *backend);
 void conflex_free(struct conflex *lx);
 
 #endif

@@ -50,7 +50,7 @@ check_tools() {
 # The lbd sources each target links, beside tests/fuzz/fuzz_NAME.c.
 sources() {
 	case $1 in
-	config) echo src/config.c src/conflex.c src/configpath.c src/addr.c src/balance.c src/conflisten.c src/sni.c src/sniroute.c src/cidr.c ;;
+	config) echo src/config.c src/conflex.c src/confnames.c src/configpath.c src/addr.c src/balance.c src/conflisten.c src/sni.c src/sniroute.c src/cidr.c ;;
 	ctlproto) echo src/ctlproto.c ;;
 	proxyproto) echo src/proxyproto.c src/proxyparse.c ;;
 	sni) echo src/sni.c src/sniroute.c src/cidr.c src/frontdoor.c src/proxyparse.c ;;

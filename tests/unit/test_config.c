@@ -603,6 +603,37 @@ test_duplicate_names(void **state)
 	    "}\n", 5, "duplicate title");
 }
 
+/*
+ * 10 000 backends in one service: each keeps its name and line (conflex
+ * takes the titles out of libconfuse's way), quoted titles too, and a
+ * duplicate at the very end is found with its line and the first one's.
+ */
+static void
+test_ten_thousand_titles(void **state)
+{
+	size_t cap = 10000 * 64 + 256, len = 0, i;
+	char *text = malloc(cap);
+	struct lbd_config *conf;
+
+	(void)state;
+	assert_non_null(text);
+	len += (size_t)snprintf(text + len, cap - len, "%s", SERVICE_HEAD);
+	for (i = 0; i < 10000; i++)
+		len += (size_t)snprintf(text + len, cap - len, i % 2 ?
+		    "    backend b%zu { address = \"127.0.0.1:%zu\" }\n" :
+		    "    backend \"b%zu\" { address = \"127.0.0.1:%zu\" }\n", i, 1000 + i % 5000);
+	snprintf(text + len, cap - len, "}\n");
+	conf = load_ok(text);
+	assert_int_equal(conf->services[0].nbackends, 10000);
+	assert_string_equal(conf->services[0].backends[9998].name, "b9998");
+	assert_string_equal(conf->services[0].backends[4321].name, "b4321");
+	assert_int_equal(conf->services[0].backends[4321].line, 3 + 4321);
+	config_free(conf);
+	snprintf(text + len, cap - len, "    backend b17 { address = \"127.0.0.1:1\" }\n}\n");
+	expect_error(text, 3 + 10000, "duplicate title (first at line 20)");
+	free(text);
+}
+
 static void
 test_no_backend_no_listen(void **state)
 {
@@ -981,6 +1012,7 @@ main(void)
 		cmocka_unit_test_teardown(test_bad_keywords, teardown_case),
 		cmocka_unit_test_teardown(test_leastload_and_age, teardown_case),
 		cmocka_unit_test_teardown(test_duplicate_names, teardown_case),
+		cmocka_unit_test_teardown(test_ten_thousand_titles, teardown_case),
 		cmocka_unit_test_teardown(test_no_backend_no_listen, teardown_case),
 		cmocka_unit_test_teardown(test_listen_twice, teardown_case),
 		cmocka_unit_test_teardown(test_bad_addresses, teardown_case),
