@@ -6,7 +6,9 @@
  * idle sibling takes its turn; it never spins on a ready queue.
  */
 #include <errno.h>
+#include <limits.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,6 +20,7 @@
 #define DEFER_MS		2	/* accept pause while a kicked sibling takes over */
 #define DEFER_GAP_MS		100	/* accepting at least this long between pauses */
 #define ACCEPT_LOG_MS		5000	/* at most one "accept (pausing)" line */
+#define ACCEPT_FD_RESERVE	16	/* descriptors kept for a backend socket, pipes, logs */
 
 void
 accept_pause(struct worker *w, uint64_t until_ms)
@@ -57,8 +60,15 @@ accept_start(struct worker *w)
 		.data.u64 = tag(&w->acc, TAG_KICK),
 	};
 
+	struct rlimit rl;
+
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->acc.kick_fd, &ev) == -1)
 		fatal("kick eventfd %d: epoll_ctl(ADD)", w->acc.kick_fd);
+	w->acc.fd_room = INT_MAX;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < INT_MAX)
+		w->acc.fd_room = rl.rlim_cur > 4 * ACCEPT_FD_RESERVE ?
+		    (int)rl.rlim_cur - ACCEPT_FD_RESERVE : (int)rl.rlim_cur * 3 / 4;
 	accept_resume(w);
 }
 
@@ -196,9 +206,15 @@ accept_ready(struct worker *w, struct listener *l, int max)
 		}
 		len = sizeof(peer);
 		fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd >= 0)
+		if (fd >= 0) {
 			conn_new(w, l, fd, &peer, len);
-		else if (!accept_failed(w, l, errno))
+			/* Descriptors are handed out lowest first: this one says
+			 * how few are left.  The reserve serves this client. */
+			if (fd >= w->acc.fd_room) {
+				accept_pause(w, 0);
+				return;
+			}
+		} else if (!accept_failed(w, l, errno))
 			return;
 	}
 }

@@ -106,6 +106,10 @@ struct acceptor {
 	int deferred;			/* stepped aside once: accept the next one */
 	int defer_paused;		/* paused until an idle sibling takes one */
 	uint64_t logged_ms;		/* last "accept (pausing)" line */
+	/* A client accepted on a descriptor at or above this one leaves too
+	 * few for its backend socket and pipes: accepting stops there until a
+	 * connection closes, and siblings with room take the clients. */
+	int fd_room;
 };
 
 struct worker {
