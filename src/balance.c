@@ -136,9 +136,8 @@ balance_leastload(const uint64_t *load, const uint64_t *active, const uint64_t *
 	return best != -1 ? best : best_any;
 }
 
-/* splitmix64's finaliser: cheap, and every input bit moves every output bit. */
-static uint64_t
-mix64(uint64_t x)
+uint64_t
+balance_mix(uint64_t x)
 {
 	x ^= x >> 30;
 	x *= UINT64_C(0xbf58476d1ce4e5b9);
@@ -156,15 +155,15 @@ balance_client_hash(const struct sockaddr *sa)
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *sin = (const void *)sa;
 
-		return mix64(h ^ sin->sin_addr.s_addr);
+		return balance_mix(h ^ sin->sin_addr.s_addr);
 	}
 	if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *sin6 = (const void *)sa;
 
 		memcpy(&word, sin6->sin6_addr.s6_addr, 8);
-		h = mix64(h ^ word);
+		h = balance_mix(h ^ word);
 		memcpy(&word, sin6->sin6_addr.s6_addr + 8, 8);
-		return mix64(h ^ word);
+		return balance_mix(h ^ word);
 	}
 	return h;
 }
@@ -181,7 +180,7 @@ balance_name_hash(const char *name)
 		h ^= *p;
 		h *= UINT64_C(0x100000001b3);
 	}
-	return mix64(h);
+	return balance_mix(h);
 }
 
 int
@@ -196,7 +195,7 @@ balance_rendezvous(uint64_t client_hash, const uint64_t *ids,
 		if (weights[i] == 0)
 			continue;
 		/* Weighted HRW: -w / ln(u), u uniform in (0,1) from the pair's hash. */
-		u = ((double)(mix64(client_hash ^ mix64(ids[i] + 1)) >> 11) + 0.5) /
+		u = ((double)(balance_mix(client_hash ^ balance_mix(ids[i] + 1)) >> 11) + 0.5) /
 		    9007199254740992.0;
 		score = -(double)weights[i] / log(u);
 		if (best == -1 || score > best_score) {

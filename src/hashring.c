@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "hashring.h"
+#include "balance.h"
 #include "spread.h"
 
 static uint32_t
@@ -126,7 +127,7 @@ hashring_build(struct hashring *r, const uint64_t *keys, const uint32_t *count,
 		for (j = 0; j < count[i]; j++) {
 			/* Point j of a member is the same whatever its count:
 			 * a weight going up or down adds or takes points only. */
-			uint64_t pos = spread_mix(keys[i] ^ spread_mix(j + UINT64_C(1))) >> 32;
+			uint64_t pos = balance_mix(keys[i] ^ balance_mix(j + UINT64_C(1))) >> 32;
 
 			r->points[k++] = pos << 32 | (uint32_t)i;
 		}

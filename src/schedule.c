@@ -35,7 +35,7 @@ schedule_init(struct schedule *s, size_t nbackends)
 	/* The smooth sequence only for a service small enough to use it. */
 	s->seq = nbackends <= SCHED_SMALL_MAX ? malloc(BALANCE_SEQ_MAX) : NULL;
 	/* Each worker draws its own: two workers do not compare the same pairs. */
-	s->rng = spread_mix((uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)s);
+	s->rng = balance_mix((uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)s);
 	return s->weights == NULL || s->ids == NULL || s->keys == NULL ||
 	    s->ramp == NULL || s->count == NULL || s->raw == NULL || s->load == NULL ||
 	    s->over == NULL || s->excl == NULL || s->elig == NULL || s->prefix == NULL ||

@@ -1,6 +1,7 @@
 /*
  * Weighted choices at O(log n) a pick.  See spread.h.
  */
+#include "balance.h"
 #include "spread.h"
 
 size_t
@@ -60,20 +61,9 @@ spread_position(uint64_t c, uint64_t step, uint64_t total)
 }
 
 uint64_t
-spread_mix(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= UINT64_C(0xbf58476d1ce4e5b9);
-	x ^= x >> 27;
-	x *= UINT64_C(0x94d049bb133111eb);
-	x ^= x >> 31;
-	return x;
-}
-
-uint64_t
 spread_draw(uint64_t *state, uint64_t total)
 {
 	*state += UINT64_C(0x9e3779b97f4a7c15);
 	/* Lemire's multiply-shift: no modulo bias worth the name at 2^64. */
-	return (uint64_t)(((unsigned __int128)spread_mix(*state) * total) >> 64);
+	return (uint64_t)(((unsigned __int128)balance_mix(*state) * total) >> 64);
 }

@@ -32,7 +32,5 @@ uint64_t spread_position(uint64_t c, uint64_t step, uint64_t total);
 /* A uniform draw in [0, total), total > 0, advancing the generator state. */
 uint64_t spread_draw(uint64_t *state, uint64_t total);
 
-/* splitmix64's finaliser: every input bit moves every output bit. */
-uint64_t spread_mix(uint64_t x);
 
 #endif

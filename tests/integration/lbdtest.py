@@ -682,6 +682,24 @@ def globals_from(kwargs):
     return {k.replace("_", "-"): value(v) for k, v in kwargs.items()}
 
 
+def limited_lbd_fixture(tmp_path, nofile):
+    """Body of an lbd fixture (yield from) whose daemon runs under
+    prlimit --nofile=nofile; skips without prlimit.  The test gets
+    start(services, workers=1)."""
+    import pytest
+    import shutil
+    if not shutil.which("prlimit"):
+        pytest.skip("no prlimit (util-linux)")
+
+    class LimitedLbd(Lbd):
+        prefix = ("prlimit", "--nofile=%d:%d" % (nofile, nofile), "--")
+
+    def make(i, services, workers=1):
+        return LimitedLbd(tmp_path / ("lbd%d" % i), services, workers=workers)
+
+    yield from lbd_fixture(make)
+
+
 def lbd_fixture(make):
     """Body of an lbd fixture (use with yield from): the test gets
     start(*args, timeout=10.0, **kwargs), which builds an instance with

@@ -5,8 +5,6 @@ room wait in the kernel's accept queue, not closed, and are served as
 connections close."""
 
 import select
-import shutil
-import socket
 import time
 
 import pytest
@@ -18,19 +16,9 @@ NOFILE = 200            # the worker's limit: room for about 90 connections
 CLIENTS = 130
 
 
-class LimitedLbd(lbdtest.Lbd):
-    prefix = ("prlimit", "--nofile=%d:%d" % (NOFILE, NOFILE), "--")
-
-
 @pytest.fixture
 def lbd_limited(tmp_path):
-    if not shutil.which("prlimit"):
-        pytest.skip("no prlimit (util-linux)")
-
-    def make(i, services, workers=1):
-        return LimitedLbd(tmp_path / ("lbd%d" % i), services, workers=workers)
-
-    yield from lbdtest.lbd_fixture(make)
+    yield from lbdtest.limited_lbd_fixture(tmp_path, NOFILE)
 
 
 def answered(pending, wait):

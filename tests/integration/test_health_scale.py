@@ -9,7 +9,6 @@ measured gaps.
 import os
 import re
 import selectors
-import shutil
 import socket
 import threading
 import time
@@ -221,19 +220,9 @@ NOFILE = 128		# lbd's descriptor limit in the next test: 64 for probes
 SILENT = 200		# backends that never answer
 
 
-class LimitedLbd(lbdtest.Lbd):
-    prefix = ("prlimit", "--nofile=%d:%d" % (NOFILE, NOFILE), "--")
-
-
 @pytest.fixture
 def lbd_limited(tmp_path):
-    if not shutil.which("prlimit"):
-        pytest.skip("no prlimit (util-linux)")
-
-    def make(i, services, workers=1):
-        return LimitedLbd(tmp_path / ("lbd%d" % i), services, workers=workers)
-
-    yield from lbdtest.lbd_fixture(make)
+    yield from lbdtest.limited_lbd_fixture(tmp_path, NOFILE)
 
 
 def test_probes_in_flight_stay_within_half_the_descriptor_limit(lbd_limited):

@@ -8,10 +8,9 @@ import hashlib
 import os
 import signal
 import subprocess
-import time
 
 import lbdtest
-from lbdtest import SCALE, poll_until
+from lbdtest import SCALE, poll_until, q
 
 TOTAL = 10000           # backends in all
 FILLER = 1000           # of them in small services; the rest in one, web
@@ -37,10 +36,6 @@ def filler(count, first_service, tag):
         made += n
         k += 1
     return svcs
-
-
-def q(text):
-    return '"%s"' % text
 
 
 def web_service(real, dead, first=0, tag="x"):
