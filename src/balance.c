@@ -7,11 +7,11 @@
 
 #include "balance.h"
 
-static uint32_t
-gcd(uint32_t a, uint32_t b)
+uint64_t
+balance_gcd(uint64_t a, uint64_t b)
 {
 	while (b != 0) {
-		uint32_t t = a % b;
+		uint64_t t = a % b;
 
 		a = b;
 		b = t;
@@ -37,7 +37,7 @@ balance_smooth_sequence(const uint32_t *weights, size_t n, uint8_t *seq)
 	if (n > 256)
 		n = 256;
 	for (i = 0; i < n; i++)
-		g = gcd(g, weights[i]);
+		g = (uint32_t)balance_gcd(g, weights[i]);
 	if (g == 0)
 		return 0;
 	for (i = 0; i < n; i++) {

@@ -45,6 +45,9 @@ int balance_leastconn(const uint64_t *active, const uint32_t *weights, size_t n,
 int balance_leastload(const uint64_t *load, const uint64_t *active, const uint64_t *recent,
     const uint32_t *weights, size_t n, uint64_t rotate);
 
+/* Greatest common divisor; 0 with 0 gives 0. */
+uint64_t balance_gcd(uint64_t a, uint64_t b);
+
 /* splitmix64's finaliser: cheap, and every input bit moves every output bit. */
 uint64_t balance_mix(uint64_t x);
 

@@ -8,18 +8,6 @@
 #include "balance.h"
 #include "spread.h"
 
-static uint32_t
-hashring_gcd(uint32_t a, uint32_t b)
-{
-	while (b != 0) {
-		uint32_t t = a % b;
-
-		a = b;
-		b = t;
-	}
-	return a;
-}
-
 uint32_t
 hashring_unit(const uint32_t *weights, size_t n)
 {
@@ -27,7 +15,7 @@ hashring_unit(const uint32_t *weights, size_t n)
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		g = hashring_gcd(g, weights[i]);
+		g = (uint32_t)balance_gcd(g, weights[i]);
 	return g > 0 ? g : 1;
 }
 

@@ -170,18 +170,6 @@ schedule_build_ring(struct schedule *s, const struct lbd_service_conf *svc)
 	schedule_lay_ring(s, svc, 0);
 }
 
-static uint32_t
-schedule_gcd(uint32_t a, uint32_t b)
-{
-	while (b != 0) {
-		uint32_t t = a % b;
-
-		a = b;
-		b = t;
-	}
-	return a;
-}
-
 /* The eligible backends in order, and the sums of their weights over the
  * weights' gcd: what the large picks search.  Returns that period. */
 static uint64_t
@@ -192,7 +180,7 @@ schedule_compact(struct schedule *s, const struct lbd_service_conf *svc)
 	size_t i, k = 0;
 
 	for (i = 0; i < svc->nbackends; i++)
-		g = schedule_gcd(g, s->weights[i]);
+		g = (uint32_t)balance_gcd(g, s->weights[i]);
 	for (i = 0; i < svc->nbackends; i++)
 		if (s->weights[i] > 0) {
 			sum += s->weights[i] / g;

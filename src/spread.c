@@ -21,18 +21,6 @@ spread_find(const uint64_t *prefix, size_t n, uint64_t r)
 	return lo;
 }
 
-static uint64_t
-spread_gcd(uint64_t a, uint64_t b)
-{
-	while (b != 0) {
-		uint64_t t = a % b;
-
-		a = b;
-		b = t;
-	}
-	return a;
-}
-
 uint64_t
 spread_step(uint64_t total)
 {
@@ -46,9 +34,9 @@ spread_step(uint64_t total)
 	/* A coprime lies within a few of any number: the gap between
 	 * integers coprime with total is tiny next to total (Jacobsthal). */
 	for (d = 0; d < total; d++) {
-		if (near + d < total && spread_gcd(near + d, total) == 1)
+		if (near + d < total && balance_gcd(near + d, total) == 1)
 			return near + d;
-		if (d <= near && near - d > 0 && spread_gcd(near - d, total) == 1)
+		if (d <= near && near - d > 0 && balance_gcd(near - d, total) == 1)
 			return near - d;
 	}
 	return 1;

@@ -98,21 +98,12 @@ def capture(port, out):
     s = syncap.open_syn_socket(port)
     s.settimeout(0.2)
     idx, stamps = array.array("I"), array.array("Q")
-    fresh = syncap.Fresh()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     print("READY", flush=True)
-    while not stop:
-        try:
-            got = syncap.read_syn(s)
-        except (socket.timeout, InterruptedError):
-            continue
-        if got is None or got[0][:2] != b"\x7f\x01":
-            continue
-        i = got[0][2] * 250 + got[0][3] - 1
-        if fresh(i, got[1], got[2]):
-            idx.append(i)
-            stamps.append(got[2])
+    for i, t in syncap.probes(s, lambda: bool(stop)):
+        idx.append(i)
+        stamps.append(t)
     with open(out, "wb") as f:
         f.write(len(idx).to_bytes(8, "little"))
         idx.tofile(f)

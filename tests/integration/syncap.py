@@ -77,6 +77,23 @@ def drops(s):
     return struct.unpack("II", st)[1]
 
 
+def probes(s, stopped):
+    """(backend index, CLOCK_REALTIME ns) of each probe's first SYN to a
+    backend at 127.1.x.y (index x * 250 + y - 1), until stopped() is true;
+    s must have a timeout so that stopped() is asked now and then."""
+    fresh = Fresh()
+    while not stopped():
+        try:
+            got = read_syn(s)
+        except (socket.timeout, InterruptedError):
+            continue
+        if got is None or got[0][:2] != b"\x7f\x01":
+            continue
+        i = got[0][2] * 250 + got[0][3] - 1
+        if fresh(i, got[1], got[2]):
+            yield i, got[2]
+
+
 class Fresh:
     """Tells a probe's SYN from the kernel sending it again: the same
     source port to the same backend within RETRY_NS (the first

@@ -17,11 +17,11 @@ import collections
 import json
 import os
 import re
-import socket
 import subprocess
 
 import lbdtest
 from lbdtest import SCALE, service
+from test_balance import open_held
 
 
 def lbstat_backends(d, svc="web"):
@@ -36,18 +36,10 @@ def lbstat_backends(d, svc="web"):
     return {b["name"]: b for b in s["backends"]}
 
 
-def open_held(port):
+def greeted(port, src=None):
     """A connection through lbd past its backend's greeting."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(5 * SCALE)
-    try:
-        s.connect(("127.0.0.1", port))
-        line = lbdtest.recv_line(s)
-        assert line.endswith(b"\n"), "no greeting: %r" % line
-    except BaseException:
-        s.close()
-        raise
-    return s
+    return open_held(port, src)[0]
+
 
 
 def test_leastconn_drawn_spread(lbd, backend):
@@ -62,7 +54,7 @@ def test_leastconn_drawn_spread(lbd, backend):
     held = []
     try:
         for _ in range(160):
-            held.append(open_held(d.port["web"]))
+            held.append(greeted(d.port["web"]))
         st = lbdtest.poll_until(
             lambda: (lambda b: b if sum(x["active"] for x in b.values()) == 160
                      else None)(lbstat_backends(d)), 5 * SCALE)
@@ -98,7 +90,7 @@ def test_leastconn_drawn_retries_past_refusals(lbd, backend):
     try:
         d = lbd([service("web", rows, balance="leastconn", retries=40)],
                 workers=2)
-        held = [open_held(d.port["web"]) for _ in range(60)]
+        held = [greeted(d.port["web"]) for _ in range(60)]
         st = lbdtest.poll_until(
             lambda: (lambda b: b if sum(x["active"] for x in b.values()) == 60
                      else None)(lbstat_backends(d)), 5 * SCALE)
@@ -118,16 +110,7 @@ def test_leastconn_drawn_retries_past_refusals(lbd, backend):
 
 
 def close_after_greeting(port, src=None):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(5 * SCALE)
-    try:
-        if src:
-            s.bind((src, 0))
-        s.connect(("127.0.0.1", port))
-        line = lbdtest.recv_line(s)
-        assert line.endswith(b"\n"), "no greeting: %r" % line
-    finally:
-        s.close()
+    greeted(port, src).close()
 
 
 def test_roundrobin_large_exact_period(lbd, backend):

@@ -91,17 +91,8 @@ class Farm:
             t.start()
 
     def _read(self):
-        fresh = syncap.Fresh()
-        while not self.stopping:
-            try:
-                got = syncap.read_syn(self.cap)
-            except (socket.timeout, InterruptedError):
-                continue
-            if got is None or got[0][:2] != b"\x7f\x01":
-                continue
-            i = got[0][2] * 250 + got[0][3] - 1
-            if fresh(i, got[1], got[2]):
-                self.syns.append((i, got[2]))
+        for probe in syncap.probes(self.cap, lambda: self.stopping):
+            self.syns.append(probe)
 
     def _accept(self):
         """Accepts and closes what completes (a probe whose reset came

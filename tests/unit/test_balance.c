@@ -52,18 +52,6 @@ reference_smooth(const uint32_t *weights, size_t n, size_t steps, uint8_t *out)
 	return steps;
 }
 
-static uint32_t
-gcd32(uint32_t a, uint32_t b)
-{
-	while (b != 0) {
-		uint32_t t = a % b;
-
-		a = b;
-		b = t;
-	}
-	return a;
-}
-
 /* Deterministic xorshift, so a failure can be replayed. */
 static uint64_t
 rnd(uint64_t *s)
@@ -140,7 +128,7 @@ check_period(const uint32_t *w, size_t n)
 	size_t len, i, total = 0;
 
 	for (i = 0; i < n; i++)
-		g = gcd32(g, w[i]);
+		g = (uint32_t)balance_gcd(g, w[i]);
 	for (i = 0; i < n; i++) {
 		reduced[i] = g != 0 ? w[i] / g : 0;
 		total += reduced[i];
