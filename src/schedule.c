@@ -188,6 +188,9 @@ schedule_compact(struct schedule *s, const struct lbd_service_conf *svc)
 			s->prefix[k++] = sum;
 		}
 	s->neligible = k;
+	/* Every step of the sums is at least 1, so a total of k means all are
+	 * 1: the owner of a position is the position, no search. */
+	s->uniform = sum == k;
 	s->step = spread_step(sum);
 	return sum;
 }

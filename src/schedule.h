@@ -63,6 +63,7 @@ struct schedule {
 	uint32_t *elig;			/* eligible backends' indexes, in order */
 	uint64_t *prefix;		/* sums of their weights over the gcd, to each */
 	size_t neligible;
+	int uniform;			/* equal weights: prefix[i] is i + 1 */
 	uint64_t step;			/* the golden-ratio roundrobin's step */
 	uint8_t *seq;			/* smooth weighted order, len entries (small) */
 	size_t len;

@@ -254,6 +254,43 @@ test_rr_large_exact_period(void **state)
 	sched_free(&other);
 }
 
+/*
+ * Equal weights (3 each: 1 over the gcd), some down: the pick takes the
+ * position's owner without a search, and turn k is still the golden order's
+ * k-th, the up backends' (k * step) mod n-th, each once per period.
+ */
+static void
+test_rr_large_uniform(void **state)
+{
+	enum { N = 5000 };
+	static uint32_t w[N], up[N], got[N];
+	struct fake *f;
+	uint64_t period = 0, step, k;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < N; i++)
+		w[i] = 3;
+	f = fake_new(N, LBD_BALANCE_ROUNDROBIN, w);
+	for (i = 0; i < N; i += 89)
+		fake_health(f, i, LBD_HEALTH_DOWN);
+	for (i = 0; i < N; i++)
+		if (i % 89 != 0)
+			up[period++] = (uint32_t)i;
+	step = spread_step(period);
+	for (k = 0; k < period; k++) {
+		struct sched_walk walk = { 0 };
+		int b = schedule_next(&f->sched, &f->svc, &f->map, 0, &walk, NULL);
+
+		assert_int_equal(b, up[spread_position(k, step, period)]);
+		got[b]++;
+	}
+	assert_true(f->sched.uniform);
+	for (i = 0; i < N; i++)
+		assert_int_equal(got[i], i % 89 == 0 ? 0 : 1);
+	fake_free(f);
+}
+
 /* Slow start in a large service: weights are scaled by 10, not squeezed
  * into the smooth sequence's length, so a weight-1 backend at 30% of its
  * ramp gets 3 turns for every other backend's 10. */
@@ -733,6 +770,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_spread_find_and_step),
+		cmocka_unit_test(test_rr_large_uniform),
 		cmocka_unit_test(test_rr_small_as_before),
 		cmocka_unit_test(test_rr_large_exact_period),
 		cmocka_unit_test(test_rr_large_slowstart),
