@@ -86,10 +86,7 @@ def serve(first, count, port, out):
                 c.close()
                 idx.append(i)
                 stamps.append(now)
-    with open(out, "wb") as f:
-        f.write(len(idx).to_bytes(8, "little"))
-        idx.tofile(f)
-        stamps.tofile(f)
+    write_stamps(out, idx, stamps)
 
 
 def capture(port, out):
@@ -104,12 +101,18 @@ def capture(port, out):
     for i, t in syncap.probes(s, lambda: bool(stop)):
         idx.append(i)
         stamps.append(t)
-    with open(out, "wb") as f:
+    write_stamps(out, idx, stamps)
+    with open(out + ".drops", "w") as f:
+        f.write("%d\n" % syncap.drops(s))
+
+
+def write_stamps(path, idx, stamps):
+    """(backend index, ns) pairs as read_stamps reads them: a count, then
+    the indexes, then the stamps."""
+    with open(path, "wb") as f:
         f.write(len(idx).to_bytes(8, "little"))
         idx.tofile(f)
         stamps.tofile(f)
-    with open(out + ".drops", "w") as f:
-        f.write("%d\n" % syncap.drops(s))
 
 
 def read_stamps(path):
