@@ -13,8 +13,9 @@
  *   its weight's share of every period of the shared counter.
  * - leastconn, leastload: every eligible backend compared while there are
  *   at most SCHED_EXACT_MAX (exact at the moment of choice); above, the
- *   best of SCHED_CHOICES drawn at random in proportion to weight and the
- *   last choice's runner-up (O(log n)).
+ *   best of the roundrobin turn's backend (ties go to it), the last
+ *   choice's runner-up and SCHED_CHOICES - 1 drawn at random in proportion
+ *   to weight (O(log n)).
  * - source: up to SCHED_SMALL_MAX backends, weighted rendezvous hashing
  *   (exact shares, the mapping of every lbd before); above, the hash ring,
  *   O(log n).  Both are consistent: a backend going away moves only its
@@ -42,7 +43,7 @@
 #define SCHED_FULL_MAX		64	/* full backends skipped before the client queues */
 #define SCHED_SMALL_MAX		64	/* up to this many backends: the smooth sequence */
 #define SCHED_EXACT_MAX		32	/* leastconn scans up to this many eligible ones */
-#define SCHED_CHOICES		2	/* ...and draws this many above */
+#define SCHED_CHOICES		2	/* ...and compares this many above (the turn's and draws) */
 #define SCHED_REBUILD_MS	5	/* a large service's schedule, at most this often */
 
 /* One service's schedule in one worker; built on first use. */

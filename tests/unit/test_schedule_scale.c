@@ -453,6 +453,38 @@ test_leastconn_sampled_spread(void **state)
 	fake_free(f);
 }
 
+/*
+ * 10 000 idle backends: while every candidate is as light as the next, the
+ * sampled leastconn takes the roundrobin turn's backend, so a few held
+ * connections follow the golden order (3 hosts behind addresses i mod 3
+ * share them evenly) instead of landing wherever the draws fall.
+ */
+static void
+test_leastconn_sampled_idle_rotates(void **state)
+{
+	enum { N = 10000, HELD = 300, HOSTS = 3 };
+	struct fake *f = fake_new(N, LBD_BALANCE_LEASTCONN, NULL);
+	uint64_t step = spread_step(N), k, host[HOSTS] = { 0 };
+	size_t h;
+
+	(void)state;
+	f->sched.rng = 1;
+	for (k = 0; k < HELD; k++) {
+		int b = pick_one(f, NULL);
+
+		assert_int_equal(b, (int)spread_position(k, step, N));
+		assert_int_equal(get_active(f, (size_t)b), 0);
+		set_active(f, (size_t)b, 1);
+		host[(size_t)b % HOSTS]++;
+	}
+	print_message("leastconn sampled, %d held on %d idle: per host %llu %llu %llu\n",
+	    HELD, N, (unsigned long long)host[0], (unsigned long long)host[1],
+	    (unsigned long long)host[2]);
+	for (h = 0; h < HOSTS; h++)
+		assert_true(host[h] >= HELD / HOSTS - 3 && host[h] <= HELD / HOSTS + 3);
+	fake_free(f);
+}
+
 /* ---- source ---- */
 
 /* Small services keep rendezvous: the same backend as before. */
@@ -777,6 +809,7 @@ main(void)
 		cmocka_unit_test(test_leastconn_small_as_before),
 		cmocka_unit_test(test_leastload_small_as_before),
 		cmocka_unit_test(test_leastconn_sampled_spread),
+		cmocka_unit_test(test_leastconn_sampled_idle_rotates),
 		cmocka_unit_test(test_source_small_as_before),
 		cmocka_unit_test(test_source_ring_consistent),
 		cmocka_unit_test(test_ring_evenness),
