@@ -449,7 +449,7 @@ test_leastconn_sampled_spread(void **state)
 		}
 	print_message("leastconn sampled, 9000 up, %d open: active per backend %llu..%llu\n",
 	    OPEN, (unsigned long long)lo, (unsigned long long)hi);
-	assert_true(lo >= 1 && hi <= 14);
+	assert_true(lo >= 4 && hi <= 13);
 	fake_free(f);
 }
 
