@@ -15,6 +15,7 @@ alone.  Everything runs on loopback, in a private temp dir, on ports
 import argparse
 import datetime
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -23,18 +24,30 @@ import balance
 import bench
 import scalephases as phases
 from bench import log
-from scaleprocs import (BACKEND_PORT, KINDS, MODES, PORTS, READY_PORTS,
+from scaleprocs import (BACKEND_PORT, MODES, PORTS, READY_PORTS,
                         Scaled, start_backends, started)
 
 # -------------------------------------------------------------------- rates
 
-def backends_used(b):
-    """How many of lbd's backends took a connection (lbstat -j)."""
+def conns_per_backend(b):
+    """lbd's connections so far per backend, in config order (lbstat -j),
+    or None."""
     snap = b.lbstat()
     if not snap:
         return None
-    return sum(1 for x in snap["services"][0]["backends"]
-               if x.get("connections", 0) > 0)
+    return [x.get("connections", 0) for x in snap["services"][0]["backends"]]
+
+
+def busiest_host(before, after):
+    """Of the connections opened between two conns_per_backend, how many
+    the busiest nginx took (address i is nginx i mod 3's): how evenly the
+    balancer spread wrk's keep-alive connections over the real hosts."""
+    if before is None or after is None or len(before) != len(after):
+        return None
+    hosts = [0] * len(READY_PORTS)
+    for i, (a, z) in enumerate(zip(before, after)):
+        hosts[i % len(hosts)] += z - a
+    return max(hosts)
 
 
 def rate_one(env, kind, mode, count, notes):
@@ -47,9 +60,14 @@ def rate_one(env, kind, mode, count, notes):
     try:
         load(b, "short", res, notes)
         time.sleep(0.5)
+        before = conns_per_backend(b) if b.kind == "lbd" else None
         load(b, "ka", res, notes)
-        if kind == "lbd":
-            res["used"] = backends_used(b)
+        if b.kind == "lbd":
+            after = conns_per_backend(b)
+            res["used"] = sum(1 for c in after or [] if c > 0) \
+                if after else None
+            if b.env.args.listeners != "shared":  # hosts hashed, not mapped
+                res["ka_host"] = busiest_host(before, after)
         b.check_alive("rates", notes)
     finally:
         b.__exit__()
@@ -80,7 +98,8 @@ def run_rates(env, notes):
     for rep in range(env.args.repeat):
         for count in env.args.counts:
             for mode in env.args.modes:
-                for kind in (KINDS[::-1] if flip else KINDS):
+                kinds = ["lbd", peer(env.args)]
+                for kind in (kinds[::-1] if flip else kinds):
                     log("rates %d/%d: %s %s %d backends" % (
                         rep + 1, env.args.repeat, kind, mode, count))
                     out.setdefault((kind, mode, count), []).append(
@@ -90,6 +109,16 @@ def run_rates(env, notes):
 
 
 # ------------------------------------------------------------------- report
+
+def peer(args):
+    """What lbd's rates are compared with: HAProxy, or with --baseline
+    another lbd binary (an A/B of two builds in one run)."""
+    return "lbd-base" if args.baseline else "haproxy"
+
+
+def peer_label(args):
+    return "base" if args.baseline else "HAProxy"
+
 
 def med(results, key):
     vals = [r[key] for r in results if r.get(key) is not None]
@@ -114,15 +143,15 @@ RATE_ROWS = [("short", "short conn req/s", True),
 def rate_rows(rates, args):
     """One row per load, mode and count; ratios to HAProxy and to the
     smallest count of the same balancer and mode."""
-    rows, base = [], min(args.counts)
+    rows, base, other = [], min(args.counts), peer(args)
     for key, label, higher in RATE_ROWS:
         for mode in args.modes:
             for count in args.counts:
                 lr = rates.get(("lbd", mode, count), [])
-                hr = rates.get(("haproxy", mode, count), [])
+                hr = rates.get((other, mode, count), [])
                 lv, hv = med(lr, key), med(hr, key)
                 lb = med(rates.get(("lbd", mode, base), []), key)
-                hb = med(rates.get(("haproxy", mode, base), []), key)
+                hb = med(rates.get((other, mode, base), []), key)
                 na = next((r["na"] for r in lr if "na" in r), None)
                 used = med(lr, "used")
                 fm = "%.0f" if higher else "%.1f"
@@ -130,7 +159,7 @@ def rate_rows(rates, args):
                     "%s %s" % (label, mode), str(count),
                     na or num(lv, fm), num(hv, fm), ratio(lv, hv),
                     ratio(lv, lb), ratio(hv, hb),
-                    ">= 1.1x HAProxy" + (", >= 0.95x of %d" % base
+                    ">= 1.1x " + peer_label(args) + (", >= 0.95x of %d" % base
                                          if count != base else "")
                     if higher else "",
                     met(lv, hv, lb) if higher else "",
@@ -145,8 +174,12 @@ def detail(lr, hr, key, used):
     alone: their spread is the error bar of the median on a shared box."""
     each = ["%.2f" % (a[key] / b[key]) for a, b in zip(lr, hr)
             if a.get(key) and b.get(key)]
+    hosts = [str(r["ka_host"]) for r in lr
+             if key == "ka" and r.get("ka_host") is not None]
     return ("" if used is None else "lbd used %d" % used) + (
-        "; each %s" % " ".join(each) if len(each) > 1 else "")
+        "; each %s" % " ".join(each) if len(each) > 1 else "") + (
+        "; busiest nginx's share of the 50 conns %s" % " ".join(hosts)
+        if hosts else "")
 
 
 def met(lv, hv, lb):
@@ -163,24 +196,26 @@ HEAD = ["metric", "backends", "lbd", "HAProxy", "lbd/HAProxy",
 def render(env, vers, rates, other, notes, started_at, elapsed):
     a = env.args
     rows = (rate_rows(rates, a) if rates else []) + other
+    head = [h.replace("HAProxy", peer_label(a)) for h in HEAD]
     lines = bench.report_head("lbd at scale", started_at, elapsed) + [
         "loopback only; backends: 3 nginx (2 workers each) on %d addresses "
         "127.77.x.y:%d, the same processes for every count; balancers: "
         "2 workers/threads, health checks every %s (lbd: timeout 1s; "
         "HAProxy: check inter)" % (len(env.addrs), BACKEND_PORT, a.interval),
-        "rates: wrk 2 threads 50 conns %d s per run, lbd and HAProxy "
+        "rates: wrk 2 threads 50 conns %d s per run, lbd and %s "
         "interleaved, %d repetition(s) (median); 'vs fewest' = the rate at "
         "this count / at %d backends, same balancer and mode; CPU = "
         "utime+stime of all the balancer's processes per request, health "
         "checks included; source "
         "hashing sends one client address (wrk's) to one backend" % (
-            a.duration, a.repeat, min(a.counts)),
-        "versions: " + vers,
+            a.duration, peer_label(a), a.repeat, min(a.counts)),
+        "versions: " + vers + ("; base: %s" % a.baseline
+                               if a.baseline else ""),
         "load average (1 min) at the start and the end: %s; the machine "
         "is shared, so noise from others' work lands in single cells" %
         env.loadavg,
         "",
-        bench.text_table(HEAD, rows),
+        bench.text_table(head, rows),
     ]
     if notes:
         lines += ["", "notes:"] + ["  - " + n for n in notes]
@@ -222,6 +257,10 @@ OPTIONS = [
     ("hold-workers", int, 4, "lbd workers holding them"),
     ("hold-backends", int, 64, "backends they are spread over"),
     ("skip", str, "", "phases to leave out: rates,health,reload,hold"),
+    ("listeners", str, "per-address", "the backends' sockets: per-address "
+     "(each nginx listens on its share of the addresses) or shared (every "
+     "nginx on port %d of every address, one reuseport group)" %
+     BACKEND_PORT),
 ]
 
 
@@ -235,6 +274,9 @@ def parse():
     ap.add_argument("--quick", action="store_true",
                     help="3 and 64 backends, 3 s loads, small counts; "
                     "writes last-scale-quick.txt")
+    ap.add_argument("--baseline", metavar="LBD",
+                    help="another lbd binary, compared in the rate rows in "
+                    "HAProxy's place (an A/B of two builds in one run)")
     ap.add_argument("--out", help="where to write the table")
     ap.add_argument("--keep-tmp", action="store_true")
     ap.add_argument("--healthscale", default=os.path.join(
@@ -250,6 +292,10 @@ def parse():
     args.skip = [s for s in args.skip.split(",") if s]
     if not 1 <= args.duration <= 60 or not 1 <= args.repeat <= 9:
         ap.error("--duration 1..60, --repeat 1..9")
+    if args.listeners not in ("per-address", "shared"):
+        ap.error("--listeners per-address or shared")
+    if args.baseline and not os.access(args.baseline, os.X_OK):
+        ap.error("--baseline %s: not an executable lbd" % args.baseline)
     if min(args.counts + args.health_counts) < 1 or args.hold_conns > 80000:
         ap.error("counts must be positive, --hold-conns at most 80000")
     return args
@@ -262,6 +308,9 @@ def main():
     tmp = tempfile.mkdtemp(prefix="lbd-scale.")
     os.chmod(tmp, 0o755)
     env = balance.prepare(args, tmp)
+    if args.baseline:   # a private copy, as prepare makes of lbd
+        env.lbd_base = os.path.join(tmp, "lbd-base")
+        shutil.copy2(args.baseline, env.lbd_base)
     started_at = datetime.datetime.now().astimezone()
     t0 = time.monotonic()
     notes, rates, other = [], {}, []

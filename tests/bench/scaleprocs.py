@@ -15,9 +15,9 @@ from bench import PROCS, log, run_cmd, write
 
 BACKEND_PORT = 19399                # on every backend address 127.77.x.y
 READY_PORTS = [19390, 19391, 19392]  # one per nginx on 127.0.0.1: wait_ready
-PORTS = {"lbd": 19300, "haproxy": 19301, "reload": 19302, "hold": 19303}
+PORTS = {"lbd": 19300, "haproxy": 19301, "reload": 19302, "hold": 19303,
+         "lbd-base": 19304}
 MODES = ["roundrobin", "leastconn", "source"]
-KINDS = ["lbd", "haproxy"]
 
 
 def backend_addrs(n):
@@ -37,8 +37,13 @@ def nginx_conf(env, j, addrs):
     status = "        listen 127.0.0.1:%d backlog=4096;\n" % READY_PORTS[j]
     # reuseport: a socket per worker, connections hashed between them, so
     # wrk's 50 keep-alive connections do not all land on one worker
-    listens = "".join("        listen %s reuseport backlog=4096;\n" % a
-                      for a in mine)
+    if env.args.listeners == "shared":
+        # one port on every address: all 6 workers' sockets in one
+        # reuseport group, the same hot sockets at any backend count
+        listens = "        listen %d reuseport backlog=4096;\n" % BACKEND_PORT
+    else:
+        listens = "".join("        listen %s reuseport backlog=4096;\n" % a
+                          for a in mine)
     return text.replace(status, status + listens)
 
 
@@ -60,15 +65,24 @@ def start_backends(env, count):
 # ---------------------------------------------------------------- balancers
 
 class Scaled(balance.Scenario):
-    """lbd or HAProxy over the first `count` backends; balance.Scenario
-    writes the file, starts and stops it and asks lbd -t first."""
+    """lbd, HAProxy or lbd-base (the --baseline binary, lbd's config) over
+    the first `count` backends; balance.Scenario writes the file, starts and
+    stops it and asks lbd -t first."""
 
     READY_TIMEOUT = 120.0
 
     def __init__(self, env, kind, mode, count, port, workers=2):
-        super().__init__(env, ("%s-%s-%d" % (kind, mode, count), "", kind,
+        super().__init__(env, ("%s-%s-%d" % (kind, mode, count), "",
+                               "lbd" if kind == "lbd-base" else kind,
                                mode, port))
         self.count, self.workers = count, workers
+        self.base = kind == "lbd-base"
+
+    def argv(self):
+        argv = super().argv()
+        if self.base:
+            argv[0] = self.env.lbd_base
+        return argv
 
     def conf_text(self):
         addrs, iv = self.env.addrs[:self.count], self.env.args.interval
