@@ -174,12 +174,14 @@ def detail(lr, hr, key, used):
     alone: their spread is the error bar of the median on a shared box."""
     each = ["%.2f" % (a[key] / b[key]) for a, b in zip(lr, hr)
             if a.get(key) and b.get(key)]
-    hosts = [str(r["ka_host"]) for r in lr
-             if key == "ka" and r.get("ka_host") is not None]
+    def hosts(results):
+        return " ".join(str(r["ka_host"]) for r in results
+                        if key == "ka" and r.get("ka_host") is not None)
+    lh, hh = hosts(lr), hosts(hr)
     return ("" if used is None else "lbd used %d" % used) + (
         "; each %s" % " ".join(each) if len(each) > 1 else "") + (
-        "; busiest nginx's share of the 50 conns %s" % " ".join(hosts)
-        if hosts else "")
+        "; busiest nginx's share of the 50 conns %s" % lh if lh else "") + (
+        " (base %s)" % hh if hh else "")
 
 
 def met(lv, hv, lb):
